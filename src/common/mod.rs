@@ -1,0 +1,12 @@
+//! Shared runtime pieces: the `Context` (CephContext analog) and what it owns.
+
+pub mod config;
+pub mod context;
+pub mod entity;
+pub mod error;
+pub mod formatter;
+pub mod log;
+pub mod options;
+pub mod perf;
+pub mod subsys;
+pub mod throttle;
