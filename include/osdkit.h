@@ -15,15 +15,6 @@
 #include <stdint.h>
 #include <stddef.h>
 
-// Requests longer than this without a terminator get an `ERROR:` reply. Ceph's limit is 1024
-// bytes; ours leaves room for long `config set` values and JSON arguments.
-#define MAX_REQUEST (64 * 1024)
-
-#define MAX_CONNS 256
-
-// `sizeof(sun_path) - 1` on Linux.
-#define MAX_PATH 107
-
 // Version of the library these declarations describe; `osdkit_version()` is the run-time one.
 #define OSDKIT_VERSION_MAJOR 0
 
@@ -47,29 +38,6 @@
 #define OSDKIT_UNIT_NONE 0
 
 #define OSDKIT_UNIT_BYTES 1
-
-#define PERFCOUNTER_NONE 0
-
-#define PERFCOUNTER_TIME 1
-
-#define PERFCOUNTER_U64 2
-
-#define PERFCOUNTER_LONGRUNAVG 4
-
-#define PERFCOUNTER_COUNTER 8
-
-#define PERFCOUNTER_HISTOGRAM 16
-
-// Ceph's `PerfCountersBuilder::PRIO_*`.
-#define PRIO_CRITICAL 10
-
-#define PRIO_INTERESTING 8
-
-#define PRIO_USEFUL 5
-
-#define PRIO_UNINTERESTING 2
-
-#define PRIO_DEBUGONLY 0
 
 // Where a command callback puts its reply (or its error text when it returns < 0).
 typedef struct osdkit_asok_reply osdkit_asok_reply;

@@ -17,6 +17,13 @@ tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 cbindgen --quiet --config cbindgen.toml --crate osdkit --output "$tmp" .
 
+# Everything the header declares must carry the library's prefix.
+stray=$(grep -Eo '^#define [A-Za-z_0-9]+|^typedef struct [A-Za-z_0-9]+' "$tmp" | awk '{print $NF}' | grep -Ev '^(OSDKIT_|osdkit_)' || true)
+if [ -n "$stray" ]; then
+  echo "header: names without the osdkit prefix (exclude them in cbindgen.toml): $stray" >&2
+  exit 1
+fi
+
 if [ "${1:-}" != "--check" ]; then
   mkdir -p include
   cp "$tmp" "$out"

@@ -100,9 +100,18 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
 
     // Everything below goes through the real Unix socket, as `ceph --admin-daemon` would.
     let version = parse(&ask(&client, json!({"prefix": "version", "format": "json"}))?)?;
-    ask(&client, json!({"prefix": "config set", "var": "debug_ms", "val": ["5"]}))?;
-    let debug_ms = parse(&ask(&client, json!({"prefix": "config get", "var": "debug_ms", "format": "json"}))?)?;
-    let echo = parse(&ask(&client, json!({"prefix": "echo", "msg": "hello", "format": "json"}))?)?;
+    ask(
+        &client,
+        json!({"prefix": "config set", "var": "debug_ms", "val": ["5"]}),
+    )?;
+    let debug_ms = parse(&ask(
+        &client,
+        json!({"prefix": "config get", "var": "debug_ms", "format": "json"}),
+    )?)?;
+    let echo = parse(&ask(
+        &client,
+        json!({"prefix": "echo", "msg": "hello", "format": "json"}),
+    )?)?;
     let perf = parse(&ask(&client, json!({"prefix": "perf dump", "format": "json"}))?)?;
     let mut rtts: Vec<Duration> = (0..200)
         .map(|_| {
@@ -113,9 +122,12 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
     rtts.sort();
     let p50 = rtts[rtts.len() / 2];
     let p99 = rtts[rtts.len() * 99 / 100];
-    let ncmds = parse(&ask(&client, json!({"prefix": "get_command_descriptions", "format": "json"}))?)?
-        .as_object()
-        .map_or(0, |o| o.len());
+    let ncmds = parse(&ask(
+        &client,
+        json!({"prefix": "get_command_descriptions", "format": "json"}),
+    )?)?
+    .as_object()
+    .map_or(0, |o| o.len());
 
     let summary = FVal::obj()
         .with("entity", FVal::str(ctx.name().to_string()))
@@ -153,10 +165,20 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
             "  perf dump         demo.ops={} op_latency.avgtime={} throttle-demo.get={}",
             perf["demo"]["ops"], perf["demo"]["op_latency"]["avgtime"], perf["throttle-demo"]["get"]
         );
-        println!("  safe_timer        {} of 4 ticks fired, 1 cancelled ({cancelled})", ticks.load(Ordering::Relaxed));
-        println!("  config set        debug_ms 5 -> config get debug_ms = {}", debug_ms["debug_ms"]);
+        println!(
+            "  safe_timer        {} of 4 ticks fired, 1 cancelled ({cancelled})",
+            ticks.load(Ordering::Relaxed)
+        );
+        println!(
+            "  config set        debug_ms 5 -> config get debug_ms = {}",
+            debug_ms["debug_ms"]
+        );
         println!("  echo msg=hello    -> {}", echo["echo"]);
-        println!("  asok round trip   p50 {} us, p99 {} us (200 pings)", p50.as_micros(), p99.as_micros());
+        println!(
+            "  asok round trip   p50 {} us, p99 {} us (200 pings)",
+            p50.as_micros(),
+            p99.as_micros()
+        );
     }
     if served.load(Ordering::Relaxed) != 1 || ticks.load(Ordering::Relaxed) != 4 || perf["demo"]["ops"] != OPS {
         return Err(Error::new(libc::EIO, "demo workload did not complete as expected"));

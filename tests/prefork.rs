@@ -6,14 +6,16 @@ use std::time::{Duration, Instant};
 /// `cargo test` builds examples next to the test binaries' parent directory.
 fn probe_path() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("prefork_probe")
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("prefork_probe")
 }
 
 fn probe(args: &[&str]) -> Output {
-    Command::new(probe_path())
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(probe_path()).args(args).output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {

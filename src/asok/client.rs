@@ -17,7 +17,10 @@ pub struct AdminSocketClient {
 impl AdminSocketClient {
     /// A client with Ceph's C++ client timeouts (5 s each way).
     pub fn new(path: impl AsRef<Path>) -> Self {
-        AdminSocketClient { path: path.as_ref().to_path_buf(), timeout: Duration::from_secs(5) }
+        AdminSocketClient {
+            path: path.as_ref().to_path_buf(),
+            timeout: Duration::from_secs(5),
+        }
     }
 
     pub fn with_timeout(mut self, t: Duration) -> Self {
@@ -35,7 +38,8 @@ impl AdminSocketClient {
         msg.push(0);
         s.write_all(&msg).map_err(ctx)?;
         let mut len = [0u8; 4];
-        s.read_exact(&mut len).map_err(|e| Error::io(e, "no data returned from admin socket"))?;
+        s.read_exact(&mut len)
+            .map_err(|e| Error::io(e, "no data returned from admin socket"))?;
         let len = u32::from_be_bytes(len) as usize;
         let mut out = vec![0u8; len];
         s.read_exact(&mut out).map_err(ctx)?;
@@ -52,7 +56,10 @@ impl AdminSocketClient {
     pub fn ping(&self) -> Result<()> {
         match self.request_raw(br#"{"prefix":"0"}"#)?.as_slice() {
             b"2" => Ok(()),
-            other => Err(Error::inval(format!("unexpected ping reply {:?}", String::from_utf8_lossy(other)))),
+            other => Err(Error::inval(format!(
+                "unexpected ping reply {:?}",
+                String::from_utf8_lossy(other)
+            ))),
         }
     }
 
@@ -60,7 +67,9 @@ impl AdminSocketClient {
     pub fn command_descriptions(&self) -> Result<Vec<CmdDesc>> {
         let v: Value = serde_json::from_str(&self.request(&serde_json::json!({"prefix": "get_command_descriptions"}))?)
             .map_err(|e| Error::inval(format!("bad get_command_descriptions reply: {e}")))?;
-        let o = v.as_object().ok_or_else(|| Error::inval("get_command_descriptions did not return an object"))?;
+        let o = v
+            .as_object()
+            .ok_or_else(|| Error::inval("get_command_descriptions did not return an object"))?;
         Ok(o.values().filter_map(|c| CmdDesc::from_sig(&c["sig"])).collect())
     }
 
@@ -68,8 +77,12 @@ impl AdminSocketClient {
     /// send the request, return the reply.
     pub fn run_words(&self, words: &[String], format: Option<&str>) -> Result<String> {
         let sigs = self.command_descriptions()?;
-        let mut req = request_from_words(&sigs, words)
-            .ok_or_else(|| Error::inval(format!("invalid command: '{}' matches no command of this daemon", words.join(" "))))?;
+        let mut req = request_from_words(&sigs, words).ok_or_else(|| {
+            Error::inval(format!(
+                "invalid command: '{}' matches no command of this daemon",
+                words.join(" ")
+            ))
+        })?;
         if let Some(f) = format {
             req.insert("format".into(), Value::String(f.into()));
         }

@@ -28,12 +28,20 @@ impl ArgDesc {
         self.fields.contains_key("n")
     }
     fn choices(&self) -> Vec<&str> {
-        self.fields.get("strings").map(|s| s.split('|').collect()).unwrap_or_default()
+        self.fields
+            .get("strings")
+            .map(|s| s.split('|').collect())
+            .unwrap_or_default()
     }
     fn range(&self) -> (Option<f64>, Option<f64>) {
-        let Some(r) = self.fields.get("range") else { return (None, None) };
+        let Some(r) = self.fields.get("range") else {
+            return (None, None);
+        };
         let mut it = r.split('|');
-        (it.next().and_then(|v| v.parse().ok()), it.next().and_then(|v| v.parse().ok()))
+        (
+            it.next().and_then(|v| v.parse().ok()),
+            it.next().and_then(|v| v.parse().ok()),
+        )
     }
 
     /// Checks one JSON value against this argument; the error says why.
@@ -60,7 +68,11 @@ impl ArgDesc {
             "CephInt" => {
                 let x = match v {
                     Value::Number(n) if n.is_i64() || n.is_u64() => n.as_f64().unwrap_or(0.0),
-                    Value::String(s) => s.trim().parse::<i64>().map_err(|_| format!("{name}: '{s}' is not an integer"))? as f64,
+                    Value::String(s) => {
+                        s.trim()
+                            .parse::<i64>()
+                            .map_err(|_| format!("{name}: '{s}' is not an integer"))? as f64
+                    }
                     _ => return Err(format!("{name}: expected an integer")),
                 };
                 in_range(x)
@@ -68,7 +80,10 @@ impl ArgDesc {
             "CephFloat" => {
                 let x = match v {
                     Value::Number(n) => n.as_f64().unwrap_or(0.0),
-                    Value::String(s) => s.trim().parse::<f64>().map_err(|_| format!("{name}: '{s}' is not a number"))?,
+                    Value::String(s) => s
+                        .trim()
+                        .parse::<f64>()
+                        .map_err(|_| format!("{name}: '{s}' is not a number"))?,
                     _ => return Err(format!("{name}: expected a number")),
                 };
                 in_range(x)
@@ -80,7 +95,10 @@ impl ArgDesc {
             },
             "CephChoices" => match v {
                 Value::String(s) if self.choices().contains(&s.as_str()) => Ok(()),
-                _ => Err(format!("{name}: expected one of {}", self.fields.get("strings").cloned().unwrap_or_default())),
+                _ => Err(format!(
+                    "{name}: expected one of {}",
+                    self.fields.get("strings").cloned().unwrap_or_default()
+                )),
             },
             _ => match v {
                 Value::String(_) => Ok(()),
@@ -128,14 +146,21 @@ impl CmdDesc {
                 }
                 let a = ArgDesc { fields };
                 if a.name().is_empty() {
-                    return Err(Error::inval(format!("descriptor '{desc}': argument '{w}' has no name=")));
+                    return Err(Error::inval(format!(
+                        "descriptor '{desc}': argument '{w}' has no name="
+                    )));
                 }
                 if args.iter().any(|b: &ArgDesc| b.name() == a.name()) {
-                    return Err(Error::inval(format!("descriptor '{desc}': argument '{}' twice", a.name())));
+                    return Err(Error::inval(format!(
+                        "descriptor '{desc}': argument '{}' twice",
+                        a.name()
+                    )));
                 }
                 args.push(a);
             } else if !args.is_empty() {
-                return Err(Error::inval(format!("descriptor '{desc}': literal word '{w}' after arguments")));
+                return Err(Error::inval(format!(
+                    "descriptor '{desc}': literal word '{w}' after arguments"
+                )));
             } else {
                 words.push(w.to_string());
             }
@@ -166,7 +191,9 @@ impl CmdDesc {
     pub fn sig(&self) -> FVal {
         let mut v: Vec<FVal> = self.words.iter().map(FVal::str).collect();
         for a in &self.args {
-            v.push(FVal::Obj(a.fields.iter().map(|(k, v)| (k.clone(), FVal::str(v))).collect()));
+            v.push(FVal::Obj(
+                a.fields.iter().map(|(k, v)| (k.clone(), FVal::str(v))).collect(),
+            ));
         }
         FVal::Arr(v)
     }
@@ -250,8 +277,9 @@ mod tests {
 
     #[test]
     fn parses_and_renders_signatures() {
-        let d = CmdDesc::parse("perf dump name=logger,type=CephString,req=false name=counter,type=CephString,req=false")
-            .unwrap();
+        let d =
+            CmdDesc::parse("perf dump name=logger,type=CephString,req=false name=counter,type=CephString,req=false")
+                .unwrap();
         assert_eq!(d.prefix(), "perf dump");
         assert_eq!(d.args.len(), 2);
         assert!(!d.args[0].required());
@@ -300,12 +328,18 @@ mod tests {
         .collect();
         let r = |s: &str| request_from_words(&sigs, &w(s)).map(Value::Object);
         assert_eq!(r("perf dump"), Some(json!({"prefix": "perf dump"})));
-        assert_eq!(r("perf dump osd op_w"), Some(json!({"prefix": "perf dump", "logger": "osd", "counter": "op_w"})));
+        assert_eq!(
+            r("perf dump osd op_w"),
+            Some(json!({"prefix": "perf dump", "logger": "osd", "counter": "op_w"}))
+        );
         assert_eq!(
             r("config set debug_ms 5"),
             Some(json!({"prefix": "config set", "var": "debug_ms", "val": ["5"]}))
         );
-        assert_eq!(r("bench 5 4096"), Some(json!({"prefix": "bench", "count": 5, "size": 4096})));
+        assert_eq!(
+            r("bench 5 4096"),
+            Some(json!({"prefix": "bench", "count": 5, "size": 4096}))
+        );
         assert_eq!(r("config get"), None);
         assert_eq!(r("perf schema extra"), None);
         assert_eq!(r("nonsense"), None);

@@ -35,7 +35,12 @@ impl Request<'_> {
     pub fn arg_str(&self, name: &str) -> Option<String> {
         match self.args.get(name)? {
             Value::String(s) => Some(s.clone()),
-            Value::Array(a) => Some(a.iter().map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(" ")),
+            Value::Array(a) => Some(
+                a.iter()
+                    .map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
             v => Some(v.to_string()),
         }
     }
@@ -87,7 +92,10 @@ pub fn version_fval() -> FVal {
     FVal::obj()
         .with("version", FVal::str(crate::VERSION))
         .with("release", FVal::str("osdkit"))
-        .with("release_type", FVal::str(if cfg!(debug_assertions) { "dev" } else { "stable" }))
+        .with(
+            "release_type",
+            FVal::str(if cfg!(debug_assertions) { "dev" } else { "stable" }),
+        )
 }
 
 pub fn git_version() -> &'static str {
@@ -110,13 +118,18 @@ impl AdminSocket {
                 Some(a) => f(&a, r),
                 None => Err(Error::new(libc::ESHUTDOWN, "admin socket is shutting down")),
             };
-            a.register_command(desc, help, Arc::new(hook)).expect("built-in descriptors are valid");
+            a.register_command(desc, help, Arc::new(hook))
+                .expect("built-in descriptors are valid");
         };
         reg("0", "", |_, _| Ok(ADMIN_SOCK_VERSION.into()));
         reg("version", "get ceph version", |a, r| Ok(r.render(&a.version)));
-        reg("git_version", "get git sha1", |_, r| Ok(r.render(&FVal::obj().with("git_version", FVal::str(git_version())))));
+        reg("git_version", "get git sha1", |_, r| {
+            Ok(r.render(&FVal::obj().with("git_version", FVal::str(git_version()))))
+        });
         reg("help", "list available commands", |a, r| Ok(r.render(&a.help_fval())));
-        reg("get_command_descriptions", "list available commands", |a, r| Ok(r.render(&a.descriptions())));
+        reg("get_command_descriptions", "list available commands", |a, r| {
+            Ok(r.render(&a.descriptions()))
+        });
         a
     }
 
@@ -188,7 +201,10 @@ impl AdminSocket {
             v.iter()
                 .enumerate()
                 .map(|(i, (_, c))| {
-                    (format!("cmd{i:03}"), FVal::obj().with("sig", c.desc.sig()).with("help", FVal::str(&c.help)))
+                    (
+                        format!("cmd{i:03}"),
+                        FVal::obj().with("sig", c.desc.sig()).with("help", FVal::str(&c.help)),
+                    )
                 })
                 .collect(),
         )
@@ -218,8 +234,7 @@ impl AdminSocket {
         if !obj.values().all(valid_cmdmap_value) {
             return Err(Error::inval("invalid json"));
         }
-        let (Some(Value::String(prefix)), true) =
-            (obj.get("prefix"), obj.get("format").is_none_or(|f| f.is_string()))
+        let (Some(Value::String(prefix)), true) = (obj.get("prefix"), obj.get("format").is_none_or(|f| f.is_string()))
         else {
             return Err(Error::inval("invalid json, missing format and/or prefix"));
         };
@@ -240,7 +255,11 @@ impl AdminSocket {
             (c.id, c.hook.clone(), c.busy.clone())
         };
         IN_HOOK.with(|h| h.borrow_mut().push(id));
-        let req = Request { prefix, args: &args, format };
+        let req = Request {
+            prefix,
+            args: &args,
+            format,
+        };
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook.call(&req)))
             .unwrap_or_else(|_| Err(Error::new(libc::EFAULT, format!("command '{prefix}' panicked"))));
         IN_HOOK.with(|h| h.borrow_mut().retain(|x| *x != id));
@@ -317,7 +336,10 @@ mod tests {
         assert_eq!(v["version"], crate::VERSION);
         assert_eq!(a.execute(b"{nope"), b"ERROR: (22) Invalid argument\ninvalid json\n");
         assert_eq!(a.execute(b"[1]"), b"ERROR: (22) Invalid argument\ninvalid json\n");
-        assert_eq!(a.execute(br#"{"prefix":{"a":1}}"#), b"ERROR: (22) Invalid argument\ninvalid json\n");
+        assert_eq!(
+            a.execute(br#"{"prefix":{"a":1}}"#),
+            b"ERROR: (22) Invalid argument\ninvalid json\n"
+        );
         assert_eq!(
             a.execute(br#"{"prefix":5}"#),
             b"ERROR: (22) Invalid argument\ninvalid json, missing format and/or prefix\n"
@@ -331,11 +353,27 @@ mod tests {
     #[test]
     fn register_validate_describe_unregister() {
         let a = AdminSocket::new();
-        let id = a.register_command("echo name=msg,type=CephString", "echo a message", echo()).unwrap();
-        assert_eq!(a.register_command("echo name=msg,type=CephString", "again", echo()).unwrap_err().errno, libc::EEXIST);
-        assert_eq!(a.register_command("echo name=", "bad", echo()).unwrap_err().errno, libc::EINVAL);
-        assert_eq!(a.execute_json(&json!({"prefix": "echo", "msg": "hi"})).unwrap(), "echo:hi");
-        assert_eq!(a.execute(br#"{"prefix":"echo"}"#), b"ERROR: (22) Invalid argument\ninvalid command json\n");
+        let id = a
+            .register_command("echo name=msg,type=CephString", "echo a message", echo())
+            .unwrap();
+        assert_eq!(
+            a.register_command("echo name=msg,type=CephString", "again", echo())
+                .unwrap_err()
+                .errno,
+            libc::EEXIST
+        );
+        assert_eq!(
+            a.register_command("echo name=", "bad", echo()).unwrap_err().errno,
+            libc::EINVAL
+        );
+        assert_eq!(
+            a.execute_json(&json!({"prefix": "echo", "msg": "hi"})).unwrap(),
+            "echo:hi"
+        );
+        assert_eq!(
+            a.execute(br#"{"prefix":"echo"}"#),
+            b"ERROR: (22) Invalid argument\ninvalid command json\n"
+        );
         let d: Value = serde_json::from_str(&render(&a.descriptions(), Format::Json)).unwrap();
         let sigs: Vec<&Value> = d.as_object().unwrap().values().map(|c| &c["sig"]).collect();
         assert!(sigs.contains(&&json!(["echo", {"name": "msg", "type": "CephString"}])));
@@ -345,16 +383,33 @@ mod tests {
         assert!(help.get("0").is_none(), "empty help hides a command");
         assert!(a.unregister_command(id));
         assert!(!a.unregister_command(id));
-        assert!(String::from_utf8(a.execute(br#"{"prefix":"echo","msg":"x"}"#)).unwrap().contains("unknown command"));
+        assert!(String::from_utf8(a.execute(br#"{"prefix":"echo","msg":"x"}"#))
+            .unwrap()
+            .contains("unknown command"));
     }
 
     #[test]
     fn hook_errors_and_panics_become_error_replies() {
         let a = AdminSocket::new();
-        a.register_command("fail", "x", Arc::new(|_: &Request<'_>| Err(Error::noent("no such thing")))).unwrap();
-        a.register_command("boom", "x", Arc::new(|_: &Request<'_>| -> Result<String> { panic!("boom") })).unwrap();
-        assert_eq!(a.execute(br#"{"prefix":"fail"}"#), b"ERROR: (2) No such file or directory\nno such thing\n");
-        assert!(String::from_utf8(a.execute(br#"{"prefix":"boom"}"#)).unwrap().starts_with("ERROR: (14)"));
+        a.register_command(
+            "fail",
+            "x",
+            Arc::new(|_: &Request<'_>| Err(Error::noent("no such thing"))),
+        )
+        .unwrap();
+        a.register_command(
+            "boom",
+            "x",
+            Arc::new(|_: &Request<'_>| -> Result<String> { panic!("boom") }),
+        )
+        .unwrap();
+        assert_eq!(
+            a.execute(br#"{"prefix":"fail"}"#),
+            b"ERROR: (2) No such file or directory\nno such thing\n"
+        );
+        assert!(String::from_utf8(a.execute(br#"{"prefix":"boom"}"#))
+            .unwrap()
+            .starts_with("ERROR: (14)"));
         assert_eq!(a.execute(br#"{"prefix":"0"}"#), b"2");
     }
 

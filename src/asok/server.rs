@@ -62,9 +62,16 @@ fn bind(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener> {
         Err(e) if e.kind() == ErrorKind::AddrInUse => {
             let md = std::fs::symlink_metadata(path).map_err(|e| Error::io(e, path.display()))?;
             if !md.file_type().is_socket() {
-                return Err(Error::exists(format!("{} exists and is not a socket; not replacing it", path.display())));
+                return Err(Error::exists(format!(
+                    "{} exists and is not a socket; not replacing it",
+                    path.display()
+                )));
             }
-            if super::client::AdminSocketClient::new(path).with_timeout(Duration::from_secs(1)).ping().is_ok() {
+            if super::client::AdminSocketClient::new(path)
+                .with_timeout(Duration::from_secs(1))
+                .ping()
+                .is_ok()
+            {
                 return Err(Error::exists(format!(
                     "admin socket {} is in use by a running daemon; not taking it over",
                     path.display()
@@ -72,7 +79,8 @@ fn bind(path: &Path, mode: u32) -> Result<std::os::unix::net::UnixListener> {
             }
             log::info!(target: "asok", "removing stale admin socket {}", path.display());
             std::fs::remove_file(path).map_err(|e| Error::io(e, path.display()))?;
-            std::os::unix::net::UnixListener::bind(path).map_err(|e| Error::io(e, format!("bind {}", path.display())))?
+            std::os::unix::net::UnixListener::bind(path)
+                .map_err(|e| Error::io(e, format!("bind {}", path.display())))?
         }
         Err(e) => return Err(Error::io(e, format!("bind {}", path.display()))),
     };
@@ -96,7 +104,12 @@ impl Server {
             .spawn(move || serve(poll, listener, table, st))
             .map_err(|e| Error::io(e, "spawning admin_socket thread"))?;
         log::info!(target: "asok", "admin socket listening on {}", path.display());
-        Ok(Server { path: path.to_path_buf(), waker, stop, thread: Some(thread) })
+        Ok(Server {
+            path: path.to_path_buf(),
+            waker,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -209,7 +222,11 @@ fn serve(mut poll: Poll, listener: UnixListener, table: Weak<AdminSocket>, stop:
                             }
                             let tok = next_token;
                             next_token += 1;
-                            if poll.registry().register(&mut stream, Token(tok), Interest::READABLE).is_ok() {
+                            if poll
+                                .registry()
+                                .register(&mut stream, Token(tok), Interest::READABLE)
+                                .is_ok()
+                            {
                                 let now = Instant::now();
                                 conns.insert(
                                     tok,

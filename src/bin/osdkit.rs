@@ -4,10 +4,12 @@ use clap::{Parser, Subcommand};
 use osdkit::asok::client::AdminSocketClient;
 use std::process::ExitCode;
 
-
-
 #[derive(Parser)]
-#[command(name = "osdkit", version, about = "Ceph-style daemon runtime: admin socket, timers, perf counters, ...")]
+#[command(
+    name = "osdkit",
+    version,
+    about = "Ceph-style daemon runtime: admin socket, timers, perf counters, ..."
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -46,28 +48,30 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Daemon { asok_path, words, format } => {
-            match AdminSocketClient::new(&asok_path).run_words(&words, format.as_deref()) {
-                Ok(reply) => {
-                    print!("{reply}");
-                    if !reply.is_empty() && !reply.ends_with('\n') {
-                        println!();
-                    }
-                    if reply.starts_with("ERROR:") {
-                        ExitCode::from(1)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
+        Cmd::Daemon {
+            asok_path,
+            words,
+            format,
+        } => match AdminSocketClient::new(&asok_path).run_words(&words, format.as_deref()) {
+            Ok(reply) => {
+                print!("{reply}");
+                if !reply.is_empty() && !reply.ends_with('\n') {
+                    println!();
                 }
-                Err(e) => {
-                    eprintln!("osdkit daemon: {e}");
-                    if e.errno == libc::ENOENT || e.errno == libc::ECONNREFUSED {
-                        eprintln!("is a daemon running with its admin socket at {asok_path}?");
-                    }
-                    ExitCode::from(2)
+                if reply.starts_with("ERROR:") {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
                 }
             }
-        }
+            Err(e) => {
+                eprintln!("osdkit daemon: {e}");
+                if e.errno == libc::ENOENT || e.errno == libc::ECONNREFUSED {
+                    eprintln!("is a daemon running with its admin socket at {asok_path}?");
+                }
+                ExitCode::from(2)
+            }
+        },
         Cmd::Demo { json, dir } => match osdkit::demo::run(json, dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

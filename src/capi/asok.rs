@@ -48,9 +48,20 @@ impl crate::asok::AdminSocketHook for CHook {
         let prefix = CString::new(req.prefix).map_err(|_| Error::inval("prefix has a NUL"))?;
         let args = CString::new(serde_json::Value::Object(req.args.clone()).to_string())
             .map_err(|_| Error::inval("arguments have a NUL"))?;
-        let format = CString::new(if req.format == Format::Json { "json" } else { "json-pretty" }).unwrap_or_default();
+        let format = CString::new(if req.format == Format::Json {
+            "json"
+        } else {
+            "json-pretty"
+        })
+        .unwrap_or_default();
         let mut reply = osdkit_asok_reply { data: Vec::new() };
-        let r = (self.cb)(self.user.user, prefix.as_ptr(), args.as_ptr(), format.as_ptr(), &mut reply);
+        let r = (self.cb)(
+            self.user.user,
+            prefix.as_ptr(),
+            args.as_ptr(),
+            format.as_ptr(),
+            &mut reply,
+        );
         let text = String::from_utf8_lossy(&reply.data).into_owned();
         if r < 0 {
             Err(Error::new(-r, text))
@@ -99,7 +110,10 @@ pub extern "C" fn osdkit_asok_register(
         let cb = cb.ok_or_else(|| Error::inval("cb is NULL"))?;
         let desc = cstr(descriptor, "descriptor")?;
         let help = if help.is_null() { "" } else { cstr(help, "help")? };
-        let hook = Arc::new(CHook { cb, user: UserData::new(user, drop) });
+        let hook = Arc::new(CHook {
+            cb,
+            user: UserData::new(user, drop),
+        });
         match c.ctx.register_command(desc, help, hook.clone()) {
             Ok(_) => Ok(0),
             Err(e) => {
@@ -131,7 +145,11 @@ pub extern "C" fn osdkit_asok_unregister(ctx: *mut osdkit_context, descriptor: *
 /// `ERROR: ...` text on failure), freed with `osdkit_string_free`. Returns 0, or the command's
 /// negative errno.
 #[no_mangle]
-pub extern "C" fn osdkit_asok_execute(ctx: *mut osdkit_context, json: *const c_char, reply_out: *mut *mut c_char) -> c_int {
+pub extern "C" fn osdkit_asok_execute(
+    ctx: *mut osdkit_context,
+    json: *const c_char,
+    reply_out: *mut *mut c_char,
+) -> c_int {
     guard(|| {
         let c = handle(ctx, "ctx")?;
         let j = cstr(json, "json")?;
@@ -152,7 +170,11 @@ pub extern "C" fn osdkit_asok_execute(ctx: *mut osdkit_context, json: *const c_c
 /// in `*reply_out` (free with `osdkit_string_free`). Blocks up to 5 s each way.
 /// Returns 0, -ENOENT/-ECONNREFUSED (nothing there), -ETIMEDOUT, or -EINVAL.
 #[no_mangle]
-pub extern "C" fn osdkit_asok_client_request(path: *const c_char, json: *const c_char, reply_out: *mut *mut c_char) -> c_int {
+pub extern "C" fn osdkit_asok_client_request(
+    path: *const c_char,
+    json: *const c_char,
+    reply_out: *mut *mut c_char,
+) -> c_int {
     guard(|| {
         let p = cstr(path, "path")?;
         let j = cstr(json, "json")?;

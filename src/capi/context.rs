@@ -17,7 +17,11 @@ pub struct osdkit_context {
 /// file `conf_path` (may be NULL). Nothing runs until `osdkit_context_start`.
 /// Returns 0, -EINVAL (bad name or arguments) or -ENOENT (no such conf file).
 #[no_mangle]
-pub extern "C" fn osdkit_context_new(name: *const c_char, conf_path: *const c_char, out_ctx: *mut *mut osdkit_context) -> c_int {
+pub extern "C" fn osdkit_context_new(
+    name: *const c_char,
+    conf_path: *const c_char,
+    out_ctx: *mut *mut osdkit_context,
+) -> c_int {
     guard(|| {
         if out_ctx.is_null() {
             return Err(Error::inval("out is NULL"));
@@ -25,7 +29,10 @@ pub extern "C" fn osdkit_context_new(name: *const c_char, conf_path: *const c_ch
         let name = cstr(name, "name")?;
         let conf = opt_cstr(conf_path, "conf_path")?;
         let ctx = Context::new(name, conf.map(Path::new))?;
-        let b = Box::new(osdkit_context { ctx, asok_path: OnceLock::new() });
+        let b = Box::new(osdkit_context {
+            ctx,
+            asok_path: OnceLock::new(),
+        });
         out(out_ctx, Box::into_raw(b), "out")?;
         Ok(0)
     })
@@ -35,7 +42,11 @@ pub extern "C" fn osdkit_context_new(name: *const c_char, conf_path: *const c_ch
 /// command-line level. Works before and after start (observers are told).
 /// Returns 0, -ENOENT (unknown option) or -EINVAL (bad value).
 #[no_mangle]
-pub extern "C" fn osdkit_context_set_option(ctx: *mut osdkit_context, key: *const c_char, value: *const c_char) -> c_int {
+pub extern "C" fn osdkit_context_set_option(
+    ctx: *mut osdkit_context,
+    key: *const c_char,
+    value: *const c_char,
+) -> c_int {
     guard(|| {
         let c = handle(ctx, "ctx")?;
         c.ctx.set_option(cstr(key, "key")?, cstr(value, "value")?)?;
@@ -94,7 +105,9 @@ pub extern "C" fn osdkit_context_asok_path(ctx: *const osdkit_context) -> *const
             return;
         };
         if let Some(p) = c.ctx.asok_path() {
-            let s = c.asok_path.get_or_init(|| CString::new(p.to_string_lossy().as_bytes()).unwrap_or_default());
+            let s = c
+                .asok_path
+                .get_or_init(|| CString::new(p.to_string_lossy().as_bytes()).unwrap_or_default());
             r = s.as_ptr();
         }
     });
@@ -114,10 +127,17 @@ pub extern "C" fn osdkit_context_shutdown(ctx: *mut osdkit_context) -> c_int {
 /// Writes one line to the context's log at Ceph level `level` (-1 error ... 20 most verbose)
 /// in subsystem `subsys` (`"osd"`, `"ms"`, ...; NULL or unknown → `"none"`).
 #[no_mangle]
-pub extern "C" fn osdkit_log(ctx: *const osdkit_context, subsys: *const c_char, level: c_int, msg: *const c_char) -> c_int {
+pub extern "C" fn osdkit_log(
+    ctx: *const osdkit_context,
+    subsys: *const c_char,
+    level: c_int,
+    msg: *const c_char,
+) -> c_int {
     guard(|| {
         let c = handle(ctx, "ctx")?;
-        let sub = opt_cstr(subsys, "subsys")?.and_then(crate::common::subsys::index_of).unwrap_or(0);
+        let sub = opt_cstr(subsys, "subsys")?
+            .and_then(crate::common::subsys::index_of)
+            .unwrap_or(0);
         let m = cstr(msg, "msg")?;
         if c.ctx.log().should_gather(sub, level) {
             c.ctx.log().submit(sub, level, m.to_string());

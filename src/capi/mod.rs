@@ -6,6 +6,9 @@
 //! every pointer is checked; every export runs inside a panic boundary.
 
 #![allow(non_camel_case_types)]
+// These functions are C entry points: C callers cannot see `unsafe`, and each pointer's
+// contract is written in the header and checked (NULL) before use.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod asok;
 pub mod context;
@@ -71,7 +74,9 @@ pub(crate) fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
     }
     // SAFETY: the caller passes a NUL-terminated string that lives for the call (the header
     // says so for every `const char *` argument); NULL was excluded above.
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Error::inval(format!("{what} is not valid UTF-8")))
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| Error::inval(format!("{what} is not valid UTF-8")))
 }
 
 pub(crate) fn opt_cstr<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>, Error> {
@@ -114,7 +119,10 @@ pub(crate) struct UserData {
 
 impl UserData {
     pub fn new(user: *mut c_void, drop: Option<extern "C" fn(*mut c_void)>) -> Self {
-        UserData { user, drop: parking_lot::Mutex::new(drop) }
+        UserData {
+            user,
+            drop: parking_lot::Mutex::new(drop),
+        }
     }
     /// Forgets the drop callback: `user` goes back to the caller (failed registration).
     pub fn disarm(&self) {
@@ -168,8 +176,14 @@ mod tests {
 
     #[test]
     fn version_macros_match_cargo() {
-        let v: Vec<u32> = env!("CARGO_PKG_VERSION").split('.').map(|p| p.parse().unwrap()).collect();
-        assert_eq!(v, vec![OSDKIT_VERSION_MAJOR, OSDKIT_VERSION_MINOR, OSDKIT_VERSION_PATCH]);
+        let v: Vec<u32> = env!("CARGO_PKG_VERSION")
+            .split('.')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(
+            v,
+            vec![OSDKIT_VERSION_MAJOR, OSDKIT_VERSION_MINOR, OSDKIT_VERSION_PATCH]
+        );
         // SAFETY: static NUL-terminated string.
         let s = unsafe { CStr::from_ptr(osdkit_version()) }.to_str().unwrap();
         assert_eq!(s, env!("CARGO_PKG_VERSION"));
@@ -180,7 +194,10 @@ mod tests {
         assert_eq!(guard(|| Ok(3)), 3);
         assert_eq!(guard(|| Err(Error::noent("gone"))), -libc::ENOENT);
         // SAFETY: thread-local string, read before any other call on this thread.
-        let msg = unsafe { CStr::from_ptr(osdkit_last_error()) }.to_str().unwrap().to_string();
+        let msg = unsafe { CStr::from_ptr(osdkit_last_error()) }
+            .to_str()
+            .unwrap()
+            .to_string();
         assert!(msg.contains("gone"), "{msg}");
         assert_eq!(guard(|| panic!("inner")), -OSDKIT_EPANIC);
         assert_eq!(cstr(std::ptr::null(), "name").unwrap_err().errno, libc::EINVAL);

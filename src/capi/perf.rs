@@ -33,7 +33,13 @@ pub extern "C" fn osdkit_perf_builder_new(name: *const c_char, out_b: *mut *mut 
         if name.is_empty() {
             return Err(Error::inval("name is empty"));
         }
-        super::out(out_b, Box::into_raw(Box::new(osdkit_perf_builder { b: PerfCountersBuilder::new(name) })), "out")?;
+        super::out(
+            out_b,
+            Box::into_raw(Box::new(osdkit_perf_builder {
+                b: PerfCountersBuilder::new(name),
+            })),
+            "out",
+        )?;
         Ok(0)
     })
 }
@@ -70,7 +76,9 @@ pub extern "C" fn osdkit_perf_builder_add(
             OSDKIT_PERFCOUNTER_TIME | OSDKIT_PERFCOUNTER_LONGRUNAVG,
         ];
         if !valid.contains(&r#type) {
-            return Err(Error::inval(format!("counter type {type} is not a supported combination", type = r#type)));
+            return Err(Error::inval(
+                format!("counter type {type} is not a supported combination", type = r#type),
+            ));
         }
         if name.is_empty() {
             return Err(Error::inval("counter name is empty"));
@@ -78,7 +86,11 @@ pub extern "C" fn osdkit_perf_builder_add(
         let unit = match unit {
             OSDKIT_UNIT_NONE => Unit::None,
             OSDKIT_UNIT_BYTES => Unit::Bytes,
-            u => return Err(Error::inval(format!("unit {u} is not OSDKIT_UNIT_NONE or OSDKIT_UNIT_BYTES"))),
+            u => {
+                return Err(Error::inval(format!(
+                    "unit {u} is not OSDKIT_UNIT_NONE or OSDKIT_UNIT_BYTES"
+                )))
+            }
         };
         let idx = b.b.add(r#type as u8, name, desc);
         b.b.prio(prio).unit(unit);
@@ -104,7 +116,11 @@ pub extern "C" fn osdkit_perf_builder_free(b: *mut osdkit_perf_builder) {
 /// Builds the counters and adds them to `ctx`'s `perf dump`. Consumes `b` whatever the result.
 /// The counters are safe to update from any thread. Returns 0 or -EINVAL.
 #[no_mangle]
-pub extern "C" fn osdkit_perf_create(ctx: *mut osdkit_context, b: *mut osdkit_perf_builder, out_pc: *mut *mut osdkit_perf) -> c_int {
+pub extern "C" fn osdkit_perf_create(
+    ctx: *mut osdkit_context,
+    b: *mut osdkit_perf_builder,
+    out_pc: *mut *mut osdkit_perf,
+) -> c_int {
     if b.is_null() {
         return guard(|| Err(Error::inval("builder is NULL")));
     }
@@ -117,7 +133,10 @@ pub extern "C" fn osdkit_perf_create(ctx: *mut osdkit_context, b: *mut osdkit_pe
         }
         let pc = builder.b.build();
         c.ctx.perf().add(&pc);
-        let h = osdkit_perf { pc, coll: Arc::downgrade(c.ctx.perf()) };
+        let h = osdkit_perf {
+            pc,
+            coll: Arc::downgrade(c.ctx.perf()),
+        };
         super::out(out_pc, Box::into_raw(Box::new(h)), "out")?;
         Ok(0)
     })
@@ -127,7 +146,10 @@ fn with_counter(p: *const osdkit_perf, idx: u32, f: impl FnOnce(&PerfCounters, u
     guard(|| {
         let p = handle(p, "perf")?;
         if idx as usize >= p.pc.len() {
-            return Err(Error::inval(format!("counter index {idx} out of range (have {})", p.pc.len())));
+            return Err(Error::inval(format!(
+                "counter index {idx} out of range (have {})",
+                p.pc.len()
+            )));
         }
         f(&p.pc, idx as usize);
         Ok(0)
@@ -175,7 +197,12 @@ pub extern "C" fn osdkit_perf_get(p: *const osdkit_perf, idx: u32, v_out: *mut u
 
 /// Reads an average as a consistent (sum, count) pair.
 #[no_mangle]
-pub extern "C" fn osdkit_perf_read_avg(p: *const osdkit_perf, idx: u32, sum_out: *mut u64, count_out: *mut u64) -> c_int {
+pub extern "C" fn osdkit_perf_read_avg(
+    p: *const osdkit_perf,
+    idx: u32,
+    sum_out: *mut u64,
+    count_out: *mut u64,
+) -> c_int {
     if sum_out.is_null() || count_out.is_null() {
         return guard(|| Err(Error::inval("sum_out or count_out is NULL")));
     }

@@ -26,7 +26,11 @@ pub extern "C" fn osdkit_throttle_new(
         if out_throttle.is_null() {
             return Err(Error::inval("out is NULL"));
         }
-        let t = if ctx.is_null() { Throttle::new(name, max, None) } else { handle(ctx, "ctx")?.ctx.new_throttle(name, max) };
+        let t = if ctx.is_null() {
+            Throttle::new(name, max, None)
+        } else {
+            handle(ctx, "ctx")?.ctx.new_throttle(name, max)
+        };
         super::out(out_throttle, Box::into_raw(Box::new(osdkit_throttle { t })), "out")?;
         Ok(0)
     })
@@ -48,7 +52,10 @@ pub extern "C" fn osdkit_throttle_get_timeout(t: *mut osdkit_throttle, c: u64, s
         }
         match t.t.get_timeout(c, Duration::from_secs_f64(seconds.min(1e9))) {
             Some(w) => Ok(w as c_int),
-            None => Err(Error::new(libc::ETIMEDOUT, format!("throttle {} still full", t.t.name()))),
+            None => Err(Error::new(
+                libc::ETIMEDOUT,
+                format!("throttle {} still full", t.t.name()),
+            )),
         }
     })
 }

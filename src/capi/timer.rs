@@ -22,13 +22,21 @@ pub type osdkit_timer_cb = Option<extern "C" fn(user: *mut c_void)>;
 /// Creates and starts a timer. `ctx` may be NULL; with a context its counters appear in
 /// `perf dump` as `safe_timer-<name>`. Returns 0 or -EINVAL.
 #[no_mangle]
-pub extern "C" fn osdkit_timer_new(ctx: *mut osdkit_context, name: *const c_char, out_timer: *mut *mut osdkit_timer) -> c_int {
+pub extern "C" fn osdkit_timer_new(
+    ctx: *mut osdkit_context,
+    name: *const c_char,
+    out_timer: *mut *mut osdkit_timer,
+) -> c_int {
     guard(|| {
         let name = cstr(name, "name")?;
         if out_timer.is_null() {
             return Err(Error::inval("out is NULL"));
         }
-        let timer = if ctx.is_null() { SafeTimer::new(name, None) } else { handle(ctx, "ctx")?.ctx.new_timer(name) };
+        let timer = if ctx.is_null() {
+            SafeTimer::new(name, None)
+        } else {
+            handle(ctx, "ctx")?.ctx.new_timer(name)
+        };
         timer.init().map_err(|e| Error::io(e, "starting safe_timer thread"))?;
         super::out(out_timer, Box::into_raw(Box::new(osdkit_timer { timer })), "out")?;
         Ok(0)
@@ -50,7 +58,7 @@ pub extern "C" fn osdkit_timer_add_after(
     guard(|| {
         let t = handle(t, "timer")?;
         let cb = cb.ok_or_else(|| Error::inval("cb is NULL"))?;
-        if !seconds.is_finite() || seconds < 0.0 || seconds > 1e9 {
+        if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
             return Err(Error::inval(format!("seconds {seconds} is not a delay")));
         }
         let ud = UserData::new(user, drop);

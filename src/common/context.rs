@@ -47,7 +47,9 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("name", &self.name().to_string()).finish()
+        f.debug_struct("Context")
+            .field("name", &self.name().to_string())
+            .finish()
     }
 }
 
@@ -63,7 +65,11 @@ fn daemon_default_str(conf: &Config, key: &str) -> String {
 
 fn log_target(conf: &Config) -> LogTarget {
     LogTarget {
-        file: if conf.get_bool("log_to_file") { daemon_default_str(conf, "log_file") } else { String::new() },
+        file: if conf.get_bool("log_to_file") {
+            daemon_default_str(conf, "log_file")
+        } else {
+            String::new()
+        },
         to_stderr: conf.get_bool("log_to_stderr"),
         err_to_stderr: conf.get_bool("err_to_stderr"),
         max_recent: conf.get_u64("log_max_recent") as usize,
@@ -90,7 +96,15 @@ impl Context {
         let log = Log::new(log_target(&conf));
         let perf = Arc::new(PerfCountersCollection::new());
         let asok = AdminSocket::new();
-        let ctx = Context { inner: Arc::new(Inner { conf, log, perf, asok, state: Mutex::new(State::default()) }) };
+        let ctx = Context {
+            inner: Arc::new(Inner {
+                conf,
+                log,
+                perf,
+                asok,
+                state: Mutex::new(State::default()),
+            }),
+        };
         ctx.apply_log_levels();
         ctx.watch_log_options();
         ctx.register_builtins()?;
@@ -135,13 +149,24 @@ impl Context {
 
     fn watch_log_options(&self) {
         let mut keys: Vec<String> = SUBSYSTEMS.iter().map(|(n, _, _)| format!("debug_{n}")).collect();
-        keys.extend(["log_file", "log_to_file", "log_to_stderr", "err_to_stderr", "log_max_recent"].map(String::from));
+        keys.extend(
+            [
+                "log_file",
+                "log_to_file",
+                "log_to_stderr",
+                "err_to_stderr",
+                "log_max_recent",
+            ]
+            .map(String::from),
+        );
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let (log, conf) = (Arc::downgrade(&self.inner.log), Arc::downgrade(&self.inner.conf));
         self.inner.conf.add_observer(
             &keys,
             Arc::new(move |changed: &[String]| {
-                let (Some(log), Some(conf)) = (log.upgrade(), conf.upgrade()) else { return };
+                let (Some(log), Some(conf)) = (log.upgrade(), conf.upgrade()) else {
+                    return;
+                };
                 for k in changed {
                     if let Some(name) = k.strip_prefix("debug_") {
                         if let (Some(i), Ok((l, g))) =
@@ -168,7 +193,10 @@ impl Context {
             return Err(Error::inval("context was shut down; make a new one"));
         }
         self.inner.log.set_target(|t| *t = log_target(&self.inner.conf));
-        self.inner.log.start().map_err(|e| Error::io(e, "starting log thread"))?;
+        self.inner
+            .log
+            .start()
+            .map_err(|e| Error::io(e, "starting log thread"))?;
         clog::install_bridge(&self.inner.log);
         let run_dir = self.inner.conf.get_str("run_dir");
         if let Some(path) = self.configured_asok_path() {
@@ -344,9 +372,10 @@ impl Context {
             Arc::new(move |r: &Request<'_>| {
                 let var = r.arg_str("var").unwrap_or_default();
                 let vals: Vec<String> = match r.args.get("val") {
-                    Some(serde_json::Value::Array(a)) => {
-                        a.iter().map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())).collect()
-                    }
+                    Some(serde_json::Value::Array(a)) => a
+                        .iter()
+                        .map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string()))
+                        .collect(),
                     Some(v) => vec![v.as_str().map(String::from).unwrap_or_else(|| v.to_string())],
                     None => vec![],
                 };
@@ -370,14 +399,21 @@ impl Context {
             Arc::new(move |r: &Request<'_>| {
                 let var = r.arg_str("var").unwrap_or_default();
                 let v = c.get_val_str(&var).map_err(|e| {
-                    Error::new(e.errno, format!("error getting '{var}': {}", crate::common::error::strerror(e.errno)))
+                    Error::new(
+                        e.errno,
+                        format!("error getting '{var}': {}", crate::common::error::strerror(e.errno)),
+                    )
                 })?;
                 Ok(r.render(&FVal::obj().with(var, FVal::str(v))))
             }),
         )?;
         let c = conf.clone();
         let diff: Arc<dyn AdminSocketHook> = Arc::new(move |r: &Request<'_>| Ok(r.render(&c.diff())));
-        reg("config diff", "dump diff of current config and default config", diff.clone())?;
+        reg(
+            "config diff",
+            "dump diff of current config and default config",
+            diff.clone(),
+        )?;
         reg(
             "config diff get name=var,type=CephString",
             "dump diff get <field>: dump diff of current and default config setting <field>",

@@ -74,7 +74,10 @@ impl FromStr for EntityName {
         if id.is_empty() || id.contains(|c: char| c.is_whitespace() || c == '/') {
             return Err(Error::inval(format!("entity name '{s}' has a bad id")));
         }
-        Ok(EntityName { ty: ty.parse()?, id: id.to_string() })
+        Ok(EntityName {
+            ty: ty.parse()?,
+            id: id.to_string(),
+        })
     }
 }
 
@@ -93,7 +96,10 @@ mod tests {
         assert_eq!(n.ty, EntityType::Osd);
         assert_eq!(n.id, "3");
         assert_eq!(n.to_string(), "osd.3");
-        assert_eq!("client.admin".parse::<EntityName>().unwrap().to_string(), "client.admin");
+        assert_eq!(
+            "client.admin".parse::<EntityName>().unwrap().to_string(),
+            "client.admin"
+        );
         assert!("osd".parse::<EntityName>().is_err());
         assert!("disk.1".parse::<EntityName>().is_err());
         assert!("osd.".parse::<EntityName>().is_err());

@@ -17,7 +17,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn new(errno: i32, msg: impl Into<String>) -> Self {
-        Error { errno: errno.abs(), msg: msg.into() }
+        Error {
+            errno: errno.abs(),
+            msg: msg.into(),
+        }
     }
     pub fn inval(msg: impl Into<String>) -> Self {
         Self::new(libc::EINVAL, msg)

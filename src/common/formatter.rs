@@ -184,7 +184,10 @@ mod tests {
             render(&v, Format::JsonPretty),
             "{\n    \"a\": 1,\n    \"t\": 1.234000000,\n    \"o\": {\n        \"s\": \"x\\\"y\"\n    }\n}\n"
         );
-        assert_eq!(render(&v, Format::Json), "{\"a\":1,\"t\":1.234000000,\"o\":{\"s\":\"x\\\"y\"}}");
+        assert_eq!(
+            render(&v, Format::Json),
+            "{\"a\":1,\"t\":1.234000000,\"o\":{\"s\":\"x\\\"y\"}}"
+        );
         let parsed: serde_json::Value = serde_json::from_str(&render(&v, Format::JsonPretty)).unwrap();
         assert_eq!(parsed["t"].as_f64().unwrap(), 1.234);
         assert_eq!(render(&FVal::obj(), Format::Json), "{}");

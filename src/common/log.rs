@@ -65,7 +65,10 @@ impl Log {
     pub fn new(target: LogTarget) -> Arc<Log> {
         let (tx, rx) = bounded(QUEUE_MAX);
         let log = Log {
-            levels: SUBSYSTEMS.iter().map(|(_, l, g)| (AtomicI32::new(*l), AtomicI32::new(*g))).collect(),
+            levels: SUBSYSTEMS
+                .iter()
+                .map(|(_, l, g)| (AtomicI32::new(*l), AtomicI32::new(*g)))
+                .collect(),
             max_gather: AtomicI32::new(0),
             tx,
             rx: Mutex::new(Some(rx)),
@@ -126,7 +129,9 @@ impl Log {
         let Some(rx) = self.rx.lock().take() else { return Ok(()) };
         let target = self.target.clone();
         let levels: Weak<Log> = Arc::downgrade(self);
-        let h = std::thread::Builder::new().name("log".into()).spawn(move || log_thread(rx, target, levels))?;
+        let h = std::thread::Builder::new()
+            .name("log".into())
+            .spawn(move || log_thread(rx, target, levels))?;
         *self.thread.lock() = Some(h);
         self.running.store(true, Ordering::Release);
         Ok(())
@@ -222,7 +227,14 @@ pub fn format_stamp(t: SystemTime) -> String {
 
 pub fn format_entry(e: &Entry) -> String {
     let name = SUBSYSTEMS.get(e.subsys).map(|s| s.0).unwrap_or("none");
-    format!("{} {} {:>2} {}: {}", format_stamp(e.stamp), e.thread, e.prio, name, e.msg)
+    format!(
+        "{} {} {:>2} {}: {}",
+        format_stamp(e.stamp),
+        e.thread,
+        e.prio,
+        name,
+        e.msg
+    )
 }
 
 struct Sink {
@@ -233,7 +245,10 @@ struct Sink {
 impl Sink {
     fn open(path: &str) -> Result<Sink, String> {
         if path.is_empty() {
-            return Ok(Sink { file: None, path: String::new() });
+            return Ok(Sink {
+                file: None,
+                path: String::new(),
+            });
         }
         let p = PathBuf::from(path);
         if let Some(dir) = p.parent() {
@@ -244,7 +259,10 @@ impl Sink {
             .append(true)
             .open(&p)
             .map_err(|e| format!("cannot open log file {path}: {e}"))?;
-        Ok(Sink { file: Some(f), path: path.to_string() })
+        Ok(Sink {
+            file: Some(f),
+            path: path.to_string(),
+        })
     }
 }
 
@@ -253,7 +271,10 @@ fn log_thread(rx: Receiver<Cmd>, target: Arc<Mutex<LogTarget>>, log: Weak<Log>) 
     let initial = target.lock().clone();
     let mut sink = Sink::open(&initial.file).unwrap_or_else(|e| {
         eprintln!("{e}");
-        Sink { file: None, path: initial.file.clone() }
+        Sink {
+            file: None,
+            path: initial.file.clone(),
+        }
     });
     let mut buf = String::new();
     let write_out = |sink: &mut Sink, buf: &mut String, to_stderr: bool| {
@@ -429,7 +450,10 @@ pub fn install_bridge(log: &Arc<Log>) {
 /// Forgets `log` as the bridge target if it is the current one.
 pub fn uninstall_bridge(log: &Arc<Log>) {
     let mut a = ACTIVE.write();
-    if a.as_ref().and_then(|w| w.upgrade()).is_some_and(|cur| Arc::ptr_eq(&cur, log)) {
+    if a.as_ref()
+        .and_then(|w| w.upgrade())
+        .is_some_and(|cur| Arc::ptr_eq(&cur, log))
+    {
         *a = None;
     }
 }
@@ -486,7 +510,10 @@ mod tests {
 
     #[test]
     fn targets_map_to_subsystems() {
-        assert_eq!(subsys_for_target("osdkit::asok::server"), subsys::index_of("asok").unwrap());
+        assert_eq!(
+            subsys_for_target("osdkit::asok::server"),
+            subsys::index_of("asok").unwrap()
+        );
         assert_eq!(subsys_for_target("ms"), subsys::index_of("ms").unwrap());
         assert_eq!(subsys_for_target("other_crate"), 0);
     }

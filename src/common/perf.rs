@@ -51,7 +51,13 @@ pub struct Axis {
 
 impl Axis {
     pub fn new(name: &str, scale: ScaleType, min: i64, quant_size: i64, buckets: usize) -> Self {
-        Axis { name: name.into(), scale, min, quant_size: quant_size.max(1), buckets: buckets.max(3) }
+        Axis {
+            name: name.into(),
+            scale,
+            min,
+            quant_size: quant_size.max(1),
+            buckets: buckets.max(3),
+        }
     }
     fn quants(&self, i: usize) -> i64 {
         match self.scale {
@@ -186,7 +192,11 @@ impl PerfCounters {
     fn cell(&self, idx: usize) -> Option<(&CounterDef, &Cell)> {
         let def = self.defs.get(idx)?;
         let slot = &self.slots[idx];
-        let cell = if def.striped() { &slot.cells[stripe_index()] } else { &slot.cells[0] };
+        let cell = if def.striped() {
+            &slot.cells[stripe_index()]
+        } else {
+            &slot.cells[0]
+        };
         Some((def, cell))
     }
 
@@ -235,7 +245,10 @@ impl PerfCounters {
 
     pub fn get(&self, idx: usize) -> u64 {
         match self.slots.get(idx) {
-            Some(slot) => slot.cells.iter().fold(0u64, |a, c| a.wrapping_add(c.sum.load(Ordering::Acquire))),
+            Some(slot) => slot
+                .cells
+                .iter()
+                .fold(0u64, |a, c| a.wrapping_add(c.sum.load(Ordering::Acquire))),
             None => 0,
         }
     }
@@ -277,7 +290,9 @@ impl PerfCounters {
     /// Counts one sample in a 2-D histogram.
     pub fn hinc(&self, idx: usize, x: i64, y: i64) {
         let Some(def) = self.defs.get(idx) else { return };
-        let (Some((ax, ay)), Some(h)) = (&def.axes, &self.slots[idx].hist) else { return };
+        let (Some((ax, ay)), Some(h)) = (&def.axes, &self.slots[idx].hist) else {
+            return;
+        };
         let i = ax.bucket(x) * ay.buckets + ay.bucket(y);
         h[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -310,7 +325,9 @@ impl PerfCounters {
                     .with("sum", FVal::time_ns(sum))
                     .with("avgtime", FVal::time_ns(avg))
             } else {
-                FVal::obj().with("avgcount", FVal::U64(count)).with("sum", FVal::U64(sum))
+                FVal::obj()
+                    .with("avgcount", FVal::U64(count))
+                    .with("sum", FVal::U64(sum))
             }
         } else if def.is_time() {
             FVal::time_ns(self.get(idx))
@@ -334,16 +351,26 @@ impl PerfCounters {
     pub fn dump_histograms(&self, counter: Option<&str>) -> FVal {
         let mut o = FVal::obj();
         for (i, def) in self.defs.iter().enumerate() {
-            let (Some((ax, ay)), Some(h)) = (&def.axes, &self.slots[i].hist) else { continue };
+            let (Some((ax, ay)), Some(h)) = (&def.axes, &self.slots[i].hist) else {
+                continue;
+            };
             if counter.is_some_and(|c| c != def.name) {
                 continue;
             }
             let values = (0..ax.buckets)
-                .map(|x| FVal::Arr((0..ay.buckets).map(|y| FVal::U64(h[x * ay.buckets + y].load(Ordering::Relaxed))).collect()))
+                .map(|x| {
+                    FVal::Arr(
+                        (0..ay.buckets)
+                            .map(|y| FVal::U64(h[x * ay.buckets + y].load(Ordering::Relaxed)))
+                            .collect(),
+                    )
+                })
                 .collect();
             o.push(
                 def.name.clone(),
-                FVal::obj().with("axes", FVal::Arr(vec![ax.to_fval(), ay.to_fval()])).with("values", FVal::Arr(values)),
+                FVal::obj()
+                    .with("axes", FVal::Arr(vec![ax.to_fval(), ay.to_fval()]))
+                    .with("values", FVal::Arr(values)),
             );
         }
         o
@@ -369,7 +396,11 @@ impl PerfCounters {
                     .with("type", FVal::U64(def.ty as u64))
                     .with(
                         "metric_type",
-                        FVal::str(if def.ty & PERFCOUNTER_COUNTER != 0 { "counter" } else { "gauge" }),
+                        FVal::str(if def.ty & PERFCOUNTER_COUNTER != 0 {
+                            "counter"
+                        } else {
+                            "gauge"
+                        }),
                     )
                     .with("value_type", FVal::str(value_type))
                     .with("description", FVal::str(&def.description))
@@ -397,7 +428,11 @@ pub struct PerfCountersBuilder {
 
 impl PerfCountersBuilder {
     pub fn new(name: impl Into<String>) -> Self {
-        PerfCountersBuilder { name: name.into(), defs: Vec::new(), default_prio: PRIO_USEFUL }
+        PerfCountersBuilder {
+            name: name.into(),
+            defs: Vec::new(),
+            default_prio: PRIO_USEFUL,
+        }
     }
     pub fn set_prio_default(&mut self, prio: i32) -> &mut Self {
         self.default_prio = prio;
@@ -432,7 +467,11 @@ impl PerfCountersBuilder {
         self.add(PERFCOUNTER_TIME | PERFCOUNTER_LONGRUNAVG, name, desc)
     }
     pub fn add_u64_counter_histogram(&mut self, name: &str, desc: &str, x: Axis, y: Axis) -> usize {
-        let i = self.add(PERFCOUNTER_U64 | PERFCOUNTER_COUNTER | PERFCOUNTER_HISTOGRAM, name, desc);
+        let i = self.add(
+            PERFCOUNTER_U64 | PERFCOUNTER_COUNTER | PERFCOUNTER_HISTOGRAM,
+            name,
+            desc,
+        );
         self.defs[i].axes = Some((x, y));
         i
     }
@@ -460,11 +499,20 @@ impl PerfCountersBuilder {
             .defs
             .iter()
             .map(|d| Slot {
-                cells: (0..if d.striped() { STRIPES } else { 1 }).map(|_| CachePadded::new(Cell::default())).collect(),
-                hist: d.axes.as_ref().map(|(x, y)| (0..x.buckets * y.buckets).map(|_| AtomicU64::new(0)).collect()),
+                cells: (0..if d.striped() { STRIPES } else { 1 })
+                    .map(|_| CachePadded::new(Cell::default()))
+                    .collect(),
+                hist: d
+                    .axes
+                    .as_ref()
+                    .map(|(x, y)| (0..x.buckets * y.buckets).map(|_| AtomicU64::new(0)).collect()),
             })
             .collect();
-        Arc::new(PerfCounters { name: self.name, defs: self.defs, slots })
+        Arc::new(PerfCounters {
+            name: self.name,
+            defs: self.defs,
+            slots,
+        })
     }
 }
 
@@ -500,7 +548,11 @@ impl PerfCountersCollection {
     }
 
     fn snapshot(&self) -> Vec<(String, Arc<PerfCounters>)> {
-        self.loggers.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.loggers
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// `perf dump [logger] [counter]`.
@@ -650,7 +702,8 @@ mod tests {
         let bname = coll.add(&b);
         assert!(bname.starts_with("test-0x"), "{bname}");
         a.inc(0, 5);
-        let d: serde_json::Value = serde_json::from_str(&render(&coll.dump(Some("test"), Some("ops")), Format::Json)).unwrap();
+        let d: serde_json::Value =
+            serde_json::from_str(&render(&coll.dump(Some("test"), Some("ops")), Format::Json)).unwrap();
         assert_eq!(d, serde_json::json!({"test": {"ops": 5}}));
         assert!(coll.reset("test"));
         assert!(!coll.reset("nope"));

@@ -11,9 +11,11 @@
 //! 4. [`DaemonChild::ready`] once the daemon serves, or [`DaemonChild::fail`] and exit.
 
 pub mod daemonize;
+pub mod host;
 pub mod pidfile;
 pub mod signals;
 
 pub use daemonize::{prefork, DaemonChild, Forked, ParentWait};
+pub use host::{run_daemon, DaemonOpts};
 pub use pidfile::{is_locked, read_pid, PidFile};
 pub use signals::{Sig, SignalHandler};
