@@ -10,6 +10,7 @@ pub mod common;
 pub mod daemon;
 pub mod demo;
 pub mod finisher;
+pub mod msgr;
 pub mod timer;
 
 pub use common::context::Context;
