@@ -192,7 +192,8 @@ int osdkit_finisher_new(osdkit_context *ctx,
                         osdkit_finisher **out_finisher);
 
 // Queues `cb(user, r)`. `drop(user)` (may be NULL) is called once after the callback ran, or
-// when the finisher stops with it still queued. Returns 0 or -EINVAL.
+// when the finisher stops with it still queued. Returns 0, -EINVAL (then `drop` is not called
+// and `user` stays the caller's) or -ESHUTDOWN (finisher stopped: `drop` is called at once).
 int osdkit_finisher_queue(osdkit_finisher *f,
                           osdkit_finisher_cb cb,
                           void *user,
@@ -202,7 +203,8 @@ int osdkit_finisher_queue(osdkit_finisher *f,
 // Blocks until the queue is empty and no callback is running. Returns 0 or -EINVAL.
 int osdkit_finisher_wait_for_empty(osdkit_finisher *f);
 
-// Stops the thread without draining (call wait_for_empty first to drain). Idempotent.
+// Stops the thread. Callbacks the worker already took run; those queued after are dropped
+// (their `drop` called) unrun, as in Ceph: call wait_for_empty first to drain. Idempotent.
 int osdkit_finisher_stop(osdkit_finisher *f);
 
 // Stops and frees the finisher. NULL is ignored. Not from inside one of its callbacks.
@@ -317,7 +319,8 @@ int osdkit_timer_new(osdkit_context *ctx,
 
 // Schedules `cb(user)` after `seconds` (>= 0, finite). `drop(user)` (may be NULL) is called
 // once after the callback ran or when the event is cancelled. `*id_out` (may be NULL) gets the
-// event id. Returns 0, -EINVAL, or -ESHUTDOWN (timer shut down: then `drop` is called at once).
+// event id. Returns 0, -EINVAL (then `drop` is not called and `user` stays the caller's), or
+// -ESHUTDOWN (timer shut down: then `drop` is called at once).
 int osdkit_timer_add_after(osdkit_timer *t,
                            double seconds,
                            osdkit_timer_cb cb,

@@ -15,7 +15,8 @@ fi
 out=include/osdkit.h
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-cbindgen --quiet --config cbindgen.toml --crate osdkit --output "$tmp" .
+# Parsing from src/capi/mod.rs keeps the header to the C ABI: the core's own constants stay out.
+cbindgen --quiet --config cbindgen.toml --output "$tmp" src/capi/mod.rs
 
 # Everything the header declares must carry the library's prefix.
 stray=$(grep -Eo '^#define [A-Za-z_0-9]+|^typedef struct [A-Za-z_0-9]+' "$tmp" | awk '{print $NF}' | grep -Ev '^(OSDKIT_|osdkit_)' || true)

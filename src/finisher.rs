@@ -202,6 +202,11 @@ impl Finisher {
         Ok(())
     }
 
+    /// True once `stop` ran: queued work is then dropped unrun.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.state.lock().stop
+    }
+
     /// Queues `f` to be called with `r` on the worker, after everything queued before it.
     pub fn queue(&self, f: impl FnOnce(i32) + Send + 'static, r: i32) {
         let mut st = self.shared.state.lock();

@@ -253,3 +253,11 @@ fn osdkit_demo_runs_and_reports() {
     assert_eq!(v["debug_ms_after_config_set"], "5/5");
     assert!(v["admin_commands"].as_u64().unwrap() > 20);
 }
+
+#[test]
+fn a_shut_down_context_cannot_be_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = started(dir.path(), "osd.6");
+    ctx.shutdown();
+    assert_eq!(ctx.start().unwrap_err().errno, libc::EINVAL);
+}

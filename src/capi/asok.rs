@@ -156,8 +156,10 @@ pub extern "C" fn osdkit_asok_execute(
         if reply_out.is_null() {
             return Err(Error::inval("reply_out is NULL"));
         }
-        let v: serde_json::Value = serde_json::from_str(j).map_err(|_| Error::inval("invalid json"))?;
-        let (text, r) = match c.ctx.admin_socket().execute_json(&v) {
+        let result = serde_json::from_str::<serde_json::Value>(j)
+            .map_err(|_| Error::inval("invalid json"))
+            .and_then(|v| c.ctx.admin_socket().execute_json(&v));
+        let (text, r) = match result {
             Ok(s) => (s, 0),
             Err(e) => (crate::asok::error_reply(&e), -e.errno),
         };

@@ -42,7 +42,8 @@ pub extern "C" fn osdkit_finisher_new(
 }
 
 /// Queues `cb(user, r)`. `drop(user)` (may be NULL) is called once after the callback ran, or
-/// when the finisher stops with it still queued. Returns 0 or -EINVAL.
+/// when the finisher stops with it still queued. Returns 0, -EINVAL (then `drop` is not called
+/// and `user` stays the caller's) or -ESHUTDOWN (finisher stopped: `drop` is called at once).
 #[no_mangle]
 pub extern "C" fn osdkit_finisher_queue(
     f: *mut osdkit_finisher,
@@ -55,6 +56,12 @@ pub extern "C" fn osdkit_finisher_queue(
         let f = handle(f, "finisher")?;
         let cb = cb.ok_or_else(|| Error::inval("cb is NULL"))?;
         let ud = UserData::new(user, drop);
+        if f.f.is_stopped() {
+            return Err(Error::new(
+                libc::ESHUTDOWN,
+                format!("finisher {} is stopped", f.f.name()),
+            ));
+        }
         f.f.queue(
             move |r| {
                 let ud = ud;
@@ -75,7 +82,8 @@ pub extern "C" fn osdkit_finisher_wait_for_empty(f: *mut osdkit_finisher) -> c_i
     })
 }
 
-/// Stops the thread without draining (call wait_for_empty first to drain). Idempotent.
+/// Stops the thread. Callbacks the worker already took run; those queued after are dropped
+/// (their `drop` called) unrun, as in Ceph: call wait_for_empty first to drain. Idempotent.
 #[no_mangle]
 pub extern "C" fn osdkit_finisher_stop(f: *mut osdkit_finisher) -> c_int {
     guard(|| {

@@ -33,6 +33,9 @@ pub extern "C" fn osdkit_perf_builder_new(name: *const c_char, out_b: *mut *mut 
         if name.is_empty() {
             return Err(Error::inval("name is empty"));
         }
+        if out_b.is_null() {
+            return Err(Error::inval("out is NULL"));
+        }
         super::out(
             out_b,
             Box::into_raw(Box::new(osdkit_perf_builder {

@@ -45,7 +45,8 @@ pub extern "C" fn osdkit_timer_new(
 
 /// Schedules `cb(user)` after `seconds` (>= 0, finite). `drop(user)` (may be NULL) is called
 /// once after the callback ran or when the event is cancelled. `*id_out` (may be NULL) gets the
-/// event id. Returns 0, -EINVAL, or -ESHUTDOWN (timer shut down: then `drop` is called at once).
+/// event id. Returns 0, -EINVAL (then `drop` is not called and `user` stays the caller's), or
+/// -ESHUTDOWN (timer shut down: then `drop` is called at once).
 #[no_mangle]
 pub extern "C" fn osdkit_timer_add_after(
     t: *mut osdkit_timer,

@@ -186,11 +186,11 @@ impl Context {
     /// thread. Errors leave the context stopped.
     pub fn start(&self) -> Result<()> {
         let mut st = self.inner.state.lock();
-        if st.started {
-            return Ok(());
-        }
         if st.stopped {
             return Err(Error::inval("context was shut down; make a new one"));
+        }
+        if st.started {
+            return Ok(());
         }
         self.inner.log.set_target(|t| *t = log_target(&self.inner.conf));
         self.inner

@@ -1,0 +1,36 @@
+"""osdkit: a Ceph-style daemon runtime (config, log, perf counters, admin socket, timers).
+
+Library threads never run Python code: every callable given to osdkit runs on a thread
+owned by the object it was given to (named ``osdkit-py-cb``). Call ``close()`` or use the
+objects as context managers; whatever is still open is closed at interpreter exit.
+"""
+
+import atexit as _atexit
+
+from . import _native
+from ._native import (
+    Context,
+    Finisher,
+    PerfCounters,
+    SafeTimer,
+    Throttle,
+    admin_command,
+    asok_request,
+    version,
+)
+
+__version__: str = _native.__version__
+
+__all__ = [
+    "Context",
+    "Finisher",
+    "PerfCounters",
+    "SafeTimer",
+    "Throttle",
+    "admin_command",
+    "asok_request",
+    "version",
+]
+
+# Joins the callback threads while the interpreter can still run their last jobs.
+_atexit.register(_native._close_all)
