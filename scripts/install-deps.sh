@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v ceph >/dev/null || need+=(ceph-common)
+command -v ceph-mon >/dev/null || need+=(ceph-mon)
 command -v gcc >/dev/null || need+=(gcc)
 command -v g++ >/dev/null || need+=(g++)
 command -v nm >/dev/null || need+=(binutils)

@@ -17,7 +17,7 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "Rust tests"
-cargo test -p osdkit --quiet 2>&1 | tee target/rust-tests.log
+OSDKIT_REQUIRE_CEPH=1 cargo test -p osdkit --quiet 2>&1 | tee target/rust-tests.log
 grep -q "test result: ok" target/rust-tests.log
 
 step "header check"

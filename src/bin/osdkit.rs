@@ -33,6 +33,29 @@ enum Cmd {
         #[arg(short = 'f', long = "format")]
         format: Option<String>,
     },
+    /// msgr2 handshake and KEEPALIVE2 round trips to any msgr2 peer (a real ceph-mon included).
+    ///
+    /// Connects to ADDR (e.g. v2:127.0.0.1:3300), completes banner, HELLO, auth "none" and
+    /// CLIENT_IDENT, then times keepalive round trips like ping(8).
+    Ping {
+        /// The peer's msgr2 address: v2:IP:PORT[/NONCE], or IP:PORT.
+        addr: String,
+        /// Number of keepalive round trips.
+        #[arg(short = 'c', long, default_value_t = 5)]
+        count: usize,
+        /// Seconds between round trips.
+        #[arg(short = 'i', long, default_value_t = 0.2)]
+        interval: f64,
+        /// Give up after this many seconds without an answer.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Our entity id (we are client.<id>).
+        #[arg(long, default_value = "admin")]
+        id: String,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start an embedded daemon context (admin socket, timer, finisher, throttle, perf
     /// counters), exercise it through its own admin socket and print a summary.
     Demo {
@@ -72,6 +95,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Cmd::Ping {
+            addr,
+            count,
+            interval,
+            timeout,
+            id,
+            json,
+        } => ping(&addr, count, interval, timeout, &id, json),
         Cmd::Demo { json, dir } => match osdkit::demo::run(json, dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -79,5 +110,60 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+    }
+}
+
+fn ping(addr: &str, count: usize, interval: f64, timeout: f64, id: &str, json: bool) -> ExitCode {
+    use osdkit::msgr::{addr::EntityAddr, ping};
+    let target: EntityAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("osdkit ping: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !(interval.is_finite() && interval >= 0.0 && timeout.is_finite() && timeout > 0.0) {
+        eprintln!("osdkit ping: --interval must be >= 0 and --timeout > 0");
+        return ExitCode::from(2);
+    }
+    let secs = std::time::Duration::from_secs_f64;
+    match ping::ping(&target, id, count, secs(interval), secs(timeout)) {
+        Ok(r) => {
+            let us = |d: &std::time::Duration| d.as_secs_f64() * 1e6;
+            let mut sorted = r.rtts.clone();
+            sorted.sort();
+            let med = sorted.get(sorted.len() / 2).map(us).unwrap_or(0.0);
+            if json {
+                let v = serde_json::json!({
+                    "addr": target.to_string(),
+                    "peer_type": r.peer_type_name(),
+                    "peer_addrs": r.peer_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "global_id": r.global_id,
+                    "my_addr": r.my_addr.map(|a| a.to_string()),
+                    "handshake_us": us(&r.handshake),
+                    "rtt_us": r.rtts.iter().map(us).collect::<Vec<_>>(),
+                    "rtt_median_us": med,
+                });
+                println!("{v}");
+            } else {
+                println!(
+                    "msgr2 session with {} {} (peer addrs {}), global_id {}, handshake {:.0} us",
+                    r.peer_type_name(),
+                    target,
+                    r.peer_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","),
+                    r.global_id,
+                    us(&r.handshake)
+                );
+                for (i, d) in r.rtts.iter().enumerate() {
+                    println!("keepalive {} from {target}: time={:.0} us", i + 1, us(d));
+                }
+                println!("{} keepalives, median {:.0} us", r.rtts.len(), med);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("osdkit ping {target}: {e}");
+            ExitCode::from(1)
+        }
     }
 }

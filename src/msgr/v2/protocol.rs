@@ -449,23 +449,25 @@ impl Protocol {
             return;
         };
         let target = *target;
+        // An unbound client names itself by the IP the server saw, port 0 and its nonce; the
+        // same in a reconnect, so the server finds the session again.
+        let addrs = if self.local.my_addrs.is_empty() {
+            let ip = self.my_addr_seen.and_then(|a| a.addr).map(|a| a.ip());
+            let addr = ip.map(|ip| SocketAddr::new(ip, 0));
+            vec![EntityAddr {
+                ty: ADDR_TYPE_ANY,
+                nonce: self.local.nonce,
+                addr,
+            }]
+        } else {
+            self.local.my_addrs.clone()
+        };
         let payload = match session {
             ClientSession::New {
                 global_seq,
                 cookie,
                 lossy,
             } => {
-                let addrs = if self.local.my_addrs.is_empty() {
-                    let ip = self.my_addr_seen.and_then(|a| a.addr).map(|a| a.ip());
-                    let addr = ip.map(|ip| SocketAddr::new(ip, 0));
-                    vec![EntityAddr {
-                        ty: ADDR_TYPE_ANY,
-                        nonce: self.local.nonce,
-                        addr,
-                    }]
-                } else {
-                    self.local.my_addrs.clone()
-                };
                 let ident = ClientIdent {
                     addrs,
                     target,
@@ -482,7 +484,13 @@ impl Protocol {
                 };
                 (Tag::ClientIdent, ident.encode())
             }
-            ClientSession::Reconnect(r) => (Tag::SessionReconnect, r.encode()),
+            ClientSession::Reconnect(r) => {
+                let mut r = r.clone();
+                if r.addrs.is_empty() {
+                    r.addrs = addrs;
+                }
+                (Tag::SessionReconnect, r.encode())
+            }
         };
         self.send(payload.0, payload.1);
     }

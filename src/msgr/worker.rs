@@ -1,0 +1,1114 @@
+//! `msgr-worker-N`: one thread, one `mio::Poll`, owning the sockets of its connections.
+//!
+//! Other threads never touch a socket: they queue a command and wake the worker. A worker
+//! drains each connection's queue into frames and writes them with one `writev`; it reads into
+//! the protocol's buffer and hands complete messages to fast dispatch or the DispatchQueue.
+
+use super::connection::{ConnStatus, ConnectionRef};
+use super::dispatch_queue::ConnEvent;
+use super::message::{Message, ThrottleRelease};
+use super::messenger::Inner;
+use super::v2::control::{MsgHeader, SessionReconnect};
+use super::v2::protocol::{ClientSession, Event, Protocol};
+use crate::common::perf::{PerfCounters, PerfCountersBuilder};
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::{HashMap, VecDeque};
+use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+const WAKER: Token = Token(0);
+const LISTENER: Token = Token(1);
+const READ_CHUNK: usize = 128 * 1024;
+
+pub(crate) const L_RECV_MSGS: usize = 0;
+pub(crate) const L_SEND_MSGS: usize = 1;
+pub(crate) const L_RECV_BYTES: usize = 2;
+pub(crate) const L_SEND_BYTES: usize = 3;
+pub(crate) const L_CREATED: usize = 4;
+pub(crate) const L_ACTIVE: usize = 5;
+pub(crate) const L_FAULTS: usize = 6;
+pub(crate) const L_INJECTED: usize = 7;
+
+pub(crate) fn worker_perf(idx: usize) -> Arc<PerfCounters> {
+    let mut b = PerfCountersBuilder::new(format!("AsyncMessenger::Worker-{idx}"));
+    let idx = [
+        b.add_u64_counter("msgr_recv_messages", "Network received messages"),
+        b.add_u64_counter("msgr_send_messages", "Network sent messages"),
+        b.add_u64_counter("msgr_recv_bytes", "Network received bytes"),
+        b.add_u64_counter("msgr_send_bytes", "Network sent bytes"),
+        b.add_u64_counter("msgr_created_connections", "Created connection number"),
+        b.add_u64("msgr_active_connections", "Active connection number"),
+        b.add_u64_counter("msgr_connection_faults", "Socket or protocol faults"),
+        b.add_u64_counter(
+            "msgr_injected_socket_failures",
+            "Faults injected by ms_inject_socket_failures",
+        ),
+    ];
+    debug_assert_eq!(idx, [0, 1, 2, 3, 4, 5, 6, 7]);
+    b.build()
+}
+
+pub(crate) enum Cmd {
+    Connect(ConnectionRef),
+    Accepted(TcpStream, SocketAddr),
+    Kick(ConnectionRef),
+    Keepalive(ConnectionRef),
+    /// A socket whose session belongs to this worker's connection.
+    Adopt(ConnectionRef, Box<Sock>),
+    /// A socket asking to resume a session this worker owns.
+    Resume(ConnectionRef, Box<Sock>, SessionReconnect),
+    MarkDown(ConnectionRef),
+    Stop,
+}
+
+pub(crate) struct WorkerHandle {
+    pub tx: Sender<Cmd>,
+    pub waker: Arc<Waker>,
+    pub thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    pub perf: Arc<PerfCounters>,
+}
+
+impl WorkerHandle {
+    pub fn send(&self, c: Cmd) {
+        if self.tx.send(c).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+pub(crate) struct Sock {
+    stream: TcpStream,
+    proto: Protocol,
+    wq: VecDeque<Bytes>,
+    conn: Option<ConnectionRef>,
+    outgoing: bool,
+    connected: bool,
+    ready: bool,
+    started: Instant,
+    /// Last time bytes moved either way (for `ms_connection_idle_timeout`).
+    last_active: Instant,
+}
+
+/// The options a worker reads once at start (Ceph's names).
+#[derive(Clone, Debug)]
+pub(crate) struct WorkerConf {
+    /// `ms_inject_socket_failures`: one failure in N socket operations (0: off).
+    pub inject_socket_failures: u64,
+    /// `ms_connection_ready_timeout`.
+    pub ready_timeout: Duration,
+    /// `ms_connection_idle_timeout` (zero: never).
+    pub idle_timeout: Duration,
+    /// `ms_initial_backoff`, `ms_max_backoff`: reconnect delays after failed attempts.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// `ms_inject_delay_type` as `CEPH_ENTITY_TYPE_*` values, `ms_inject_delay_max`,
+    /// `ms_inject_delay_probability`.
+    pub inject_delay_types: Vec<u8>,
+    pub inject_delay_max: Duration,
+    pub inject_delay_probability: f64,
+}
+
+impl WorkerConf {
+    pub fn from_conf(conf: &crate::common::config::Config) -> WorkerConf {
+        let secs = |k: &str| Duration::try_from_secs_f64(conf.get_f64(k)).unwrap_or(Duration::ZERO);
+        let inject_delay_types = conf
+            .get_str("ms_inject_delay_type")
+            .split_whitespace()
+            .filter_map(|t| t.parse::<crate::common::entity::EntityType>().ok())
+            .map(|t| t.wire_value())
+            .collect();
+        WorkerConf {
+            inject_socket_failures: conf.get_u64("ms_inject_socket_failures"),
+            ready_timeout: Duration::from_secs(conf.get_u64("ms_connection_ready_timeout").max(1)),
+            idle_timeout: Duration::from_secs(conf.get_u64("ms_connection_idle_timeout")),
+            initial_backoff: secs("ms_initial_backoff"),
+            max_backoff: secs("ms_max_backoff"),
+            inject_delay_types,
+            inject_delay_max: secs("ms_inject_delay_max"),
+            inject_delay_probability: conf.get_f64("ms_inject_delay_probability"),
+        }
+    }
+
+    /// The delay before reconnect attempt `failures + 1` (Ceph: none after a session was
+    /// open, then initial, doubling up to max).
+    fn backoff(&self, failures: u32) -> Duration {
+        if failures == 0 {
+            return Duration::ZERO;
+        }
+        self.initial_backoff
+            .saturating_mul(1u32 << (failures - 1).min(16))
+            .min(self.max_backoff)
+    }
+}
+
+/// A message held back by `ms_inject_delay_*`; later messages of its connection queue behind it.
+struct Delayed {
+    release: Instant,
+    conn: ConnectionRef,
+    header: MsgHeader,
+    segments: [Bytes; 4],
+}
+
+pub(crate) struct Worker {
+    idx: usize,
+    poll: Poll,
+    rx: Receiver<Cmd>,
+    socks: HashMap<usize, Sock>,
+    by_conn: HashMap<u64, usize>,
+    next_token: usize,
+    listener: Option<TcpListener>,
+    msgr: Weak<Inner>,
+    rng: u64,
+    conf: WorkerConf,
+    reconnects: Vec<(Instant, ConnectionRef)>,
+    perf: Arc<PerfCounters>,
+    /// Sockets not read because a receive throttle is full: retried on every loop.
+    throttled: Vec<usize>,
+    /// `ms_inject_delay_*`: held messages by connection, each queue in release order.
+    delayed: HashMap<u64, VecDeque<Delayed>>,
+}
+
+enum Verdict {
+    Keep,
+    Fault(String),
+    /// The socket moved to another worker.
+    Moved,
+}
+
+impl Worker {
+    pub fn new(
+        idx: usize,
+        poll: Poll,
+        rx: Receiver<Cmd>,
+        listener: Option<TcpListener>,
+        msgr: Weak<Inner>,
+        conf: WorkerConf,
+        perf: Arc<PerfCounters>,
+    ) -> Worker {
+        Worker {
+            idx,
+            poll,
+            rx,
+            socks: HashMap::new(),
+            by_conn: HashMap::new(),
+            next_token: 2,
+            listener,
+            msgr,
+            rng: 0x9e37_79b9_7f4a_7c15 ^ ((idx as u64 + 1) << 32) ^ u64::from(super::ping::random_nonce()),
+            conf,
+            reconnects: Vec::new(),
+            perf,
+            throttled: Vec::new(),
+            delayed: HashMap::new(),
+        }
+    }
+
+    /// `ms_inject_socket_failures`: one failure in `inject` socket operations.
+    fn inject_failure(&mut self) -> bool {
+        if self.conf.inject_socket_failures == 0 {
+            return false;
+        }
+        if self.next_rand() % self.conf.inject_socket_failures == 0 {
+            self.perf.inc(L_INJECTED, 1);
+            return true;
+        }
+        false
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    pub fn run(mut self) {
+        if let Some(l) = self.listener.as_mut() {
+            if let Err(e) = self.poll.registry().register(l, LISTENER, Interest::READABLE) {
+                log::error!(target: "ms", "worker {}: cannot watch listener: {e}", self.idx);
+            }
+        }
+        let mut events = Events::with_capacity(1024);
+        let mut next_check = Instant::now();
+        loop {
+            let now = Instant::now();
+            let mut timeout = Duration::from_secs(1);
+            let delayed = self.delayed.values().filter_map(|q| q.front().map(|d| d.release));
+            for t in self.reconnects.iter().map(|(t, _)| *t).chain(delayed) {
+                timeout = timeout.min(t.saturating_duration_since(now));
+            }
+            if !self.throttled.is_empty() {
+                // Ceph retries a throttled read after a millisecond, too.
+                timeout = timeout.min(Duration::from_millis(1));
+            }
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != ErrorKind::Interrupted {
+                    log::error!(target: "ms", "worker {}: poll failed: {e}", self.idx);
+                    return;
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    WAKER => {}
+                    LISTENER => self.accept_all(),
+                    Token(t) => {
+                        if !self.socks.contains_key(&t) {
+                            continue;
+                        }
+                        let v = self.on_ready(
+                            t,
+                            ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                            ev.is_writable(),
+                        );
+                        self.settle(t, v);
+                    }
+                }
+            }
+            loop {
+                match self.rx.try_recv() {
+                    Ok(Cmd::Stop) => {
+                        self.shutdown();
+                        return;
+                    }
+                    Ok(c) => self.command(c),
+                    Err(_) => break,
+                }
+            }
+            self.due_reconnects();
+            self.release_delayed();
+            self.retry_throttled();
+            if Instant::now() >= next_check {
+                self.check_timeouts();
+                next_check = Instant::now() + Duration::from_millis(100);
+            }
+        }
+    }
+
+    /// Reads again the sockets a full throttle stopped, once there is room.
+    fn retry_throttled(&mut self) {
+        if self.throttled.is_empty() {
+            return;
+        }
+        for t in std::mem::take(&mut self.throttled) {
+            if self.socks.contains_key(&t) {
+                let v = self.on_ready(t, true, false);
+                self.settle(t, v);
+            }
+        }
+    }
+
+    /// True when a receive throttle of the socket's session (policy messages/bytes, or the
+    /// messenger's dispatch throttle) is full: Ceph stops reading that socket until it drains.
+    fn recv_throttled(&self, t: usize) -> bool {
+        let Some(s) = self.socks.get(&t) else { return false };
+        let Some(c) = s.conn.as_ref().filter(|_| s.ready) else {
+            return false;
+        };
+        let full = |th: &Option<Arc<crate::common::throttle::Throttle>>| {
+            th.as_ref()
+                .is_some_and(|th| th.get_max() > 0 && th.get_current() >= th.get_max())
+        };
+        if full(&c.policy.throttler_messages) || full(&c.policy.throttler_bytes) {
+            return true;
+        }
+        self.msgr.upgrade().is_some_and(|m| {
+            let d = &m.dispatch_throttle;
+            d.get_max() > 0 && d.get_current() >= d.get_max()
+        })
+    }
+
+    /// Hands on the delayed messages whose time has come, in order.
+    fn release_delayed(&mut self) {
+        if self.delayed.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let Some(msgr) = self.msgr.upgrade() else { return };
+        let mut due = Vec::new();
+        self.delayed.retain(|_, q| {
+            while q.front().is_some_and(|d| d.release <= now) {
+                due.push(q.pop_front().expect("front checked"));
+            }
+            !q.is_empty()
+        });
+        for d in due {
+            if d.conn.status() != ConnStatus::Closed {
+                self.dispatch(&msgr, &d.conn, d.header, d.segments);
+            }
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for (_, mut s) in self.socks.drain() {
+            let _ = self.poll.registry().deregister(&mut s.stream);
+        }
+        self.perf.set(L_ACTIVE, 0);
+    }
+
+    fn add_sock(&mut self, mut s: Sock) -> Option<usize> {
+        let t = self.next_token;
+        self.next_token += 1;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut s.stream, Token(t), Interest::READABLE | Interest::WRITABLE)
+        {
+            log::warn!(target: "ms", "worker {}: register failed: {e}", self.idx);
+            return None;
+        }
+        if let Some(c) = &s.conn {
+            if let Some(old) = self.by_conn.insert(c.id(), t) {
+                // A reconnect replaced this session's socket: the old one goes quietly.
+                if let Some(mut o) = self.socks.remove(&old) {
+                    let _ = self.poll.registry().deregister(&mut o.stream);
+                }
+            }
+        }
+        self.socks.insert(t, s);
+        self.perf.set(L_ACTIVE, self.socks.len() as u64);
+        Some(t)
+    }
+
+    fn accept_all(&mut self) {
+        let Some(msgr) = self.msgr.upgrade() else { return };
+        loop {
+            let Some(l) = self.listener.as_ref() else { return };
+            match l.accept() {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let w = msgr.pick_worker();
+                    if w == self.idx {
+                        self.accepted(stream, peer);
+                    } else {
+                        msgr.worker(w).send(Cmd::Accepted(stream, peer));
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!(target: "ms", "accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn accepted(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let Some(msgr) = self.msgr.upgrade() else { return };
+        self.perf.inc(L_CREATED, 1);
+        let proto = Protocol::server(msgr.local_info(), peer, msgr.next_global_id(), msgr.frame_limits());
+        let mut s = Sock {
+            stream,
+            proto,
+            wq: VecDeque::new(),
+            conn: None,
+            outgoing: false,
+            connected: true,
+            ready: false,
+            started: Instant::now(),
+            last_active: Instant::now(),
+        };
+        s.wq.extend(s.proto.take_output());
+        if let Some(t) = self.add_sock(s) {
+            let v = self.flush(t);
+            self.settle(t, v);
+        }
+    }
+
+    fn command(&mut self, c: Cmd) {
+        match c {
+            Cmd::Connect(conn) => self.connect(conn),
+            Cmd::Accepted(s, p) => self.accepted(s, p),
+            Cmd::Kick(conn) => {
+                if let Some(&t) = self.by_conn.get(&conn.id()) {
+                    let v = self.drain(t);
+                    self.settle(t, v);
+                } else {
+                    conn.state.lock().kicked = false;
+                }
+            }
+            Cmd::Keepalive(conn) => {
+                if let Some(&t) = self.by_conn.get(&conn.id()) {
+                    if let Some(s) = self.socks.get_mut(&t) {
+                        if s.ready {
+                            s.proto.send_keepalive();
+                            let v = self.flush(t);
+                            self.settle(t, v);
+                        }
+                    }
+                }
+            }
+            Cmd::Adopt(conn, s) => {
+                if let Some(t) = self.add_sock(*s) {
+                    // Frames that came with the socket (already decoded) are handled here.
+                    let v = match self.events(t) {
+                        Verdict::Keep => self.drain(t),
+                        v => v,
+                    };
+                    self.settle(t, v);
+                }
+                drop(conn);
+            }
+            Cmd::Resume(conn, s, r) => {
+                let Some(msgr) = self.msgr.upgrade() else { return };
+                self.close_current_socket(&conn, usize::MAX);
+                let mut s = *s;
+                let resumed = msgr.resume_session(&r, &mut s.proto);
+                if let Some(c) = &resumed {
+                    s.ready = true;
+                    s.conn = Some(c.clone());
+                    c.state.lock().kicked = true;
+                }
+                if let Some(t) = self.add_sock(s) {
+                    let v = match self.events(t) {
+                        Verdict::Keep if resumed.is_some() => self.drain(t),
+                        Verdict::Keep => self.flush(t),
+                        v => v,
+                    };
+                    self.settle(t, v);
+                }
+            }
+            Cmd::MarkDown(conn) => {
+                if let Some(t) = self.by_conn.remove(&conn.id()) {
+                    if let Some(mut s) = self.socks.remove(&t) {
+                        let _ = self.poll.registry().deregister(&mut s.stream);
+                    }
+                }
+                self.reconnects.retain(|(_, c)| c.id() != conn.id());
+                self.perf.set(L_ACTIVE, self.socks.len() as u64);
+            }
+            Cmd::Stop => {}
+        }
+    }
+
+    /// Opens (or reopens) the TCP connection of an outgoing session.
+    fn connect(&mut self, conn: ConnectionRef) {
+        let Some(msgr) = self.msgr.upgrade() else { return };
+        let target = conn.peer_addr();
+        let session = {
+            let mut st = conn.state.lock();
+            if st.status == ConnStatus::Closed {
+                return;
+            }
+            st.status = ConnStatus::Connecting;
+            if st.server_cookie != 0 {
+                st.connect_seq += 1;
+                ClientSession::Reconnect(SessionReconnect {
+                    addrs: msgr.my_addrs(),
+                    client_cookie: st.client_cookie,
+                    server_cookie: st.server_cookie,
+                    global_seq: msgr.next_global_seq(),
+                    connect_seq: st.connect_seq,
+                    msg_seq: st.in_seq,
+                })
+            } else {
+                if st.client_cookie == 0 && !conn.policy.lossy {
+                    st.client_cookie =
+                        u64::from(super::ping::random_nonce()) << 32 | u64::from(super::ping::random_nonce());
+                }
+                ClientSession::New {
+                    global_seq: msgr.next_global_seq(),
+                    cookie: st.client_cookie,
+                    lossy: conn.policy.lossy,
+                }
+            }
+        };
+        let Some(sa) = target.addr else {
+            self.give_up(&conn, "target has no address");
+            return;
+        };
+        let in_seq = conn.state.lock().in_seq;
+        let mut proto = Protocol::client(
+            msgr.local_info(),
+            target,
+            Some(conn.peer_type()),
+            session,
+            msgr.frame_limits(),
+        );
+        proto.in_seq = in_seq;
+        let stream = match TcpStream::connect(sa) {
+            Ok(s) => s,
+            Err(e) => {
+                self.fault_conn(&conn, &format!("connect {sa}: {e}"), true);
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        self.perf.inc(L_CREATED, 1);
+        let mut s = Sock {
+            stream,
+            proto,
+            wq: VecDeque::new(),
+            conn: Some(conn),
+            outgoing: true,
+            connected: false,
+            ready: false,
+            started: Instant::now(),
+            last_active: Instant::now(),
+        };
+        s.wq.extend(s.proto.take_output());
+        self.add_sock(s);
+    }
+
+    fn give_up(&mut self, conn: &ConnectionRef, why: &str) {
+        log::warn!(target: "ms", "connection to {}: {why}", conn.peer_addr());
+        let mut st = conn.state.lock();
+        st.status = ConnStatus::Closed;
+        st.out_q.clear();
+        st.sent.clear();
+    }
+
+    fn due_reconnects(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.reconnects)
+            .into_iter()
+            .partition(|(t, _)| *t <= now);
+        self.reconnects = later;
+        for (_, c) in due {
+            if !self.by_conn.contains_key(&c.id()) {
+                self.connect(c);
+            }
+        }
+    }
+
+    /// `ms_connection_ready_timeout`: a handshake that does not finish in time is a fault;
+    /// `ms_connection_idle_timeout`: neither does a session that carried nothing for that long.
+    fn check_timeouts(&mut self) {
+        let now = Instant::now();
+        let (ready, idle) = (self.conf.ready_timeout, self.conf.idle_timeout);
+        let stale: Vec<(usize, &'static str)> = self
+            .socks
+            .iter()
+            .filter_map(|(t, s)| {
+                if !s.ready && now.duration_since(s.started) > ready {
+                    Some((*t, "handshake timed out (ms_connection_ready_timeout)"))
+                } else if s.ready && !idle.is_zero() && now.duration_since(s.last_active) > idle {
+                    Some((*t, "idle for longer than ms_connection_idle_timeout"))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (t, why) in stale {
+            if why.starts_with("idle") {
+                log::info!(target: "ms", "closing connection: {why}");
+            }
+            self.settle(t, Verdict::Fault(why.into()));
+        }
+    }
+
+    fn settle(&mut self, t: usize, v: Verdict) {
+        match v {
+            Verdict::Keep | Verdict::Moved => {}
+            Verdict::Fault(why) => self.fault(t, &why),
+        }
+    }
+
+    fn on_ready(&mut self, t: usize, readable: bool, writable: bool) -> Verdict {
+        {
+            let s = self.socks.get_mut(&t).expect("token checked");
+            if !s.connected {
+                match s.stream.take_error() {
+                    Ok(Some(e)) | Err(e) => return Verdict::Fault(format!("connect: {e}")),
+                    Ok(None) => {}
+                }
+                match s.stream.peer_addr() {
+                    Ok(_) => s.connected = true,
+                    Err(e) if e.kind() == ErrorKind::NotConnected => return Verdict::Keep,
+                    Err(e) => return Verdict::Fault(format!("connect: {e}")),
+                }
+            }
+        }
+        if readable {
+            match self.read(t) {
+                Verdict::Keep => {}
+                v => return v,
+            }
+        }
+        if writable || self.socks.get(&t).is_some_and(|s| !s.wq.is_empty()) {
+            return self.flush(t);
+        }
+        Verdict::Keep
+    }
+
+    fn read(&mut self, t: usize) -> Verdict {
+        loop {
+            if self.recv_throttled(t) {
+                if !self.throttled.contains(&t) {
+                    self.throttled.push(t);
+                }
+                break;
+            }
+            if self.inject_failure() {
+                return Verdict::Fault("injected socket failure (ms_inject_socket_failures)".into());
+            }
+            let s = self.socks.get_mut(&t).expect("token checked");
+            let buf = s.proto.read_buf();
+            let len = buf.len();
+            buf.resize(len + READ_CHUNK, 0);
+            let r = s.stream.read(&mut buf[len..]);
+            let n = match r {
+                Ok(n) => n,
+                Err(e) => {
+                    buf.truncate(len);
+                    match e.kind() {
+                        ErrorKind::WouldBlock => break,
+                        ErrorKind::Interrupted => continue,
+                        _ => return Verdict::Fault(format!("read: {e}")),
+                    }
+                }
+            };
+            buf.truncate(len + n);
+            if n == 0 {
+                return Verdict::Fault("peer closed the connection".into());
+            }
+            self.perf.inc(L_RECV_BYTES, n as u64);
+            s.last_active = Instant::now();
+            if let Err(f) = s.proto.process() {
+                return Verdict::Fault(format!("protocol error: {f}"));
+            }
+            match self.events(t) {
+                Verdict::Keep => {}
+                v => return v,
+            }
+        }
+        Verdict::Keep
+    }
+
+    /// Handles what the protocol reported after a read.
+    fn events(&mut self, t: usize) -> Verdict {
+        let Some(msgr) = self.msgr.upgrade() else {
+            return Verdict::Fault("messenger gone".into());
+        };
+        let mut got_messages = false;
+        let mut drain = false;
+        loop {
+            let s = self.socks.get_mut(&t).expect("token checked");
+            let Some(ev) = s.proto.poll_event() else { break };
+            match ev {
+                Event::Message { header, segments } => {
+                    got_messages = true;
+                    let conn = s.conn.clone().expect("messages only after ready");
+                    self.deliver(&msgr, &conn, header, segments);
+                }
+                Event::Acked { seq } => {
+                    if let Some(c) = &s.conn {
+                        let mut st = c.state.lock();
+                        while st.sent.front().is_some_and(|m| m.seq <= seq) {
+                            st.sent.pop_front();
+                        }
+                    }
+                }
+                Event::Keepalive => {}
+                Event::KeepaliveAck { .. } => {
+                    if let Some(c) = &s.conn {
+                        c.state.lock().last_keepalive_ack = Some(Instant::now());
+                    }
+                }
+                Event::Ready {
+                    peer_gid,
+                    peer_addrs,
+                    server_cookie,
+                    ..
+                } => {
+                    if !s.outgoing {
+                        // The accepting side learned this when it accepted the ident.
+                        continue;
+                    }
+                    let conn = s.conn.clone().expect("outgoing sockets carry their session");
+                    s.ready = true;
+                    {
+                        let mut st = conn.state.lock();
+                        st.status = ConnStatus::Open;
+                        st.server_cookie = server_cookie;
+                        st.peer_gid = peer_gid;
+                        st.peer_addrs = peer_addrs;
+                        st.failures = 0;
+                        st.kicked = true;
+                    }
+                    msgr.dq().queue_event(ConnEvent::Connect, conn);
+                    drain = true;
+                }
+                Event::ReconnectOk { msg_seq } => {
+                    let conn = s.conn.clone().expect("outgoing sockets carry their session");
+                    s.ready = true;
+                    {
+                        let mut st = conn.state.lock();
+                        while st.out_q.front().is_some_and(|m| m.seq != 0 && m.seq <= msg_seq) {
+                            st.out_q.pop_front();
+                        }
+                        st.status = ConnStatus::Open;
+                        st.failures = 0;
+                        st.kicked = true;
+                    }
+                    msgr.dq().queue_event(ConnEvent::Connect, conn);
+                    drain = true;
+                }
+                Event::SessionReset { full } => {
+                    let conn = s.conn.clone().expect("outgoing sockets carry their session");
+                    let session = {
+                        let mut st = conn.state.lock();
+                        if full {
+                            st.out_q.clear();
+                            st.sent.clear();
+                            st.client_cookie =
+                                u64::from(super::ping::random_nonce()) << 32 | u64::from(super::ping::random_nonce());
+                        }
+                        for m in st.out_q.iter_mut() {
+                            m.seq = 0;
+                        }
+                        st.out_seq = 0;
+                        st.in_seq = 0;
+                        st.server_cookie = 0;
+                        st.connect_seq = 0;
+                        ClientSession::New {
+                            global_seq: msgr.next_global_seq(),
+                            cookie: st.client_cookie,
+                            lossy: conn.policy.lossy,
+                        }
+                    };
+                    s.proto.in_seq = 0;
+                    s.proto.resend_session(session);
+                    if full {
+                        msgr.dq().queue_event(ConnEvent::BadRemoteReset, conn);
+                    }
+                }
+                Event::SessionRetry { connect_seq } => {
+                    let conn = s.conn.clone().expect("outgoing sockets carry their session");
+                    let r = {
+                        let mut st = conn.state.lock();
+                        st.connect_seq = connect_seq + 1;
+                        reconnect_request(&msgr, &st)
+                    };
+                    s.proto.resend_session(ClientSession::Reconnect(r));
+                }
+                Event::SessionRetryGlobal { global_seq } => {
+                    let conn = s.conn.clone().expect("outgoing sockets carry their session");
+                    msgr.bump_global_seq(global_seq);
+                    let r = reconnect_request(&msgr, &conn.state.lock());
+                    s.proto.resend_session(ClientSession::Reconnect(r));
+                }
+                Event::Wait => return Verdict::Fault("peer asked us to wait (connection race)".into()),
+                Event::ClientIdent { ident, peer_type } => {
+                    let conn = msgr.accept_session(&ident, peer_type);
+                    let (cookie, lossy) = {
+                        let st = conn.state.lock();
+                        (st.server_cookie, conn.policy.lossy)
+                    };
+                    s.proto
+                        .accept_client_ident(msgr.next_global_seq(), cookie, lossy, &ident);
+                    s.ready = true;
+                    s.conn = Some(conn.clone());
+                    msgr.dq().queue_event(ConnEvent::Accept, conn.clone());
+                    drain = true;
+                    if self.attach(t, conn) {
+                        return Verdict::Moved;
+                    }
+                }
+                Event::Reconnect { reconnect, .. } => {
+                    // The session's receive state (in_seq) is only final once its old socket
+                    // stopped reading: decide on the worker that owns the session, after
+                    // closing that socket. Otherwise the old socket could still deliver what
+                    // the peer is about to resend.
+                    match msgr.in_session(&reconnect) {
+                        Some(c) if c.worker != self.idx => {
+                            let mut s = self.socks.remove(&t).expect("token checked");
+                            let _ = self.poll.registry().deregister(&mut s.stream);
+                            s.wq.extend(s.proto.take_output());
+                            self.perf.set(L_ACTIVE, self.socks.len() as u64);
+                            msgr.worker(c.worker).send(Cmd::Resume(c, Box::new(s), reconnect));
+                            return Verdict::Moved;
+                        }
+                        existing => {
+                            if let Some(c) = &existing {
+                                self.close_current_socket(c, t);
+                            }
+                            let s = self.socks.get_mut(&t).expect("token checked");
+                            if let Some(conn) = msgr.resume_session(&reconnect, &mut s.proto) {
+                                s.ready = true;
+                                s.conn = Some(conn.clone());
+                                drain = true;
+                                self.attach(t, conn);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if got_messages {
+            let s = self.socks.get_mut(&t).expect("token checked");
+            if let Some(c) = &s.conn {
+                let idle = {
+                    let mut st = c.state.lock();
+                    st.in_seq = s.proto.in_seq;
+                    st.out_q.is_empty()
+                };
+                if !c.policy.lossy && idle {
+                    s.proto.send_ack();
+                }
+            }
+        }
+        if drain {
+            self.drain(t)
+        } else {
+            self.flush(t)
+        }
+    }
+
+    /// Drops the socket `conn` currently uses (not `keep`), without fault handling: a reconnect
+    /// replaces it.
+    fn close_current_socket(&mut self, conn: &ConnectionRef, keep: usize) {
+        if let Some(old) = self.by_conn.get(&conn.id()).copied() {
+            if old != keep {
+                self.by_conn.remove(&conn.id());
+                if let Some(mut o) = self.socks.remove(&old) {
+                    let _ = self.poll.registry().deregister(&mut o.stream);
+                }
+                self.perf.set(L_ACTIVE, self.socks.len() as u64);
+            }
+        }
+    }
+
+    /// Server side: the socket now carries `conn`'s session. Returns true when it moved to
+    /// the worker owning the session (which then handles the events still pending on it).
+    fn attach(&mut self, t: usize, conn: ConnectionRef) -> bool {
+        conn.state.lock().kicked = true;
+        if conn.worker == self.idx {
+            if let Some(old) = self.by_conn.insert(conn.id(), t) {
+                if old != t {
+                    if let Some(mut o) = self.socks.remove(&old) {
+                        let _ = self.poll.registry().deregister(&mut o.stream);
+                    }
+                }
+            }
+            return false;
+        }
+        let Some(msgr) = self.msgr.upgrade() else { return false };
+        let mut s = self.socks.remove(&t).expect("token checked");
+        let _ = self.poll.registry().deregister(&mut s.stream);
+        s.wq.extend(s.proto.take_output());
+        self.perf.set(L_ACTIVE, self.socks.len() as u64);
+        msgr.worker(conn.worker).send(Cmd::Adopt(conn, Box::new(s)));
+        true
+    }
+
+    /// `ms_inject_delay_*` first: a message from a peer of a listed type is held back with the
+    /// configured probability, and the connection's later messages queue behind it (Ceph's
+    /// DelayedDelivery keeps a connection's order too).
+    fn deliver(&mut self, msgr: &Arc<Inner>, conn: &ConnectionRef, h: MsgHeader, segs: [Bytes; 4]) {
+        let delaying =
+            !self.conf.inject_delay_types.is_empty() && self.conf.inject_delay_types.contains(&conn.peer_type());
+        if delaying || self.delayed.contains_key(&conn.id()) {
+            let now = Instant::now();
+            let mut release = now;
+            if delaying && (self.next_rand() as f64 / u64::MAX as f64) < self.conf.inject_delay_probability {
+                let frac = self.next_rand() as f64 / u64::MAX as f64;
+                release = now + self.conf.inject_delay_max.mul_f64(frac);
+            }
+            let q = self.delayed.entry(conn.id()).or_default();
+            if let Some(last) = q.back() {
+                release = release.max(last.release);
+            }
+            if release > now || !q.is_empty() {
+                q.push_back(Delayed {
+                    release,
+                    conn: conn.clone(),
+                    header: h,
+                    segments: segs,
+                });
+                return;
+            }
+        }
+        self.dispatch(msgr, conn, h, segs);
+    }
+
+    fn dispatch(&mut self, msgr: &Arc<Inner>, conn: &ConnectionRef, h: MsgHeader, segs: [Bytes; 4]) {
+        let [_, front, middle, data] = segs;
+        let len = (front.len() + middle.len() + data.len()) as u64;
+        self.perf.inc(L_RECV_MSGS, 1);
+        let mut m = Message::new(h.ty, front);
+        m.middle = middle;
+        m.data = data;
+        m.priority = h.priority;
+        m.tid = h.tid;
+        m.version = h.version;
+        m.compat_version = h.compat_version;
+        m.seq = h.seq;
+        m.conn = Some(conn.clone());
+        m.recv_stamp = Some(Instant::now());
+        // Held until the message is dropped; reads stop while a throttle is full
+        // (`recv_throttled`), so a slow dispatcher bounds what a peer can make us buffer.
+        if let Some(th) = &conn.policy.throttler_messages {
+            th.take(1);
+            m.throttle_release.push(ThrottleRelease {
+                throttle: th.clone(),
+                amount: 1,
+            });
+        }
+        if let Some(th) = &conn.policy.throttler_bytes {
+            th.take(len);
+            m.throttle_release.push(ThrottleRelease {
+                throttle: th.clone(),
+                amount: len,
+            });
+        }
+        if let Some(m) = msgr.chain.try_fast_dispatch(m) {
+            let mut m = m;
+            msgr.dispatch_throttle.take(len);
+            m.dispatch_throttle_size = len;
+            let prio = m.priority;
+            msgr.dq().enqueue(m, prio, conn.id());
+        }
+    }
+
+    /// Frames everything queued on the socket's session and writes it.
+    fn drain(&mut self, t: usize) -> Verdict {
+        let s = self.socks.get_mut(&t).expect("token checked");
+        if !s.ready {
+            return self.flush(t);
+        }
+        let Some(conn) = s.conn.clone() else {
+            return self.flush(t);
+        };
+        let mut sent = 0u64;
+        {
+            let mut st = conn.state.lock();
+            st.kicked = false;
+            while let Some(mut m) = st.out_q.pop_front() {
+                if m.seq == 0 {
+                    st.out_seq += 1;
+                    m.seq = st.out_seq;
+                }
+                let h = MsgHeader {
+                    seq: m.seq,
+                    tid: m.tid,
+                    ty: m.ty,
+                    priority: m.priority,
+                    version: m.version,
+                    compat_version: m.compat_version,
+                    ..Default::default()
+                };
+                s.proto
+                    .send_message(h, m.front.clone(), m.middle.clone(), m.data.clone());
+                sent += 1;
+                if !conn.policy.lossy {
+                    st.sent.push_back(m);
+                }
+            }
+        }
+        self.perf.inc(L_SEND_MSGS, sent);
+        self.flush(t)
+    }
+
+    fn flush(&mut self, t: usize) -> Verdict {
+        let inject = self.inject_failure();
+        let s = self.socks.get_mut(&t).expect("token checked");
+        s.wq.extend(s.proto.take_output());
+        if !s.connected || s.wq.is_empty() {
+            return Verdict::Keep;
+        }
+        if inject {
+            return Verdict::Fault("injected socket failure (ms_inject_socket_failures)".into());
+        }
+        while !s.wq.is_empty() {
+            let slices: Vec<IoSlice<'_>> = s.wq.iter().take(64).map(|b| IoSlice::new(b)).collect();
+            match s.stream.write_vectored(&slices) {
+                Ok(0) => return Verdict::Fault("write returned 0".into()),
+                Ok(mut n) => {
+                    self.perf.inc(L_SEND_BYTES, n as u64);
+                    s.last_active = Instant::now();
+                    while n > 0 {
+                        let front = s.wq.front_mut().expect("bytes written came from the queue");
+                        if n >= front.len() {
+                            n -= front.len();
+                            s.wq.pop_front();
+                        } else {
+                            let _ = front.split_to(n);
+                            n = 0;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Verdict::Fault(format!("write: {e}")),
+            }
+        }
+        Verdict::Keep
+    }
+
+    /// A socket failed: close it and decide the session's fate by its policy.
+    fn fault(&mut self, t: usize, why: &str) {
+        let Some(mut s) = self.socks.remove(&t) else { return };
+        let _ = self.poll.registry().deregister(&mut s.stream);
+        self.perf.inc(L_FAULTS, 1);
+        self.perf.set(L_ACTIVE, self.socks.len() as u64);
+        let Some(conn) = s.conn.take() else {
+            log::debug!(target: "ms", "handshake socket closed: {why}");
+            return;
+        };
+        if self.by_conn.get(&conn.id()) == Some(&t) {
+            self.by_conn.remove(&conn.id());
+        } else if s.ready {
+            // Not the session's current socket (already replaced): nothing else to do.
+            return;
+        }
+        let refused = s.outgoing && !s.connected;
+        self.fault_conn(&conn, why, refused);
+    }
+
+    fn fault_conn(&mut self, conn: &ConnectionRef, why: &str, refused: bool) {
+        let Some(msgr) = self.msgr.upgrade() else { return };
+        log::debug!(target: "ms", "fault on {} ({}): {why}", conn.peer_addr(), conn.policy.name());
+        let mut st = conn.state.lock();
+        if st.status == ConnStatus::Closed {
+            return;
+        }
+        if conn.policy.lossy {
+            st.status = ConnStatus::Closed;
+            st.out_q.clear();
+            st.sent.clear();
+            drop(st);
+            msgr.forget(conn);
+            let ev = if refused {
+                ConnEvent::ConnRefused
+            } else {
+                ConnEvent::BadReset
+            };
+            msgr.dq().queue_event(ev, conn.clone());
+            return;
+        }
+        // Lossless: what was sent and not acked goes back in front, keeping its seq.
+        let sent = std::mem::take(&mut st.sent);
+        for m in sent.into_iter().rev() {
+            st.out_q.push_front(m);
+        }
+        if conn.outgoing && !conn.policy.server {
+            st.status = ConnStatus::Connecting;
+            let backoff = self.conf.backoff(st.failures);
+            st.failures += 1;
+            drop(st);
+            if refused {
+                msgr.dq().queue_event(ConnEvent::ConnRefused, conn.clone());
+            }
+            self.reconnects.push((Instant::now() + backoff, conn.clone()));
+        } else {
+            st.status = ConnStatus::Standby;
+        }
+    }
+}
+
+pub(crate) fn reconnect_request(msgr: &Inner, st: &super::connection::ConnState) -> SessionReconnect {
+    SessionReconnect {
+        addrs: msgr.my_addrs(),
+        client_cookie: st.client_cookie,
+        server_cookie: st.server_cookie,
+        global_seq: msgr.next_global_seq(),
+        connect_seq: st.connect_seq,
+        msg_seq: st.in_seq,
+    }
+}
