@@ -56,6 +56,11 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmarks: `bench msgr` (messenger over loopback, against raw TCP).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
     /// Start an embedded daemon context (admin socket, timer, finisher, throttle, perf
     /// counters), exercise it through its own admin socket and print a summary.
     Demo {
@@ -66,6 +71,145 @@ enum Cmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// A server process and a client process over loopback, like Ceph's perf_msgr_server/client.
+    ///
+    /// pingpong: one message in flight per connection, echoed whole (round-trip p50/p99).
+    /// stream: --depth messages in flight per connection, each acked (msgs/s, MiB/s).
+    /// Every run counts lost, duplicated and reordered messages. --transport tcp runs the same
+    /// load over plain sockets, the baseline to compare with.
+    Msgr {
+        #[arg(long, value_parser = ["pingpong", "stream"], default_value = "pingpong")]
+        mode: String,
+        /// Data-segment bytes per message (K, M suffixes allowed).
+        #[arg(long, default_value = "4096", value_parser = parse_size)]
+        size: u64,
+        /// Messages in flight per connection (stream mode).
+        #[arg(long, default_value_t = 128)]
+        depth: usize,
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// ms_inject_socket_failures on both ends.
+        #[arg(long, default_value_t = 0)]
+        inject_socket_failures: u64,
+        /// ms_async_op_threads on both ends.
+        #[arg(long, default_value_t = 3)]
+        threads: u64,
+        #[arg(long, value_parser = ["msgr", "tcp"], default_value = "msgr")]
+        transport: String,
+        #[arg(long)]
+        json: bool,
+        /// Internal: be the server process.
+        #[arg(long, hide = true)]
+        serve: bool,
+    },
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mul) = match s.trim().to_ascii_uppercase() {
+        t if t.ends_with("KIB") || t.ends_with('K') => {
+            (t.trim_end_matches("IB").trim_end_matches('K').to_string(), 1024)
+        }
+        t if t.ends_with("MIB") || t.ends_with('M') => {
+            (t.trim_end_matches("IB").trim_end_matches('M').to_string(), 1 << 20)
+        }
+        t => (t, 1),
+    };
+    num.parse::<u64>()
+        .map(|n| n * mul)
+        .map_err(|_| format!("not a size: {s} (e.g. 4096, 4K, 4M)"))
+}
+
+fn bench_msgr(cmd: BenchCmd) -> ExitCode {
+    use osdkit::msgr::bench::{self, BenchOpts, Mode, Transport};
+    let BenchCmd::Msgr {
+        mode,
+        size,
+        depth,
+        conns,
+        seconds,
+        inject_socket_failures,
+        threads,
+        transport,
+        json,
+        serve,
+    } = cmd;
+    let o = BenchOpts {
+        mode: if mode == "stream" { Mode::Stream } else { Mode::PingPong },
+        transport: if transport == "tcp" {
+            Transport::Tcp
+        } else {
+            Transport::Msgr
+        },
+        size: size as usize,
+        depth,
+        conns,
+        seconds,
+        inject_socket_failures,
+        threads,
+    };
+    if serve {
+        return match bench::serve(&o) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("osdkit bench msgr --serve: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if !json {
+        println!(
+            "bench msgr: {transport} {mode}, {size} bytes, depth {}, {conns} conn(s), {seconds} s{}",
+            if o.mode == Mode::PingPong { 1 } else { depth },
+            if inject_socket_failures > 0 {
+                format!(", ms_inject_socket_failures={inject_socket_failures}")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let mut progress = |t: f64, n: u64| {
+        if !json {
+            println!("  {t:5.1} s  {n:>9} msgs/s");
+        }
+    };
+    match bench::run(&o, &mut progress) {
+        Ok(r) => {
+            if json {
+                println!("{}", r.to_json(&o));
+            } else {
+                println!(
+                    "{} msgs in {:.2} s: {:.0} msgs/s, {:.1} MiB/s; round trip p50 {:.0} us, p99 {:.0} us",
+                    r.messages, r.seconds, r.msgs_per_sec, r.mib_per_sec, r.p50_us, r.p99_us
+                );
+                println!(
+                    "lost {}, duplicated {}, reordered {}{}",
+                    r.lost,
+                    r.duplicated,
+                    r.reordered,
+                    if o.inject_socket_failures > 0 {
+                        format!(" ({} socket failures injected)", r.injected_failures)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            if r.lost + r.duplicated + r.reordered > 0 {
+                eprintln!("osdkit bench msgr: messages were lost, duplicated or reordered");
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("osdkit bench msgr: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -103,6 +247,7 @@ fn main() -> ExitCode {
             id,
             json,
         } => ping(&addr, count, interval, timeout, &id, json),
+        Cmd::Bench { what } => bench_msgr(what),
         Cmd::Demo { json, dir } => match osdkit::demo::run(json, dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -402,6 +402,9 @@ impl Inner {
 impl ConnOwner for Inner {
     /// Wakes the worker owning `c` to send what it queued.
     fn kick(&self, c: &ConnectionRef) {
+        if super::worker::defer_kick_if_local(self, c) {
+            return;
+        }
         if let Some(w) = self.workers().get(c.worker) {
             w.send(Cmd::Kick(c.clone()));
         }

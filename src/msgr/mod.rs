@@ -1,6 +1,7 @@
 //! The messenger (DESIGN.md §2): msgr2 on the wire, Ceph's Messenger/Connection/Dispatcher model.
 
 pub mod addr;
+pub mod bench;
 pub mod connection;
 pub mod dispatch_queue;
 pub mod dispatcher;

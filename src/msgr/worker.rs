@@ -16,14 +16,32 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{HashMap, VecDeque};
-use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::io::{ErrorKind, IoSlice, Write};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
-const READ_CHUNK: usize = 128 * 1024;
+/// What one read asks for when no large frame is in progress.
+const READ_CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    /// On a worker thread: (its messenger, its index). Sends made from there (fast dispatch
+    /// replying inline) are noted in `DEFERRED` instead of waking the worker through its
+    /// channel and eventfd: the worker drains them before it polls again.
+    static CURRENT: std::cell::Cell<(usize, usize)> = const { std::cell::Cell::new((0, usize::MAX)) };
+    static DEFERRED: std::cell::RefCell<Vec<ConnectionRef>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Called by `kick`: true when the caller is `worker` of `msgr` itself and the kick was noted.
+pub(crate) fn defer_kick_if_local(msgr: *const Inner, c: &ConnectionRef) -> bool {
+    if CURRENT.with(|w| w.get()) != (msgr as usize, c.worker) {
+        return false;
+    }
+    DEFERRED.with(|d| d.borrow_mut().push(c.clone()));
+    true
+}
 
 pub(crate) const L_RECV_MSGS: usize = 0;
 pub(crate) const L_SEND_MSGS: usize = 1;
@@ -228,6 +246,7 @@ impl Worker {
     }
 
     pub fn run(mut self) {
+        CURRENT.with(|w| w.set((self.msgr.as_ptr() as usize, self.idx)));
         if let Some(l) = self.listener.as_mut() {
             if let Err(e) = self.poll.registry().register(l, LISTENER, Interest::READABLE) {
                 log::error!(target: "ms", "worker {}: cannot watch listener: {e}", self.idx);
@@ -269,6 +288,7 @@ impl Worker {
                     }
                 }
             }
+            self.run_deferred();
             loop {
                 match self.rx.try_recv() {
                     Ok(Cmd::Stop) => {
@@ -285,6 +305,21 @@ impl Worker {
             if Instant::now() >= next_check {
                 self.check_timeouts();
                 next_check = Instant::now() + Duration::from_millis(100);
+            }
+            // Whatever the steps above sent from this thread goes out before the next poll.
+            self.run_deferred();
+        }
+    }
+
+    /// The kicks made on this thread while it handled events (see `DEFERRED`).
+    fn run_deferred(&mut self) {
+        loop {
+            let list = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+            if list.is_empty() {
+                return;
+            }
+            for conn in list {
+                self.command(Cmd::Kick(conn));
             }
         }
     }
@@ -648,25 +683,20 @@ impl Worker {
                 return Verdict::Fault("injected socket failure (ms_inject_socket_failures)".into());
             }
             let s = self.socks.get_mut(&t).expect("token checked");
-            let buf = s.proto.read_buf();
-            let len = buf.len();
-            buf.resize(len + READ_CHUNK, 0);
-            let r = s.stream.read(&mut buf[len..]);
-            let n = match r {
+            // A large frame in progress is read exactly (see `frame_remaining`); otherwise a
+            // fixed chunk holds many small frames. A bigger chunk would only pull in the start
+            // of a large frame that then gets copied when its buffer is sized.
+            let remaining = s.proto.frame_remaining();
+            let chunk = remaining.max(READ_CHUNK);
+            let n = match recv_into(&s.stream, s.proto.read_buf(), chunk) {
+                Ok(0) => return Verdict::Fault("peer closed the connection".into()),
                 Ok(n) => n,
-                Err(e) => {
-                    buf.truncate(len);
-                    match e.kind() {
-                        ErrorKind::WouldBlock => break,
-                        ErrorKind::Interrupted => continue,
-                        _ => return Verdict::Fault(format!("read: {e}")),
-                    }
-                }
+                Err(e) => match e.kind() {
+                    ErrorKind::WouldBlock => break,
+                    ErrorKind::Interrupted => continue,
+                    _ => return Verdict::Fault(format!("read: {e}")),
+                },
             };
-            buf.truncate(len + n);
-            if n == 0 {
-                return Verdict::Fault("peer closed the connection".into());
-            }
             self.perf.inc(L_RECV_BYTES, n as u64);
             s.last_active = Instant::now();
             if let Err(f) = s.proto.process() {
@@ -1100,6 +1130,29 @@ impl Worker {
             st.status = ConnStatus::Standby;
         }
     }
+}
+
+/// One `recv(2)` of at most `want` bytes straight into the spare capacity of `buf` (no
+/// zeroing first, no copy after).
+fn recv_into(stream: &TcpStream, buf: &mut bytes::BytesMut, want: usize) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    if buf.capacity() - buf.len() < want {
+        buf.reserve(want);
+    }
+    let spare = buf.spare_capacity_mut();
+    let room = want.min(spare.len());
+    let spare = &mut spare[..room];
+    // SAFETY: `spare` is writable memory owned by `buf`, `spare.len()` bytes long; recv(2)
+    // writes at most that many bytes into it and reports how many. The fd belongs to `stream`,
+    // which outlives the call.
+    let r = unsafe { libc::recv(stream.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), 0) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = r as usize;
+    // SAFETY: recv initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 pub(crate) fn reconnect_request(msgr: &Inner, st: &super::connection::ConnState) -> SessionReconnect {

@@ -192,6 +192,17 @@ pub fn encode_frame(tag: Tag, segs: &[Bytes; 4], out: &mut Vec<Bytes>) {
     }
 }
 
+/// The whole length of the frame whose preamble starts `buf` (already CRC-checked by
+/// `decode_frame`, which left it there because the rest had not arrived), if there is one.
+pub fn pending_frame_len(buf: &[u8]) -> Option<usize> {
+    let p = buf.get(..PREAMBLE_LEN)?;
+    let num = (p[1] as usize).clamp(1, 4);
+    let len = |i: usize| u32::from_le_bytes(p[2 + 6 * i..6 + 6 * i].try_into().expect("4 bytes")) as usize;
+    let head = if len(0) > 0 { len(0) + 4 } else { 0 };
+    let rest: usize = (1..num).map(len).sum();
+    Some(PREAMBLE_LEN + head + rest + if num > 1 { EPILOGUE_LEN } else { 0 })
+}
+
 /// Size limits a receiver enforces before buffering a frame.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameLimits {

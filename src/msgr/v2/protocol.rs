@@ -214,6 +214,16 @@ impl Protocol {
         &mut self.inbuf
     }
 
+    /// Bytes still missing from the frame in progress (0 when none is known): a reader can
+    /// stop there, so a large frame's buffer is exactly that frame and the next one starts in
+    /// a buffer of its own instead of being copied out of this one.
+    pub fn frame_remaining(&self) -> usize {
+        if self.state == State::Banner {
+            return 0;
+        }
+        frame::pending_frame_len(&self.inbuf).map_or(0, |t| t.saturating_sub(self.inbuf.len()))
+    }
+
     /// Frames queued for the socket, in order.
     pub fn take_output(&mut self) -> Vec<Bytes> {
         std::mem::take(&mut self.out)
