@@ -1,4 +1,5 @@
-"""osdkit: a Ceph-style daemon runtime (config, log, perf counters, admin socket, timers).
+"""osdkit: a Ceph-style daemon runtime (config, log, perf counters, admin socket, timers,
+the msgr2 messenger).
 
 Library threads never run Python code: every callable given to osdkit runs on a thread
 owned by the object it was given to (named ``osdkit-py-cb``). Call ``close()`` or use the
@@ -9,8 +10,12 @@ import atexit as _atexit
 
 from . import _native
 from ._native import (
+    Connection,
     Context,
     Finisher,
+    Message,
+    MessageIterator,
+    Messenger,
     PerfCounters,
     SafeTimer,
     Throttle,
@@ -22,8 +27,12 @@ from ._native import (
 __version__: str = _native.__version__
 
 __all__ = [
+    "Connection",
     "Context",
     "Finisher",
+    "Message",
+    "MessageIterator",
+    "Messenger",
     "PerfCounters",
     "SafeTimer",
     "Throttle",

@@ -2,7 +2,7 @@
 //!
 //! Threading contract, for every class here:
 //! - library threads never run Python code; callables run on the owning object's dispatcher
-//!   thread, `osdkit-py-cb`, one per Context / SafeTimer / Finisher;
+//!   thread, `osdkit-py-cb`, one per Context / SafeTimer / Finisher / Messenger;
 //! - every call that can block releases the GIL, and long waits are cut into 100 ms slices
 //!   with a signal check between them, so Ctrl-C works;
 //! - `close()` stops the library object, then joins the dispatcher; from inside one of the
@@ -11,6 +11,7 @@
 mod context;
 mod dispatch;
 mod finisher;
+mod msgr;
 mod perf;
 mod throttle;
 mod timer;
@@ -113,6 +114,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<timer::SafeTimer>()?;
     m.add_class::<finisher::Finisher>()?;
     m.add_class::<throttle::Throttle>()?;
+    m.add_class::<msgr::Messenger>()?;
+    m.add_class::<msgr::Connection>()?;
+    m.add_class::<msgr::Message>()?;
+    m.add_class::<msgr::MessageIterator>()?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(asok_request, m)?)?;
     m.add_function(wrap_pyfunction!(admin_command, m)?)?;
