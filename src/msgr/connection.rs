@@ -165,6 +165,18 @@ impl Connection {
         self.state.lock().sent.len()
     }
 
+    /// Marks the session closed and drops what it still held. The messages are dropped after
+    /// the lock is released: dropping one runs its buffer owner's destructor (a C `free_fn`, a
+    /// Python object's release), which must never run under a library lock.
+    pub(crate) fn close_and_discard(&self) {
+        let held = {
+            let mut st = self.state.lock();
+            st.status = ConnStatus::Closed;
+            (std::mem::take(&mut st.out_q), std::mem::take(&mut st.sent))
+        };
+        drop(held);
+    }
+
     /// Queues `m` for the peer. Fails with -ENOTCONN once the connection is closed (marked down,
     /// or a lossy session that faulted).
     pub fn send_message(self: &Arc<Self>, m: Message) -> Result<()> {

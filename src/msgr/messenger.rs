@@ -140,6 +140,9 @@ impl Messenger {
 
     /// Binds a listening socket (port 0: any free port). Returns the address peers use.
     pub fn bind(&self, addr: SocketAddr) -> Result<EntityAddr> {
+        if self.inner.started.load(Ordering::Acquire) {
+            return Err(Error::inval("bind must come before start"));
+        }
         let l = std::net::TcpListener::bind(addr).map_err(|e| Error::io(e, format!("bind {addr}")))?;
         let local = l.local_addr()?;
         l.set_nonblocking(true)?;
@@ -169,6 +172,9 @@ impl Messenger {
 
     /// Starts the workers (`msgr-worker-N`) and the dispatch threads.
     pub fn start(&self) -> Result<()> {
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(Error::inval("a messenger that was shut down cannot start again"));
+        }
         if self.inner.started.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -283,11 +289,9 @@ impl Messenger {
             }
         }
         self.inner.dq.shutdown();
-        for c in self.inner.all.lock().drain().map(|(_, c)| c) {
-            let mut st = c.state.lock();
-            st.status = ConnStatus::Closed;
-            st.out_q.clear();
-            st.sent.clear();
+        let all: Vec<ConnectionRef> = self.inner.all.lock().drain().map(|(_, c)| c).collect();
+        for c in all {
+            c.close_and_discard();
         }
         self.inner.out_sessions.lock().clear();
         self.inner.in_sessions.lock().clear();
@@ -360,7 +364,7 @@ impl Inner {
         self.limits
     }
     pub(crate) fn next_global_seq(&self) -> u64 {
-        self.global_seq.fetch_add(1, Ordering::Relaxed) + 1
+        self.global_seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
     }
     pub(crate) fn bump_global_seq(&self, seen: u64) {
         self.global_seq.fetch_max(seen, Ordering::Relaxed);
@@ -415,12 +419,7 @@ impl ConnOwner for Inner {
         }
     }
     fn mark_down_conn(&self, c: &ConnectionRef) {
-        {
-            let mut st = c.state.lock();
-            st.status = ConnStatus::Closed;
-            st.out_q.clear();
-            st.sent.clear();
-        }
+        c.close_and_discard();
         self.forget(c);
         self.dq.discard_queue(c.id());
         if let Some(w) = self.workers().get(c.worker) {
@@ -439,12 +438,7 @@ impl Inner {
             if let Some(old) = old {
                 // Same peer, new session: it restarted. The old session is gone for good.
                 log::info!(target: "ms", "{key} opened a new session: resetting the old one");
-                {
-                    let mut st = old.state.lock();
-                    st.status = ConnStatus::Closed;
-                    st.out_q.clear();
-                    st.sent.clear();
-                }
+                old.close_and_discard();
                 self.all.lock().remove(&old.id());
                 self.dq.queue_event(ConnEvent::BadRemoteReset, old.clone());
                 if let Some(w) = self.workers().get(old.worker) {
@@ -514,12 +508,14 @@ impl Inner {
         for m in sent.into_iter().rev() {
             st.out_q.push_front(m);
         }
+        let mut acked = Vec::new();
         while st.out_q.front().is_some_and(|m| m.seq != 0 && m.seq <= r.msg_seq) {
-            st.out_q.pop_front();
+            acked.extend(st.out_q.pop_front());
         }
         proto.reconnect_ok(st.in_seq);
         st.status = ConnStatus::Open;
         drop(st);
+        drop(acked);
         Some(c)
     }
 }

@@ -51,6 +51,7 @@ pub(crate) const L_CREATED: usize = 4;
 pub(crate) const L_ACTIVE: usize = 5;
 pub(crate) const L_FAULTS: usize = 6;
 pub(crate) const L_INJECTED: usize = 7;
+pub(crate) const L_DELAYED: usize = 8;
 
 pub(crate) fn worker_perf(idx: usize) -> Arc<PerfCounters> {
     let mut b = PerfCountersBuilder::new(format!("AsyncMessenger::Worker-{idx}"));
@@ -66,8 +67,9 @@ pub(crate) fn worker_perf(idx: usize) -> Arc<PerfCounters> {
             "msgr_injected_socket_failures",
             "Faults injected by ms_inject_socket_failures",
         ),
+        b.add_u64_counter("msgr_injected_delays", "Messages held back by ms_inject_delay_*"),
     ];
-    debug_assert_eq!(idx, [0, 1, 2, 3, 4, 5, 6, 7]);
+    debug_assert_eq!(idx, [0, 1, 2, 3, 4, 5, 6, 7, L_DELAYED]);
     b.build()
 }
 
@@ -187,6 +189,8 @@ pub(crate) struct Worker {
     perf: Arc<PerfCounters>,
     /// Sockets not read because a receive throttle is full: retried on every loop.
     throttled: Vec<usize>,
+    /// Messages taken out of a session under its lock, dropped once the lock is released.
+    graveyard: Vec<Message>,
     /// `ms_inject_delay_*`: held messages by connection, each queue in release order.
     delayed: HashMap<u64, VecDeque<Delayed>>,
 }
@@ -223,6 +227,7 @@ impl Worker {
             perf,
             throttled: Vec::new(),
             delayed: HashMap::new(),
+            graveyard: Vec::new(),
         }
     }
 
@@ -489,9 +494,10 @@ impl Worker {
                 }
                 drop(conn);
             }
-            Cmd::Resume(conn, s, r) => {
+            Cmd::Resume(_conn, s, r) => {
                 let Some(msgr) = self.msgr.upgrade() else { return };
-                self.close_current_socket(&conn, usize::MAX);
+                // The session's current socket is replaced (in add_sock) only if the
+                // reconnect is accepted: a forged one must not cut the real peer off.
                 let mut s = *s;
                 let resumed = msgr.resume_session(&r, &mut s.proto);
                 if let Some(c) = &resumed {
@@ -592,10 +598,7 @@ impl Worker {
 
     fn give_up(&mut self, conn: &ConnectionRef, why: &str) {
         log::warn!(target: "ms", "connection to {}: {why}", conn.peer_addr());
-        let mut st = conn.state.lock();
-        st.status = ConnStatus::Closed;
-        st.out_q.clear();
-        st.sent.clear();
+        conn.close_and_discard();
     }
 
     fn due_reconnects(&mut self) {
@@ -687,7 +690,7 @@ impl Worker {
             // fixed chunk holds many small frames. A bigger chunk would only pull in the start
             // of a large frame that then gets copied when its buffer is sized.
             let remaining = s.proto.frame_remaining();
-            let chunk = remaining.max(READ_CHUNK);
+            let chunk = remaining.clamp(READ_CHUNK, super::v2::frame::MAX_EAGER_RESERVE);
             let n = match recv_into(&s.stream, s.proto.read_buf(), chunk) {
                 Ok(0) => return Verdict::Fault("peer closed the connection".into()),
                 Ok(n) => n,
@@ -728,10 +731,13 @@ impl Worker {
                 }
                 Event::Acked { seq } => {
                     if let Some(c) = &s.conn {
+                        // Dropped after the lock (see `Connection::close_and_discard`).
                         let mut st = c.state.lock();
                         while st.sent.front().is_some_and(|m| m.seq <= seq) {
-                            st.sent.pop_front();
+                            self.graveyard.extend(st.sent.pop_front());
                         }
+                        drop(st);
+                        self.graveyard.clear();
                     }
                 }
                 Event::Keepalive => {}
@@ -770,12 +776,13 @@ impl Worker {
                     {
                         let mut st = conn.state.lock();
                         while st.out_q.front().is_some_and(|m| m.seq != 0 && m.seq <= msg_seq) {
-                            st.out_q.pop_front();
+                            self.graveyard.extend(st.out_q.pop_front());
                         }
                         st.status = ConnStatus::Open;
                         st.failures = 0;
                         st.kicked = true;
                     }
+                    self.graveyard.clear();
                     msgr.dq().queue_event(ConnEvent::Connect, conn);
                     drain = true;
                 }
@@ -784,8 +791,8 @@ impl Worker {
                     let session = {
                         let mut st = conn.state.lock();
                         if full {
-                            st.out_q.clear();
-                            st.sent.clear();
+                            self.graveyard.extend(st.out_q.drain(..));
+                            self.graveyard.extend(st.sent.drain(..));
                             st.client_cookie =
                                 u64::from(super::ping::random_nonce()) << 32 | u64::from(super::ping::random_nonce());
                         }
@@ -802,6 +809,7 @@ impl Worker {
                             lossy: conn.policy.lossy,
                         }
                     };
+                    self.graveyard.clear();
                     s.proto.in_seq = 0;
                     s.proto.resend_session(session);
                     if full {
@@ -812,7 +820,7 @@ impl Worker {
                     let conn = s.conn.clone().expect("outgoing sockets carry their session");
                     let r = {
                         let mut st = conn.state.lock();
-                        st.connect_seq = connect_seq + 1;
+                        st.connect_seq = connect_seq.saturating_add(1);
                         reconnect_request(&msgr, &st)
                     };
                     s.proto.resend_session(ClientSession::Reconnect(r));
@@ -854,10 +862,9 @@ impl Worker {
                             msgr.worker(c.worker).send(Cmd::Resume(c, Box::new(s), reconnect));
                             return Verdict::Moved;
                         }
-                        existing => {
-                            if let Some(c) = &existing {
-                                self.close_current_socket(c, t);
-                            }
+                        _ => {
+                            // Validated before anything is closed; `attach` replaces the
+                            // session's old socket once the reconnect is accepted.
                             let s = self.socks.get_mut(&t).expect("token checked");
                             if let Some(conn) = msgr.resume_session(&reconnect, &mut s.proto) {
                                 s.ready = true;
@@ -887,20 +894,6 @@ impl Worker {
             self.drain(t)
         } else {
             self.flush(t)
-        }
-    }
-
-    /// Drops the socket `conn` currently uses (not `keep`), without fault handling: a reconnect
-    /// replaces it.
-    fn close_current_socket(&mut self, conn: &ConnectionRef, keep: usize) {
-        if let Some(old) = self.by_conn.get(&conn.id()).copied() {
-            if old != keep {
-                self.by_conn.remove(&conn.id());
-                if let Some(mut o) = self.socks.remove(&old) {
-                    let _ = self.poll.registry().deregister(&mut o.stream);
-                }
-                self.perf.set(L_ACTIVE, self.socks.len() as u64);
-            }
         }
     }
 
@@ -939,6 +932,7 @@ impl Worker {
             if delaying && (self.next_rand() as f64 / u64::MAX as f64) < self.conf.inject_delay_probability {
                 let frac = self.next_rand() as f64 / u64::MAX as f64;
                 release = now + self.conf.inject_delay_max.mul_f64(frac);
+                self.perf.inc(L_DELAYED, 1);
             }
             let q = self.delayed.entry(conn.id()).or_default();
             if let Some(last) = q.back() {
@@ -1099,10 +1093,8 @@ impl Worker {
             return;
         }
         if conn.policy.lossy {
-            st.status = ConnStatus::Closed;
-            st.out_q.clear();
-            st.sent.clear();
             drop(st);
+            conn.close_and_discard();
             msgr.forget(conn);
             let ev = if refused {
                 ConnEvent::ConnRefused

@@ -11,6 +11,8 @@ pub const BANNER_LEN: usize = 26;
 pub const MSGR2_FEATURE_REVISION_1: u64 = 1;
 pub const PREAMBLE_LEN: usize = 32;
 pub const EPILOGUE_LEN: usize = 13;
+/// The most a receiver sets aside for a frame before its bytes arrive.
+pub const MAX_EAGER_RESERVE: usize = 16 << 20;
 pub const LATE_STATUS_COMPLETE: u8 = 0x0e;
 pub const LATE_STATUS_ABORTED: u8 = 0x01;
 pub const CONTROL_ALIGN: u16 = 8;
@@ -261,7 +263,10 @@ pub fn decode_frame(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<F
         let head = if lens[0] > 0 { lens[0] + 4 } else { 0 };
         let total = PREAMBLE_LEN + head + lens[1] + lens[2] + lens[3] + if num > 1 { EPILOGUE_LEN } else { 0 };
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            // Room for the whole frame at once (so it is read without copies), but no more
+            // than MAX_EAGER_RESERVE on the word of a preamble alone: beyond that the buffer
+            // grows as the bytes actually arrive.
+            buf.reserve((total - buf.len()).min(MAX_EAGER_RESERVE));
             return Ok(None);
         }
         let frame = buf.split_to(total).freeze();

@@ -146,6 +146,10 @@ pub struct Protocol {
     pub global_id: u64,
     /// Highest message seq received in this session (`in_seq`).
     pub in_seq: u64,
+    /// Server: a CLIENT_IDENT or SESSION_RECONNECT awaits the owner's answer; the client must
+    /// wait for it too, so any further frame is a protocol error (a second ident would open a
+    /// second session on one socket).
+    deciding: bool,
 }
 
 impl Protocol {
@@ -162,6 +166,7 @@ impl Protocol {
             my_addr_seen: None,
             global_id: 0,
             in_seq: 0,
+            deciding: false,
         };
         p.out
             .push(Bytes::copy_from_slice(&frame::banner(MSGR2_FEATURE_REVISION_1, 0)));
@@ -266,7 +271,17 @@ impl Protocol {
             }
         }
         while self.state != State::Banner {
-            let Some(f) = decode_frame(&mut self.inbuf, &self.limits).map_err(|e| Fault(e.0))? else {
+            // Before the session is ready only control frames are legal: a MESSAGE preamble
+            // announcing big segments is refused before anything is buffered for it.
+            let limits = if self.state == State::Ready {
+                self.limits
+            } else {
+                FrameLimits {
+                    max_segment: self.limits.max_control,
+                    ..self.limits
+                }
+            };
+            let Some(f) = decode_frame(&mut self.inbuf, &limits).map_err(|e| Fault(e.0))? else {
                 break;
             };
             self.handle(f)?;
@@ -278,6 +293,9 @@ impl Protocol {
         let p = f.payload().clone();
         let tag = f.tag;
         let is_client = matches!(self.role, Role::Client { .. });
+        if self.deciding {
+            return fault(format!("{tag:?} frame while the session decision is pending"));
+        }
         match (self.state, f.tag) {
             (State::Hello, Tag::Hello) => {
                 let h: Hello = dec(tag, Hello::decode(&p))?;
@@ -368,6 +386,7 @@ impl Protocol {
                         ci.target
                     ));
                 }
+                self.deciding = true;
                 self.events.push_back(Event::ClientIdent {
                     ident: ci,
                     peer_type: self.peer_type,
@@ -375,6 +394,10 @@ impl Protocol {
             }
             (State::Ident, Tag::SessionReconnect) if !is_client => {
                 let r: SessionReconnect = dec(tag, SessionReconnect::decode(&p))?;
+                if r.addrs.is_empty() {
+                    return fault("session reconnect without an address");
+                }
+                self.deciding = true;
                 self.events.push_back(Event::Reconnect {
                     reconnect: r,
                     peer_type: self.peer_type,
@@ -515,6 +538,7 @@ impl Protocol {
 
     /// Server side: accept a new session (after `Event::ClientIdent`).
     pub fn accept_client_ident(&mut self, global_seq: u64, cookie: u64, lossy: bool, peer: &ClientIdent) {
+        self.deciding = false;
         let si = ServerIdent {
             addrs: self.local.my_addrs.clone(),
             gid: self.local.gid,
@@ -537,20 +561,25 @@ impl Protocol {
 
     /// Server side: resume the session; we had received up to `in_seq`.
     pub fn reconnect_ok(&mut self, in_seq: u64) {
+        self.deciding = false;
         self.in_seq = in_seq;
         self.send(Tag::SessionReconnectOk, encode_u64(in_seq));
         self.state = State::Ready;
     }
     pub fn session_reset(&mut self, full: bool) {
+        self.deciding = false;
         self.send(Tag::SessionReset, Bytes::copy_from_slice(&[full as u8]));
     }
     pub fn session_retry(&mut self, connect_seq: u64) {
+        self.deciding = false;
         self.send(Tag::SessionRetry, encode_u64(connect_seq));
     }
     pub fn session_retry_global(&mut self, global_seq: u64) {
+        self.deciding = false;
         self.send(Tag::SessionRetryGlobal, encode_u64(global_seq));
     }
     pub fn wait(&mut self) {
+        self.deciding = false;
         self.send(Tag::Wait, Bytes::new());
     }
 
