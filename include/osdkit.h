@@ -25,6 +25,79 @@
 // Returned when a Rust panic was caught at the boundary (`ENOTRECOVERABLE`).
 #define OSDKIT_EPANIC 131
 
+// `nonce` for `osdkit_messenger_new`: choose a random nonce (what every daemon but a monitor
+// does). Any value in 0..=UINT32_MAX is used as given (monitors use 0).
+#define OSDKIT_NONCE_RANDOM -1
+
+// Policies for `osdkit_messenger_set_policy` (Ceph's `Messenger::Policy` constructors).
+// Lossy client: a fault closes the session (RESET event), nothing is replayed.
+#define OSDKIT_POLICY_LOSSY_CLIENT 1
+
+// Lossless client: reconnects after a fault, replays what the peer did not acknowledge.
+#define OSDKIT_POLICY_LOSSLESS_CLIENT 2
+
+// Lossless peer (the default): as lossless client, between daemons.
+#define OSDKIT_POLICY_LOSSLESS_PEER 3
+
+// Lossless peer that keeps a faulted session waiting (standby) instead of reconnecting at once.
+#define OSDKIT_POLICY_LOSSLESS_PEER_REUSE 4
+
+// Server side of lossless clients: keeps their sessions for them to reconnect.
+#define OSDKIT_POLICY_STATEFUL_SERVER 5
+
+// Server side of lossy clients.
+#define OSDKIT_POLICY_STATELESS_SERVER 6
+
+// Entity types (Ceph's `CEPH_ENTITY_TYPE_*`), as `osdkit_connection_peer_type` returns them.
+#define OSDKIT_ENTITY_TYPE_MON 1
+
+#define OSDKIT_ENTITY_TYPE_MDS 2
+
+#define OSDKIT_ENTITY_TYPE_OSD 4
+
+#define OSDKIT_ENTITY_TYPE_CLIENT 8
+
+#define OSDKIT_ENTITY_TYPE_MGR 16
+
+// Message priorities (Ceph's `CEPH_MSG_PRIO_*`). At or above LOW the dispatch queue serves
+// them strictly by priority; below, by token buckets. New messages get DEFAULT.
+#define OSDKIT_MSG_PRIO_LOW 64
+
+#define OSDKIT_MSG_PRIO_DEFAULT 127
+
+#define OSDKIT_MSG_PRIO_HIGH 196
+
+#define OSDKIT_MSG_PRIO_HIGHEST 255
+
+// `on_message` results. HANDLED (and any value other than PASS): the message is the
+// callee's. PASS: not for this dispatcher; the library keeps the message and offers it to
+// the next one.
+#define OSDKIT_DISPATCH_HANDLED 0
+
+#define OSDKIT_DISPATCH_PASS 1
+
+// `osdkit_event.kind`.
+#define OSDKIT_EVENT_NONE 0
+
+// A message no dispatcher handled; `msg` is set, `conn` is the connection it arrived on
+// (NULL for a message the messenger sent to itself).
+#define OSDKIT_EVENT_MESSAGE 1
+
+// An outgoing connection completed its handshake (also after a lossless reconnect).
+#define OSDKIT_EVENT_CONNECT 2
+
+// An incoming connection completed its handshake.
+#define OSDKIT_EVENT_ACCEPT 3
+
+// A lossy connection faulted and was closed: messages queued on it were dropped.
+#define OSDKIT_EVENT_RESET 4
+
+// The peer reset the session (it restarted): messages may have been lost.
+#define OSDKIT_EVENT_REMOTE_RESET 5
+
+// The peer refused the connection (nothing listening).
+#define OSDKIT_EVENT_REFUSED 6
+
 // Counter type flags, as Ceph's `perfcounter_type_d`.
 #define OSDKIT_PERFCOUNTER_TIME 1
 
@@ -42,11 +115,26 @@
 // Where a command callback puts its reply (or its error text when it returns < 0).
 typedef struct osdkit_asok_reply osdkit_asok_reply;
 
+// A reference to one session with a peer. Each handle is owned by whoever received it and is
+// released with `osdkit_connection_free`; several handles may name the same connection. The
+// handle stays valid after the connection closes (sends then fail with -ENOTCONN) and after
+// its messenger is freed. Its functions may be called from any thread.
+typedef struct osdkit_connection osdkit_connection;
+
 // A daemon context (Ceph's CephContext): entity name, config, log, perf counters, admin socket.
 typedef struct osdkit_context osdkit_context;
 
 // A Finisher: one thread (`finisher`) completing queued callbacks in FIFO order.
 typedef struct osdkit_finisher osdkit_finisher;
+
+// A message: a type, a priority, a transaction id and three payload segments (front, middle,
+// data). Not thread-safe: one thread at a time (it may move between threads).
+typedef struct osdkit_message osdkit_message;
+
+// A messenger (Ceph's AsyncMessenger): msgr2 sessions with peers, worker threads
+// (`msgr-worker-N`), the `ms_dispatch` and `ms_local` threads, dispatchers and policies.
+// All its functions may be called from any thread.
+typedef struct osdkit_messenger osdkit_messenger;
 
 typedef struct osdkit_perf osdkit_perf;
 
@@ -82,6 +170,78 @@ typedef void (*osdkit_drop_cb)(void *user);
 // at a time in queue order. No library lock is held during the call.
 typedef void (*osdkit_finisher_cb)(void *user,
                                    int r);
+
+// A message for a dispatcher. `msg` is handed over: return OSDKIT_DISPATCH_HANDLED (or any
+// value but PASS) and it is yours, to free with `osdkit_message_free` from any thread, at
+// any time; return OSDKIT_DISPATCH_PASS and it stays the library's (do not free it or use it
+// after returning), offered to the next dispatcher, then to the event queue.
+typedef int (*osdkit_message_cb)(void *user,
+                                 osdkit_message *msg);
+
+// A connection event. `conn` is borrowed for the call only; `osdkit_connection_clone` it to
+// keep it.
+typedef void (*osdkit_connection_cb)(void *user,
+                                     const osdkit_connection *conn);
+
+// Fast dispatch: may a message of `msg_type` go to `on_fast_message`? Nonzero: yes. Must
+// answer the same for the same type every time (it can be asked twice per message) and not
+// block.
+typedef int (*osdkit_can_fast_dispatch_cb)(void *user,
+                                           uint16_t msg_type);
+
+// Fast dispatch of a claimed message; `msg` is handed over (free it with
+// `osdkit_message_free`).
+typedef void (*osdkit_fast_message_cb)(void *user,
+                                       osdkit_message *msg);
+
+// A dispatcher's callbacks; any of them may be NULL (not interested). The library copies the
+// struct at registration.
+//
+// Threads: `on_message` and the five connection events run on the messenger's `ms_dispatch`
+// thread, one call at a time (never concurrently with each other, for all the dispatchers of
+// a messenger), in the order the messenger queued them (a connection's events in order with
+// its messages). `on_fast_message` (and `can_fast_dispatch`) run inline on the receiving
+// `msgr-worker-N` thread (or `ms_local` for messages sent to self), concurrently with
+// `ms_dispatch` and with each other; they must not block. No callback runs while the library
+// holds an internal lock: each may call any osdkit function, including
+// `osdkit_messenger_shutdown` and `osdkit_messenger_free` of its own messenger (which then do
+// not wait for the callback that called them).
+//
+// Messages go to the dispatchers in chain order (`osdkit_messenger_add_dispatcher` appends,
+// `_add_dispatcher_head` prepends) until one handles them, then to the event queue if it is
+// enabled; a message nobody takes is dropped with a warning in the log. Every dispatcher
+// sees every connection event, and so does the event queue.
+typedef struct {
+  osdkit_message_cb on_message;
+  osdkit_connection_cb on_connect;
+  osdkit_connection_cb on_accept;
+  osdkit_connection_cb on_reset;
+  osdkit_connection_cb on_remote_reset;
+  osdkit_connection_cb on_refused;
+  // Fast dispatch is used only when both of these are set.
+  osdkit_can_fast_dispatch_cb can_fast_dispatch;
+  osdkit_fast_message_cb on_fast_message;
+} osdkit_dispatcher_ops;
+
+// One event from `osdkit_messenger_next_event`. `msg` and `conn` (either may be NULL) are
+// owned by the event: release both with `osdkit_event_clear`, or take one over by copying the
+// pointer and setting the field to NULL before clearing.
+typedef struct {
+  // OSDKIT_EVENT_*.
+  int kind;
+  // OSDKIT_EVENT_MESSAGE: the message; otherwise NULL.
+  osdkit_message *msg;
+  // The connection the event is about (for a message: the one it arrived on, NULL for a
+  // message sent to self).
+  osdkit_connection *conn;
+} osdkit_event;
+
+// Releases a buffer given to `osdkit_message_set_data_borrowed`: called exactly once with its
+// `user`, when no message uses the buffer any more. This is a destructor, not an event: it
+// may run on any thread (the one freeing the last message, a `msgr-worker-N` after the bytes
+// were written, `ms_dispatch`), possibly while the library holds an internal lock, so it must
+// only release the buffer (free, munmap, drop a reference) and must not call osdkit.
+typedef void (*osdkit_data_free_cb)(void *user);
 
 // A timer event. Runs on the `safe_timer` thread, one event at a time (never concurrently).
 // While it runs, `osdkit_timer_cancel` from another thread waits for it to return; from inside
@@ -209,6 +369,267 @@ int osdkit_finisher_stop(osdkit_finisher *f);
 
 // Stops and frees the finisher. NULL is ignored. Not from inside one of its callbacks.
 void osdkit_finisher_free(osdkit_finisher *f);
+
+// Creates a messenger for entity `name` (`"osd.0"`, `"client.admin"`; it need not be the
+// context's own name) using `ctx`'s configuration (`ms_async_op_threads`,
+// `ms_inject_socket_failures`, `ms_bind_port_min/max`, ...). `nonce` is OSDKIT_NONCE_RANDOM
+// (-1) for a random nonce, or a value in 0..=UINT32_MAX. The default policy is lossless peer.
+// Nothing runs until `osdkit_messenger_start`. The messenger keeps what it needs of `ctx`, so
+// the context may be freed first. Returns 0 or -EINVAL.
+int osdkit_messenger_new(osdkit_context *ctx,
+                         const char *name,
+                         int64_t nonce,
+                         osdkit_messenger **out_msgr);
+
+// Binds the listening socket to `addr`, `"IP:PORT"` or `"v2:IP:PORT"` (`"127.0.0.1:0"`: any
+// free port; IPv6 as `"[::1]:0"`). Before start only. Returns 0, -EINVAL (bad address, NULL,
+// already started), -ESHUTDOWN, or the socket's errno (-EADDRINUSE, ...).
+int osdkit_messenger_bind(osdkit_messenger *m,
+                          const char *addr);
+
+// Binds to the first free port of `ms_bind_port_min..=ms_bind_port_max` on `ip`
+// (`"127.0.0.1"`, `"::1"`, `"0.0.0.0"`). Before start only. Returns 0, -EINVAL, -ESHUTDOWN or
+// -EADDRINUSE (no free port).
+int osdkit_messenger_bind_port_range(osdkit_messenger *m,
+                                     const char *ip);
+
+// Copies the address peers connect to, e.g. `"v2:127.0.0.1:6800/1234"` (what
+// `osdkit_messenger_connect` takes), NUL-terminated into `buf` of `len` bytes. Returns its
+// length (without the NUL), -ENOENT (not bound), -ERANGE (`len` too small; nothing written;
+// 128 bytes always suffice) or -EINVAL.
+int osdkit_messenger_get_addr(const osdkit_messenger *m,
+                              char *buf,
+                              size_t len);
+
+// Sets the policy (OSDKIT_POLICY_*) for peers of type `peer_type` (`"mon"`, `"mds"`, `"osd"`,
+// `"client"`, `"mgr"`). Applies to sessions opened afterwards; set it before start. Returns 0
+// or -EINVAL (unknown type or policy).
+int osdkit_messenger_set_policy(osdkit_messenger *m,
+                                const char *peer_type,
+                                int policy);
+
+// Sets the policy (OSDKIT_POLICY_*) for peer types without their own. Returns 0 or -EINVAL.
+int osdkit_messenger_set_default_policy(osdkit_messenger *m,
+                                        int policy);
+
+// Adds a dispatcher at the end of the chain: `ops` (copied) are called with `user` on the
+// threads `osdkit_dispatcher_ops` describes. `drop(user)` (may be NULL) is called exactly
+// once, after the last callback, when the messenger is freed (on the thread freeing it; when
+// freed from inside a callback, on one of the messenger's threads after that callback returns). Add dispatchers before start so that no
+// event is missed (adding later is allowed). Returns 0, -EINVAL (then `drop` is not called
+// and `user` stays the caller's) or -ESHUTDOWN (then `drop` is called at once).
+int osdkit_messenger_add_dispatcher(osdkit_messenger *m,
+                                    const osdkit_dispatcher_ops *ops,
+                                    void *user,
+                                    osdkit_drop_cb drop);
+
+// As `osdkit_messenger_add_dispatcher`, at the head of the chain (tried first).
+int osdkit_messenger_add_dispatcher_head(osdkit_messenger *m,
+                                         const osdkit_dispatcher_ops *ops,
+                                         void *user,
+                                         osdkit_drop_cb drop);
+
+// Turns on the pull-style event queue: connection events, and messages no dispatcher
+// handled, wait there for `osdkit_messenger_next_event`. Before start only; a second call
+// does nothing. Returns 0, -EINVAL (already started) or -ESHUTDOWN.
+int osdkit_messenger_enable_event_queue(osdkit_messenger *m);
+
+// Waits up to `timeout_ms` (0: do not wait; < 0: no limit) for the next event of the queue
+// and moves it into `*ev` (overwritten without being read: clear it first if it held one).
+// May be called from several threads at once (each event goes to one of them).
+// Returns 0, -ETIMEDOUT, -ESHUTDOWN (the messenger was shut down: also wakes the threads
+// waiting here; events still queued are discarded) or -EINVAL (NULL, or the queue was not
+// enabled). On failure `*ev` is not touched. Do not free the messenger while another thread
+// may still call this: shut it down, join those threads, then free.
+int osdkit_messenger_next_event(osdkit_messenger *m,
+                                int timeout_ms,
+                                osdkit_event *ev);
+
+// Releases what `*ev` owns (its message and connection handles, where not NULL), and sets it
+// to OSDKIT_EVENT_NONE with both pointers NULL. NULL is ignored; clearing twice is harmless.
+void osdkit_event_clear(osdkit_event *ev);
+
+// Starts the worker threads, the listener (if bound) and the dispatch threads. A second call
+// does nothing. Returns 0, -ESHUTDOWN (a messenger cannot be restarted) or an errno.
+int osdkit_messenger_start(osdkit_messenger *m);
+
+// The session to the peer at `addr` (`"v2:127.0.0.1:6800/1234"`, as `osdkit_messenger_get_addr`
+// prints it) of type `peer_type` (`"osd"`, ...; it chooses the policy): opened on first use
+// (the handshake runs in the background: CONNECT event when done), the same session
+// afterwards while it is open. Messages may be sent at once; they queue until the handshake
+// completes. `*out_conn` gets a new handle (free it with `osdkit_connection_free`).
+// Returns 0, -EINVAL (bad argument, or not started) or -ESHUTDOWN.
+int osdkit_messenger_connect(osdkit_messenger *m,
+                             const char *peer_type,
+                             const char *addr,
+                             osdkit_connection **out_conn);
+
+// Delivers `msg` to this messenger's own dispatchers through the `ms_local` thread, without a
+// socket (fast dispatchers on `ms_local`, the others on `ms_dispatch`; the message has no
+// connection). `msg` is consumed in every case. Returns 0, -EINVAL or -ESHUTDOWN.
+int osdkit_messenger_send_to_self(osdkit_messenger *m,
+                                  osdkit_message *msg);
+
+// Closes the outgoing session to `addr`, if there is one: queued messages are dropped, no
+// RESET event is delivered. Handles to it stay valid; sends on them fail with -ENOTCONN.
+// Returns 0 (also when there was no such session) or -EINVAL.
+int osdkit_messenger_mark_down(osdkit_messenger *m,
+                               const char *addr);
+
+// Closes every session, incoming and outgoing, as `osdkit_connection_mark_down` does.
+// Returns 0 or -EINVAL.
+int osdkit_messenger_mark_down_all(osdkit_messenger *m);
+
+// The messenger's sessions as JSON (`{"name":..,"addrs":[..],"connections":[{"id":..,
+// "peer_addr":..,"state":..,"policy":..,...}]}`, what the admin socket shows), in `*json_out`
+// (free with `osdkit_string_free`). Returns 0 or -EINVAL.
+int osdkit_messenger_dump_connections(const osdkit_messenger *m,
+                                      char **json_out);
+
+// Stops the messenger: closes every session, discards queued messages and events, stops the
+// threads and waits for callbacks in flight (unless called from inside one: then it does not
+// wait for that one). Threads blocked in `osdkit_messenger_next_event` return -ESHUTDOWN.
+// Idempotent; the messenger cannot be started again. Returns 0 or -EINVAL.
+int osdkit_messenger_shutdown(osdkit_messenger *m);
+
+// Shuts the messenger down (see `osdkit_messenger_shutdown`) and frees it; the dispatchers'
+// `drop` callbacks run here (or, when called from inside a callback, on one of the
+// messenger's threads right after that callback returns). Connection and message handles stay valid and must still be
+// freed. NULL is ignored.
+void osdkit_messenger_free(osdkit_messenger *m);
+
+// Queues `msg` on the connection; the owning worker thread frames and writes it (a lossless
+// session replays it after a fault until the peer acknowledges it). `msg` is consumed in
+// every case, also on failure. A received message may be sent on as it is (its payload is
+// not copied). Returns 0, -ENOTCONN (the connection was marked down, or a lossy session
+// faulted) or -EINVAL.
+int osdkit_connection_send(const osdkit_connection *conn,
+                           osdkit_message *msg);
+
+// Asks for a KEEPALIVE2 to be sent on the connection. Returns 0 or -EINVAL.
+int osdkit_connection_send_keepalive(const osdkit_connection *conn);
+
+// Closes the connection (Ceph's `mark_down`): queued messages are dropped, no RESET event is
+// delivered; later sends fail with -ENOTCONN. The handle stays valid. Returns 0 or -EINVAL.
+int osdkit_connection_mark_down(const osdkit_connection *conn);
+
+// 1 if the session is open (handshake done, not faulted or closed), 0 if not, -EINVAL.
+int osdkit_connection_is_connected(const osdkit_connection *conn);
+
+// The connection's id, unique in the process and never 0 (0 for a NULL handle).
+uint64_t osdkit_connection_id(const osdkit_connection *conn);
+
+// The peer's entity type, OSDKIT_ENTITY_TYPE_* (for an incoming connection, what the peer
+// announced), or -EINVAL.
+int osdkit_connection_peer_type(const osdkit_connection *conn);
+
+// Copies the peer's address (`"v2:127.0.0.1:6800/1234"`: the address connected to, or the
+// one an incoming peer announced) NUL-terminated into `buf` of `len` bytes. Returns its
+// length, -ERANGE (nothing written; 128 bytes always suffice) or -EINVAL.
+int osdkit_connection_peer_addr(const osdkit_connection *conn,
+                                char *buf,
+                                size_t len);
+
+// A new handle to the same connection (to keep one a callback only lent). Returns 0 or
+// -EINVAL.
+int osdkit_connection_clone(const osdkit_connection *conn,
+                            osdkit_connection **out_conn);
+
+// Releases a connection handle (the connection itself stays open: close it with
+// `osdkit_connection_mark_down`). NULL is ignored. Never on a handle a callback lent.
+void osdkit_connection_free(osdkit_connection *conn);
+
+// A new message of type `msg_type` (Ceph's `CEPH_MSG_*` numbering; application types are
+// free to choose), priority OSDKIT_MSG_PRIO_DEFAULT, tid 0, empty segments. Returns 0 or
+// -EINVAL.
+int osdkit_message_new(uint16_t msg_type,
+                       osdkit_message **out_msg);
+
+// Frees a message (its borrowed data is released when no sent copy uses it any more). NULL is
+// ignored. Not for a message already consumed by a send.
+void osdkit_message_free(osdkit_message *msg);
+
+// Sets the message type (e.g. to send a received message back as a reply, without copying its
+// payload). Returns 0 or -EINVAL.
+int osdkit_message_set_type(osdkit_message *msg,
+                            uint16_t msg_type);
+
+// A new message with the same type, priority, tid and segments (shared, not copied: a
+// borrowed data buffer is released only when both are gone), without the connection, in
+// `*out_msg`. For sending one payload to several peers. Returns 0 or -EINVAL.
+int osdkit_message_clone(const osdkit_message *msg,
+                         osdkit_message **out_msg);
+
+// Sets the priority (OSDKIT_MSG_PRIO_*, 0..255 in practice). Returns 0 or -EINVAL.
+int osdkit_message_set_priority(osdkit_message *msg,
+                                uint16_t priority);
+
+// Sets the transaction id. Returns 0 or -EINVAL.
+int osdkit_message_set_tid(osdkit_message *msg,
+                           uint64_t tid);
+
+// Sets the front segment (small headers) to a copy of `len` bytes at `buf` (NULL allowed
+// when `len` is 0). Returns 0 or -EINVAL.
+int osdkit_message_set_front(osdkit_message *msg,
+                             const void *buf,
+                             size_t len);
+
+// Sets the middle segment to a copy of `len` bytes at `buf`. Returns 0 or -EINVAL.
+int osdkit_message_set_middle(osdkit_message *msg,
+                              const void *buf,
+                              size_t len);
+
+// Sets the data segment (bulk data) to a copy of `len` bytes at `buf`. Returns 0 or -EINVAL.
+int osdkit_message_set_data(osdkit_message *msg,
+                            const void *buf,
+                            size_t len);
+
+// Sets the data segment to the `len` bytes at `buf` without copying them: the library reads
+// them in place (up to the socket) and calls `free_fn(user)` exactly once when nothing uses
+// them any more — after the message (and every copy the messenger made of it, e.g. a
+// lossless session's until acknowledged) is gone; see `osdkit_data_free_cb` for where it
+// runs. The buffer must stay valid and unchanged until then. `free_fn` may be NULL only for
+// memory that outlives every message (static storage). Data set before is released.
+// Returns 0 or -EINVAL (then `free_fn` is not called and the buffer stays the caller's).
+int osdkit_message_set_data_borrowed(osdkit_message *msg,
+                                     const void *buf,
+                                     size_t len,
+                                     osdkit_data_free_cb free_fn,
+                                     void *user);
+
+// The message type, or -EINVAL.
+int osdkit_message_type(const osdkit_message *msg);
+
+// The priority, or -EINVAL.
+int osdkit_message_priority(const osdkit_message *msg);
+
+// The transaction id, in `*tid_out`. Returns 0 or -EINVAL.
+int osdkit_message_tid(const osdkit_message *msg,
+                       uint64_t *tid_out);
+
+// Lends the front segment: `*ptr_out` (NULL when empty) and `*len_out`, valid until the
+// message is freed, consumed by a send, or its front is set again. Not copied. Returns 0 or
+// -EINVAL.
+int osdkit_message_front(const osdkit_message *msg,
+                         const uint8_t **ptr_out,
+                         size_t *len_out);
+
+// Lends the middle segment, as `osdkit_message_front`.
+int osdkit_message_middle(const osdkit_message *msg,
+                          const uint8_t **ptr_out,
+                          size_t *len_out);
+
+// Lends the data segment, as `osdkit_message_front` (a received data segment is the bytes
+// as read from the socket; a borrowed one is the caller's buffer itself).
+int osdkit_message_data(const osdkit_message *msg,
+                        const uint8_t **ptr_out,
+                        size_t *len_out);
+
+// A new handle to the connection a received message arrived on (to reply on), in
+// `*out_conn`. Returns 0, -ENOENT (a message made locally or sent to self has none) or
+// -EINVAL.
+int osdkit_message_connection(const osdkit_message *msg,
+                              osdkit_connection **out_conn);
 
 // Starts a set of counters (a "logger" in `perf dump`) called `name`. Returns 0 or -EINVAL.
 int osdkit_perf_builder_new(const char *name,

@@ -8,7 +8,8 @@
 #     target/debug/libosdkit.a and run with LeakSanitizer on;
 #   - tests/c/asok_host.c built to target/ctests/asok_host (the Python CLI-compat tests run it);
 #   - the examples in bindings/c/examples and bindings/cpp built (those that stop by themselves
-#     are also run);
+#     are also run); msgr_echo_server run in the background with msgr_client (C, then the C++
+#     build) against it, then stopped with SIGTERM;
 #   - scripts/install.sh into a scratch prefix (debug library), and hello_daemon.c built with
 #     `pkg-config --cflags --libs osdkit` against it (shared and static) and run; where cmake is
 #     installed, also through find_package(osdkit) and both imported targets.
@@ -166,6 +167,42 @@ for src in bindings/cpp/*.cpp; do
   check "example $e [c++17]" example_run "$e" "$out/example-$e" \
     "$CXX" -std=c++17 "${warn[@]}" -g "${inc[@]}" "$src" "${shared[@]}"
 done
+# The messenger examples together: the echo server in the background (it writes its address
+# to a file), the client (C build, then C++ build) against it, then SIGTERM to the server,
+# which must exit 0. The server is killed if anything fails on the way.
+msgr_echo_check() {
+  local server=$out/example-msgr_echo_server client=$out/example-msgr_client
+  local d pid rc=0
+  d=$(mktemp -d "$tmp/msgr-echo.XXXXXX")
+  "$server" 127.0.0.1:0 "$d/addr" >"$d/server.log" 2>&1 &
+  pid=$!
+  # shellcheck disable=SC2064 # expand now: the trap must name this server
+  trap "kill $pid 2>/dev/null || true" EXIT
+  local i
+  for i in $(seq 1 200); do
+    [ -s "$d/addr" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if [ ! -s "$d/addr" ]; then
+    echo "msgr_echo_server did not write its address"
+    cat "$d/server.log"
+    return 1
+  fi
+  local addr
+  addr=$(cat "$d/addr")
+  echo "server at $addr"
+  timeout "$run_timeout" "$client" "$addr" 500 4096
+  timeout "$run_timeout" "$client-cxx" "$addr" 50 300000
+  kill -TERM "$pid"
+  wait "$pid" || rc=$?
+  trap - EXIT
+  cat "$d/server.log"
+  [ $rc -eq 0 ] || { echo "msgr_echo_server exited with $rc"; return 1; }
+  grep -q "echoed 1100 messages" "$d/server.log"
+}
+check "example msgr_echo_server + msgr_client [run]" msgr_echo_check
+
 # The C++ header is self-contained and clean under strict warnings.
 check "osdkit.hpp [self-contained]" \
   "$CXX" -std=c++17 "${warn[@]}" -Wpedantic -Wshadow -Wconversion -Iinclude -fsyntax-only -x c++ bindings/cpp/osdkit.hpp

@@ -9,6 +9,18 @@
 //                        });
 //   ctx.start();
 //
+//   osdkit::Messenger msgr(ctx, "osd.0");
+//   osdkit::Messenger::Dispatcher d;
+//   d.on_message = [](osdkit::Message& m) {       // on ms_dispatch
+//       osdkit::Connection c = m.connection();
+//       m.set_type(REPLY);
+//       c.send(std::move(m));                      // the received message, not copied
+//       return true;                               // handled
+//   };
+//   msgr.add_dispatcher(std::move(d));
+//   msgr.bind("127.0.0.1:0");
+//   msgr.start();
+//
 // Every failing call throws osdkit::Error (the positive errno in code(), osdkit_last_error()'s
 // text in what()). Handles are move-only and released by their destructors. Callbacks given as
 // std::function are owned by the library (released through the C API's drop callback) and run on
@@ -28,6 +40,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -456,6 +469,336 @@ public:
 
 private:
     using Handle = detail::Handle<osdkit_perf, osdkit_perf_free>;
+    Handle h_;
+};
+
+class Connection;
+
+// A message: a type, a priority, a tid and three payload segments. Move-only; one thread at a
+// time. Sending consumes it (the wrapper becomes empty).
+class Message {
+public:
+    Message() noexcept = default;
+
+    // A new message of `type`, priority OSDKIT_MSG_PRIO_DEFAULT, tid 0, empty segments.
+    explicit Message(std::uint16_t type) {
+        osdkit_message* m = nullptr;
+        detail::check(osdkit_message_new(type, &m), "osdkit_message_new");
+        h_ = Handle(m);
+    }
+
+    // Takes over a handle the C API handed out (an event's or a callback's message).
+    static Message adopt(osdkit_message* m) noexcept {
+        Message r;
+        r.h_ = Handle(m);
+        return r;
+    }
+
+    std::uint16_t type() const {
+        return static_cast<std::uint16_t>(detail::check(osdkit_message_type(native()), "osdkit_message_type"));
+    }
+    std::uint16_t priority() const {
+        return static_cast<std::uint16_t>(detail::check(osdkit_message_priority(native()), "osdkit_message_priority"));
+    }
+    std::uint64_t tid() const {
+        std::uint64_t t = 0;
+        detail::check(osdkit_message_tid(native(), &t), "osdkit_message_tid");
+        return t;
+    }
+
+    Message& set_type(std::uint16_t t) {
+        detail::check(osdkit_message_set_type(native(), t), "osdkit_message_set_type");
+        return *this;
+    }
+    Message& set_priority(std::uint16_t p) {
+        detail::check(osdkit_message_set_priority(native(), p), "osdkit_message_set_priority");
+        return *this;
+    }
+    Message& set_tid(std::uint64_t t) {
+        detail::check(osdkit_message_set_tid(native(), t), "osdkit_message_set_tid");
+        return *this;
+    }
+
+    // Copying setters.
+    Message& set_front(const void* p, std::size_t n) {
+        detail::check(osdkit_message_set_front(native(), p, n), "osdkit_message_set_front");
+        return *this;
+    }
+    Message& set_front(std::string_view s) { return set_front(s.data(), s.size()); }
+    Message& set_middle(const void* p, std::size_t n) {
+        detail::check(osdkit_message_set_middle(native(), p, n), "osdkit_message_set_middle");
+        return *this;
+    }
+    Message& set_middle(std::string_view s) { return set_middle(s.data(), s.size()); }
+    Message& set_data(const void* p, std::size_t n) {
+        detail::check(osdkit_message_set_data(native(), p, n), "osdkit_message_set_data");
+        return *this;
+    }
+    Message& set_data(std::string_view s) { return set_data(s.data(), s.size()); }
+
+    // Zero copy: the data segment becomes `buf` itself (a std::vector<std::uint8_t>,
+    // std::string, ... anything with data() and size() whose storage does not move with it);
+    // the library owns it from here and destroys it when no message uses it any more, on
+    // whatever thread drops the last use (see osdkit_data_free_cb).
+    template <typename Buffer>
+    Message& set_data_owned(Buffer buf) {
+        auto owned = std::make_unique<Buffer>(std::move(buf));
+        const void* p = owned->data();
+        std::size_t n = owned->size() * sizeof(*owned->data());
+        detail::check(osdkit_message_set_data_borrowed(native(), p, n, &detail::drop_function<Buffer>, owned.get()),
+                      "osdkit_message_set_data_borrowed");
+        owned.release();  // the library's now
+        return *this;
+    }
+
+    // The segments, lent without copying: valid while this message holds them.
+    std::string_view front() const { return segment(&osdkit_message_front, "osdkit_message_front"); }
+    std::string_view middle() const { return segment(&osdkit_message_middle, "osdkit_message_middle"); }
+    std::string_view data() const { return segment(&osdkit_message_data, "osdkit_message_data"); }
+
+    // The connection a received message arrived on; throws Error(ENOENT) for a local message.
+    Connection connection() const;
+
+    // A new message sharing the segments (no copy), without the connection.
+    Message clone() const {
+        osdkit_message* m = nullptr;
+        detail::check(osdkit_message_clone(native(), &m), "osdkit_message_clone");
+        return adopt(m);
+    }
+
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+    osdkit_message* native() const { return h_.checked("osdkit::Message"); }
+    osdkit_message* get() const noexcept { return h_.get(); }
+    osdkit_message* release() noexcept { return h_.release(); }
+
+private:
+    using Handle = detail::Handle<osdkit_message, osdkit_message_free>;
+    using SegmentFn = int (*)(const osdkit_message*, const std::uint8_t**, std::size_t*);
+
+    std::string_view segment(SegmentFn fn, const char* name) const {
+        const std::uint8_t* p = nullptr;
+        std::size_t n = 0;
+        detail::check(fn(native(), &p, &n), name);
+        return p != nullptr ? std::string_view(reinterpret_cast<const char*>(p), n) : std::string_view();
+    }
+
+    Handle h_;
+};
+
+// A handle to one session with a peer; any thread. Copying the wrapper is explicit (clone()).
+class Connection {
+public:
+    Connection() noexcept = default;
+
+    static Connection adopt(osdkit_connection* c) noexcept {
+        Connection r;
+        r.h_ = Handle(c);
+        return r;
+    }
+    // A new handle to a connection a callback lent.
+    static Connection borrow(const osdkit_connection* c) {
+        osdkit_connection* out = nullptr;
+        detail::check(osdkit_connection_clone(c, &out), "osdkit_connection_clone");
+        return adopt(out);
+    }
+
+    // Queues `m` (consumed, also when this throws). Throws Error(ENOTCONN) once the connection
+    // is closed.
+    void send(Message&& m) { detail::check(osdkit_connection_send(native(), m.release()), "osdkit_connection_send"); }
+    // As send(), but false instead of throwing when the connection is closed.
+    bool try_send(Message&& m) {
+        int r = osdkit_connection_send(native(), m.release());
+        if (r == -ENOTCONN) {
+            return false;
+        }
+        detail::check(r, "osdkit_connection_send");
+        return true;
+    }
+    void send_keepalive() { detail::check(osdkit_connection_send_keepalive(native()), "osdkit_connection_send_keepalive"); }
+    void mark_down() { detail::check(osdkit_connection_mark_down(native()), "osdkit_connection_mark_down"); }
+    bool is_connected() const {
+        return detail::check(osdkit_connection_is_connected(native()), "osdkit_connection_is_connected") == 1;
+    }
+    std::uint64_t id() const { return osdkit_connection_id(native()); }
+    // OSDKIT_ENTITY_TYPE_*.
+    int peer_type() const { return detail::check(osdkit_connection_peer_type(native()), "osdkit_connection_peer_type"); }
+    std::string peer_addr() const {
+        char buf[128];
+        int n = detail::check(osdkit_connection_peer_addr(native(), buf, sizeof(buf)), "osdkit_connection_peer_addr");
+        return std::string(buf, static_cast<std::size_t>(n));
+    }
+    Connection clone() const { return borrow(native()); }
+
+    explicit operator bool() const noexcept { return h_.get() != nullptr; }
+    osdkit_connection* native() const { return h_.checked("osdkit::Connection"); }
+
+private:
+    using Handle = detail::Handle<osdkit_connection, osdkit_connection_free>;
+    Handle h_;
+};
+
+inline Connection Message::connection() const {
+    osdkit_connection* c = nullptr;
+    detail::check(osdkit_message_connection(native(), &c), "osdkit_message_connection");
+    return Connection::adopt(c);
+}
+
+// One event of the pull-style queue (Messenger::next_event).
+struct Event {
+    int kind = OSDKIT_EVENT_NONE;  // OSDKIT_EVENT_*
+    Message message;               // OSDKIT_EVENT_MESSAGE only
+    Connection connection;         // empty for a message sent to self
+};
+
+// A messenger: msgr2 sessions, worker threads, the ms_dispatch thread, dispatchers, policies.
+// The destructor shuts it down and waits for callbacks in flight (see osdkit_messenger_free).
+class Messenger {
+public:
+    // Callbacks of one dispatcher; empty ones are not registered. The threads are those of
+    // osdkit_dispatcher_ops: ms_dispatch for on_message and the connection events (one call at a
+    // time), the receiving msgr-worker-N for can_fast_dispatch/on_fast_message. They must not
+    // throw (an exception calls std::terminate).
+    struct Dispatcher {
+        // Return true when handled: the message is yours (move it out of the reference to keep
+        // it; otherwise it is freed on return). Return false to pass it on to the next
+        // dispatcher (then leave it where it is).
+        std::function<bool(Message& m)> on_message;
+        std::function<void(const Connection& c)> on_connect;
+        std::function<void(const Connection& c)> on_accept;
+        std::function<void(const Connection& c)> on_reset;
+        std::function<void(const Connection& c)> on_remote_reset;
+        std::function<void(const Connection& c)> on_refused;
+        // Both or neither: fast dispatch inline on the worker thread; must not block.
+        std::function<bool(std::uint16_t type)> can_fast_dispatch;
+        std::function<void(Message m)> on_fast_message;
+    };
+
+    // A messenger for entity `name` using `ctx`'s configuration; nonce OSDKIT_NONCE_RANDOM or
+    // 0..UINT32_MAX.
+    Messenger(Context& ctx, const std::string& name, std::int64_t nonce = OSDKIT_NONCE_RANDOM) {
+        osdkit_messenger* m = nullptr;
+        detail::check(osdkit_messenger_new(ctx.native(), name.c_str(), nonce, &m), "osdkit_messenger_new");
+        h_ = Handle(m);
+    }
+
+    // "127.0.0.1:0" (any free port), "v2:IP:PORT", "[::1]:0"; before start.
+    void bind(const std::string& addr) { detail::check(osdkit_messenger_bind(native(), addr.c_str()), "osdkit_messenger_bind"); }
+    void bind_port_range(const std::string& ip) {
+        detail::check(osdkit_messenger_bind_port_range(native(), ip.c_str()), "osdkit_messenger_bind_port_range");
+    }
+    // The address peers connect to ("v2:127.0.0.1:6800/1234").
+    std::string addr() const {
+        char buf[128];
+        int n = detail::check(osdkit_messenger_get_addr(native(), buf, sizeof(buf)), "osdkit_messenger_get_addr");
+        return std::string(buf, static_cast<std::size_t>(n));
+    }
+
+    // OSDKIT_POLICY_* for peers of `peer_type` ("osd", "client", ...).
+    void set_policy(const std::string& peer_type, int policy) {
+        detail::check(osdkit_messenger_set_policy(native(), peer_type.c_str(), policy), "osdkit_messenger_set_policy");
+    }
+    void set_default_policy(int policy) {
+        detail::check(osdkit_messenger_set_default_policy(native(), policy), "osdkit_messenger_set_default_policy");
+    }
+
+    // Adds a dispatcher (at the head of the chain if `head`); the library owns it from here.
+    void add_dispatcher(Dispatcher d, bool head = false) {
+        auto owned = std::make_unique<Dispatcher>(std::move(d));
+        osdkit_dispatcher_ops ops;
+        std::memset(&ops, 0, sizeof(ops));
+        if (owned->on_message) ops.on_message = &on_message_tramp;
+        if (owned->on_connect) ops.on_connect = &conn_tramp<&Dispatcher::on_connect>;
+        if (owned->on_accept) ops.on_accept = &conn_tramp<&Dispatcher::on_accept>;
+        if (owned->on_reset) ops.on_reset = &conn_tramp<&Dispatcher::on_reset>;
+        if (owned->on_remote_reset) ops.on_remote_reset = &conn_tramp<&Dispatcher::on_remote_reset>;
+        if (owned->on_refused) ops.on_refused = &conn_tramp<&Dispatcher::on_refused>;
+        if (owned->can_fast_dispatch && owned->on_fast_message) {
+            ops.can_fast_dispatch = &can_fast_tramp;
+            ops.on_fast_message = &fast_tramp;
+        }
+        auto add = head ? &osdkit_messenger_add_dispatcher_head : &osdkit_messenger_add_dispatcher;
+        int r = add(native(), &ops, owned.get(), &detail::drop_function<Dispatcher>);
+        if (r == -ESHUTDOWN) {
+            owned.release();  // the library already called drop (header contract)
+        }
+        detail::check(r, "osdkit_messenger_add_dispatcher");
+        owned.release();
+    }
+
+    // Turns on the pull-style event queue; before start.
+    void enable_event_queue() {
+        detail::check(osdkit_messenger_enable_event_queue(native()), "osdkit_messenger_enable_event_queue");
+    }
+
+    // Waits up to `timeout_ms` (< 0: no limit) for the next event: true with `ev` filled, false
+    // on timeout. Throws Error(ESHUTDOWN) once the messenger is shut down.
+    bool next_event(Event& ev, int timeout_ms = -1) {
+        osdkit_event e;
+        std::memset(&e, 0, sizeof(e));
+        int r = osdkit_messenger_next_event(native(), timeout_ms, &e);
+        if (r == -ETIMEDOUT) {
+            return false;
+        }
+        detail::check(r, "osdkit_messenger_next_event");
+        ev.kind = e.kind;
+        ev.message = Message::adopt(e.msg);
+        ev.connection = Connection::adopt(e.conn);
+        return true;
+    }
+
+    void start() { detail::check(osdkit_messenger_start(native()), "osdkit_messenger_start"); }
+
+    // The session to `addr` of a `peer_type` peer (opened on first use).
+    Connection connect(const std::string& peer_type, const std::string& addr) {
+        osdkit_connection* c = nullptr;
+        detail::check(osdkit_messenger_connect(native(), peer_type.c_str(), addr.c_str(), &c), "osdkit_messenger_connect");
+        return Connection::adopt(c);
+    }
+
+    void send_to_self(Message&& m) {
+        detail::check(osdkit_messenger_send_to_self(native(), m.release()), "osdkit_messenger_send_to_self");
+    }
+    void mark_down(const std::string& addr) {
+        detail::check(osdkit_messenger_mark_down(native(), addr.c_str()), "osdkit_messenger_mark_down");
+    }
+    void mark_down_all() { detail::check(osdkit_messenger_mark_down_all(native()), "osdkit_messenger_mark_down_all"); }
+    std::string dump_connections() const {
+        detail::LibString s;
+        detail::check(osdkit_messenger_dump_connections(native(), s.out()), "osdkit_messenger_dump_connections");
+        return s.str();
+    }
+    void shutdown() { detail::check(osdkit_messenger_shutdown(native()), "osdkit_messenger_shutdown"); }
+
+    osdkit_messenger* native() const { return h_.checked("osdkit::Messenger"); }
+
+private:
+    using Handle = detail::Handle<osdkit_messenger, osdkit_messenger_free>;
+
+    static int on_message_tramp(void* user, osdkit_message* msg) noexcept {
+        Message m = Message::adopt(msg);
+        bool handled = static_cast<Dispatcher*>(user)->on_message(m);
+        if (!handled && m.get() == msg) {
+            m.release();  // still the library's: passed on
+            return OSDKIT_DISPATCH_PASS;
+        }
+        // Handled (or moved out by the handler): ours; freed here unless the handler took it.
+        return OSDKIT_DISPATCH_HANDLED;
+    }
+
+    template <std::function<void(const Connection&)> Dispatcher::*F>
+    static void conn_tramp(void* user, const osdkit_connection* c) noexcept {
+        Connection conn = Connection::borrow(c);
+        (static_cast<Dispatcher*>(user)->*F)(conn);
+    }
+
+    static int can_fast_tramp(void* user, std::uint16_t type) noexcept {
+        return static_cast<Dispatcher*>(user)->can_fast_dispatch(type) ? 1 : 0;
+    }
+
+    static void fast_tramp(void* user, osdkit_message* msg) noexcept {
+        static_cast<Dispatcher*>(user)->on_fast_message(Message::adopt(msg));
+    }
+
     Handle h_;
 };
 

@@ -13,6 +13,7 @@
 pub mod asok;
 pub mod context;
 pub mod finisher;
+pub mod msgr;
 pub mod perf;
 pub mod throttle;
 pub mod timer;
