@@ -75,6 +75,8 @@ pub struct BenchReport {
     pub lost: u64,
     pub duplicated: u64,
     pub reordered: u64,
+    /// Of `duplicated` + `reordered`: what the client saw in the replies.
+    pub client_dup_reorder: u64,
     pub injected_failures: u64,
 }
 
@@ -90,6 +92,7 @@ impl BenchReport {
             "p50_us": self.p50_us, "p99_us": self.p99_us,
             "lost": self.lost, "duplicated": self.duplicated, "reordered": self.reordered,
             "injected_failures": self.injected_failures,
+            "client_dup_reorder": self.client_dup_reorder,
         })
     }
 }
@@ -390,6 +393,7 @@ fn finish(lat: &mut [u32], sent: u64, secs: f64, size: usize, server: &[String],
         lost: sent.saturating_sub(received) + received.saturating_sub(client.received),
         duplicated: dups,
         reordered: reord,
+        client_dup_reorder: client.duplicated + client.reordered,
         injected_failures: 0,
     }
 }

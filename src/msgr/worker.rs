@@ -25,6 +25,7 @@ const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
 /// What one read asks for when no large frame is in progress.
 const READ_CHUNK: usize = 64 * 1024;
+const LARGE_READ: usize = 256 * 1024;
 
 thread_local! {
     /// On a worker thread: (its messenger, its index). Sends made from there (fast dispatch
@@ -690,7 +691,9 @@ impl Worker {
             // fixed chunk holds many small frames. A bigger chunk would only pull in the start
             // of a large frame that then gets copied when its buffer is sized.
             let remaining = s.proto.frame_remaining();
-            let chunk = remaining.clamp(READ_CHUNK, super::v2::frame::MAX_EAGER_RESERVE);
+            // Large frames come in pieces of at most LARGE_READ, small enough to be still in
+            // cache when the protocol checksums them (`RunningCrc`).
+            let chunk = remaining.clamp(READ_CHUNK, LARGE_READ);
             let n = match recv_into(&s.stream, s.proto.read_buf(), chunk) {
                 Ok(0) => return Verdict::Fault("peer closed the connection".into()),
                 Ok(n) => n,

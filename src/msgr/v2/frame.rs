@@ -223,9 +223,78 @@ impl Default for FrameLimits {
     }
 }
 
+/// Frames at least this long get their segment CRCs computed as they arrive (`RunningCrc`).
+pub const RUNNING_CRC_MIN: usize = 256 * 1024;
+/// Segments up to this size are copied out of a large frame instead of sliced.
+const SMALL_SEGMENT: usize = 4096;
+
+/// The CRCs of the data segments of a large frame still arriving, folded in chunk by chunk
+/// right after each read, while the bytes are still in cache: checksumming 4 MiB once it is
+/// complete reads it all back from memory, which costs about as much as the socket copy.
+#[derive(Debug, Default, Clone)]
+pub struct RunningCrc {
+    /// Length of the frame being followed; 0 when none.
+    total: usize,
+    /// Byte ranges of segments 1..=3 within the frame.
+    bounds: [(usize, usize); 4],
+    crcs: [u32; 4],
+    /// Frame bytes already folded in.
+    done: usize,
+}
+
+impl RunningCrc {
+    /// Folds in what arrived since the last call; `buf` starts with the frame in progress,
+    /// whose preamble `decode_frame_with` has already checked (it starts following it then).
+    pub fn update(&mut self, buf: &[u8]) {
+        if self.total == 0 {
+            let Some(total) = pending_frame_len(buf) else { return };
+            if total < RUNNING_CRC_MIN || buf.len() >= total || buf[0] != Tag::Message as u8 {
+                return;
+            }
+            let num = (buf[1] as usize).clamp(1, 4);
+            let len = |i: usize| u32::from_le_bytes(buf[2 + 6 * i..6 + 6 * i].try_into().expect("4 bytes")) as usize;
+            let mut off = PREAMBLE_LEN + if len(0) > 0 { len(0) + 4 } else { 0 };
+            let mut bounds = [(0, 0); 4];
+            for (i, b) in bounds.iter_mut().enumerate().take(num).skip(1) {
+                *b = (off, off + len(i));
+                off += len(i);
+            }
+            *self = RunningCrc {
+                total,
+                bounds,
+                crcs: [u32::MAX; 4],
+                done: 0,
+            };
+        }
+        let upto = buf.len().min(self.total);
+        for i in 1..4 {
+            let (a, b) = (self.bounds[i].0.max(self.done), self.bounds[i].1.min(upto));
+            if a < b {
+                self.crcs[i] = ceph_crc32c(self.crcs[i], &buf[a..b]);
+            }
+        }
+        self.done = upto;
+    }
+
+    fn take(&mut self, total: usize) -> Option<[u32; 4]> {
+        let r = (self.total == total && self.done == total).then_some(self.crcs);
+        *self = RunningCrc::default();
+        r
+    }
+}
+
 /// Decodes one frame from the front of `buf`: `Ok(None)` when more bytes are needed (the
 /// buffer is grown for the rest of the frame). Aborted frames are skipped, as Ceph does.
 pub fn decode_frame(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<Frame>, FrameError> {
+    decode_frame_with(buf, limits, &mut RunningCrc::default())
+}
+
+/// `decode_frame`, using (and then clearing) the CRCs `running` folded in for a large frame.
+pub fn decode_frame_with(
+    buf: &mut BytesMut,
+    limits: &FrameLimits,
+    running: &mut RunningCrc,
+) -> Result<Option<Frame>, FrameError> {
     loop {
         if buf.len() < PREAMBLE_LEN {
             return Ok(None);
@@ -269,6 +338,7 @@ pub fn decode_frame(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<F
             buf.reserve((total - buf.len()).min(MAX_EAGER_RESERVE));
             return Ok(None);
         }
+        let pre = running.take(total);
         let frame = buf.split_to(total).freeze();
         let mut off = PREAMBLE_LEN;
         let mut segs: [Bytes; 4] = Default::default();
@@ -284,6 +354,16 @@ pub fn decode_frame(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<F
             segs[i] = frame.slice(off..off + lens[i]);
             off += lens[i];
         }
+        if total >= RUNNING_CRC_MIN {
+            // The small segments of a large frame are copied out: kept by the application (a
+            // header, say), a slice would pin the whole frame's buffer, and the receiver could
+            // not reuse it for the next frame.
+            for seg in segs.iter_mut().take(num) {
+                if !seg.is_empty() && seg.len() <= SMALL_SEGMENT {
+                    *seg = Bytes::copy_from_slice(seg);
+                }
+            }
+        }
         if num > 1 {
             let e = &frame[off..off + EPILOGUE_LEN];
             match e[0] & 0x0f {
@@ -293,7 +373,8 @@ pub fn decode_frame(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<F
             }
             for (i, seg) in segs.iter().enumerate().take(num).skip(1) {
                 let c = u32::from_le_bytes(e[1 + 4 * (i - 1)..5 + 4 * (i - 1)].try_into().expect("4 bytes"));
-                if ceph_crc32c(u32::MAX, seg) != c {
+                let have = pre.map_or_else(|| ceph_crc32c(u32::MAX, seg), |p| p[i]);
+                if have != c {
                     return err(format!("{tag:?} segment {i} crc mismatch"));
                 }
             }
@@ -316,6 +397,65 @@ mod tests {
         let mut out = Vec::new();
         encode_frame(tag, &segs, &mut out);
         out.concat()
+    }
+
+    /// Feeds `wire` in `chunk`-byte pieces the way the protocol does: running CRC, then decode.
+    fn decode_in_chunks(wire: &[u8], chunk: usize) -> Result<Frame, FrameError> {
+        let (mut buf, mut running) = (BytesMut::new(), RunningCrc::default());
+        for piece in wire.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            running.update(&buf);
+            if let Some(f) = decode_frame_with(&mut buf, &FrameLimits::default(), &mut running)? {
+                return Ok(f);
+            }
+            running.update(&buf);
+        }
+        Err(FrameError("incomplete".into()))
+    }
+
+    #[test]
+    fn large_frames_checked_as_they_arrive_decode_and_catch_corruption() {
+        let data: Bytes = (0..3 * RUNNING_CRC_MIN + 17)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect::<Vec<_>>()
+            .into();
+        let front = Bytes::from_static(b"front");
+        let wire = encoded(
+            Tag::Message,
+            [Bytes::from_static(&[9; 53]), front.clone(), Bytes::new(), data.clone()],
+        );
+        for chunk in [4096, 65_536, 100_003, wire.len()] {
+            let f = decode_in_chunks(&wire, chunk).unwrap();
+            assert_eq!(f.segments[3], data, "chunk {chunk}");
+            assert_eq!(f.segments[1], front);
+        }
+        for at in [wire.len() / 3, wire.len() - EPILOGUE_LEN - 1] {
+            let mut bad = wire.clone();
+            bad[at] ^= 0x10;
+            let e = decode_in_chunks(&bad, 65_536).unwrap_err();
+            assert!(e.0.contains("crc mismatch"), "flip at {at}: {}", e.0);
+        }
+    }
+
+    #[test]
+    fn small_segments_of_a_large_frame_do_not_pin_its_buffer() {
+        let data = Bytes::from(vec![1u8; RUNNING_CRC_MIN]);
+        let wire = encoded(
+            Tag::Message,
+            [
+                Bytes::from_static(&[9; 53]),
+                Bytes::from_static(b"hdr"),
+                Bytes::new(),
+                data,
+            ],
+        );
+        let mut buf = BytesMut::from(&wire[..]);
+        let f = decode_frame(&mut buf, &FrameLimits::default()).unwrap().unwrap();
+        let [head, front, _, data] = f.segments;
+        drop((head, data));
+        // `front` was copied out, so it is the only owner of its memory: converting it back
+        // into a unique buffer needs no copy (a slice of the frame would not be unique).
+        assert!(front.try_into_mut().is_ok(), "front is not a slice of the frame buffer");
     }
 
     #[test]

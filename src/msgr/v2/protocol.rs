@@ -6,7 +6,9 @@
 //! handed up as events; the owner answers with `accept_client_ident`, `reconnect_ok`, ...
 
 use super::control::*;
-use super::frame::{self, decode_frame, encode_frame, Frame, FrameLimits, Tag, MSGR2_FEATURE_REVISION_1};
+use super::frame::{
+    self, decode_frame_with, encode_frame, Frame, FrameLimits, RunningCrc, Tag, MSGR2_FEATURE_REVISION_1,
+};
 use crate::msgr::addr::{EntityAddr, ADDR_TYPE_ANY};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -150,6 +152,8 @@ pub struct Protocol {
     /// wait for it too, so any further frame is a protocol error (a second ident would open a
     /// second session on one socket).
     deciding: bool,
+    /// CRCs of the large frame in progress, folded in as it arrives.
+    running: RunningCrc,
 }
 
 impl Protocol {
@@ -167,6 +171,7 @@ impl Protocol {
             global_id: 0,
             in_seq: 0,
             deciding: false,
+            running: RunningCrc::default(),
         };
         p.out
             .push(Bytes::copy_from_slice(&frame::banner(MSGR2_FEATURE_REVISION_1, 0)));
@@ -281,7 +286,11 @@ impl Protocol {
                     ..self.limits
                 }
             };
-            let Some(f) = decode_frame(&mut self.inbuf, &limits).map_err(|e| Fault(e.0))? else {
+            self.running.update(&self.inbuf);
+            let Some(f) = decode_frame_with(&mut self.inbuf, &limits, &mut self.running).map_err(|e| Fault(e.0))?
+            else {
+                // A large frame in progress: start following its CRCs now.
+                self.running.update(&self.inbuf);
                 break;
             };
             self.handle(f)?;
