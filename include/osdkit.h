@@ -239,8 +239,9 @@ typedef struct {
 // Releases a buffer given to `osdkit_message_set_data_borrowed`: called exactly once with its
 // `user`, when no message uses the buffer any more. This is a destructor, not an event: it
 // may run on any thread (the one freeing the last message, a `msgr-worker-N` after the bytes
-// were written, `ms_dispatch`), possibly while the library holds an internal lock, so it must
-// only release the buffer (free, munmap, drop a reference) and must not call osdkit.
+// were written, `ms_dispatch`). The messenger drops messages outside its session locks, but
+// keep the contract narrow all the same: only release the buffer (free, munmap, drop a
+// reference), do not call osdkit and do not block.
 typedef void (*osdkit_data_free_cb)(void *user);
 
 // A timer event. Runs on the `safe_timer` thread, one event at a time (never concurrently).

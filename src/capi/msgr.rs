@@ -139,8 +139,9 @@ pub type osdkit_fast_message_cb = Option<extern "C" fn(user: *mut c_void, msg: *
 /// Releases a buffer given to `osdkit_message_set_data_borrowed`: called exactly once with its
 /// `user`, when no message uses the buffer any more. This is a destructor, not an event: it
 /// may run on any thread (the one freeing the last message, a `msgr-worker-N` after the bytes
-/// were written, `ms_dispatch`), possibly while the library holds an internal lock, so it must
-/// only release the buffer (free, munmap, drop a reference) and must not call osdkit.
+/// were written, `ms_dispatch`). The messenger drops messages outside its session locks, but
+/// keep the contract narrow all the same: only release the buffer (free, munmap, drop a
+/// reference), do not call osdkit and do not block.
 pub type osdkit_data_free_cb = Option<extern "C" fn(user: *mut c_void)>;
 
 /// A dispatcher's callbacks; any of them may be NULL (not interested). The library copies the

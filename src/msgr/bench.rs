@@ -305,6 +305,7 @@ struct Stream {
     lat_us: Mutex<Vec<u32>>,
     order: Mutex<OrderCheck>,
     conn: Mutex<Option<super::connection::ConnectionRef>>,
+    send_lock: Mutex<()>,
 }
 
 struct BenchClient {
@@ -322,6 +323,10 @@ impl BenchClient {
         self.epoch.elapsed().as_nanos() as u64
     }
     fn send_next(&self, st: &Stream) {
+        // The first window goes out from the main thread while replies already trigger sends
+        // on the worker: numbering and queueing must be one step, or two senders could queue
+        // their indexes out of order.
+        let _one_sender = st.send_lock.lock();
         let idx = st.next_idx.fetch_add(1, Ordering::Relaxed);
         st.in_flight.fetch_add(1, Ordering::Relaxed);
         let m = Message::new(T_PING, front(st.id, idx, self.now_ns())).with_data(self.data.clone());
@@ -460,6 +465,7 @@ fn run_msgr(o: &BenchOpts, addr: &str, progress: &mut dyn FnMut(f64, u64)) -> Re
                     lat_us: Mutex::new(Vec::new()),
                     order: Mutex::new(OrderCheck::default()),
                     conn: Mutex::new(None),
+                    send_lock: Mutex::new(()),
                 })
             })
             .collect(),
