@@ -163,6 +163,12 @@ fn perf_u64(c: &Context, counter: &str) -> u64 {
         .sum()
 }
 
+fn dq_len(c: &Context) -> u64 {
+    let d = osdkit::common::formatter::render(&c.perf().dump(None, None), osdkit::common::formatter::Format::Json);
+    let v: serde_json::Value = serde_json::from_str(&d).unwrap();
+    v["dispatch_queue-osd.0"]["queue_len"].as_u64().unwrap_or(0)
+}
+
 #[test]
 fn accept_event_comes_before_the_first_message_and_priorities_overtake() {
     let p = pair(&[], Policy::stateless_server(), &[], Policy::lossy_client());
@@ -175,7 +181,8 @@ fn accept_event_comes_before_the_first_message_and_priorities_overtake() {
         c.send_message(m(T_QUEUED, i).with_priority(10)).unwrap();
     }
     c.send_message(m(T_QUEUED, 100).with_priority(200)).unwrap();
-    wait_for("all 52 received", 10, || perf_u64(&p.sctx, "msgr_recv_messages") >= 52);
+    // All 51 must be in the queue, not merely read off the socket, before ms_dispatch goes on.
+    wait_for("51 queued behind the held one", 10, || dq_len(&p.sctx) == 51);
     p.slog.gate.release();
     wait_for("all 52 dispatched", 10, || {
         p.slog.seen.lock().iter().filter(|e| e.0 == "q").count() == 52

@@ -285,11 +285,8 @@ impl Worker {
                         if !self.socks.contains_key(&t) {
                             continue;
                         }
-                        let v = self.on_ready(
-                            t,
-                            ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-                            ev.is_writable(),
-                        );
+                        let closing = ev.is_read_closed() || ev.is_error();
+                        let v = self.on_ready(t, ev.is_readable() || closing, closing, ev.is_writable());
                         self.settle(t, v);
                     }
                 }
@@ -337,7 +334,7 @@ impl Worker {
         }
         for t in std::mem::take(&mut self.throttled) {
             if self.socks.contains_key(&t) {
-                let v = self.on_ready(t, true, false);
+                let v = self.on_ready(t, true, true, false);
                 self.settle(t, v);
             }
         }
@@ -648,7 +645,11 @@ impl Worker {
         }
     }
 
-    fn on_ready(&mut self, t: usize, readable: bool, writable: bool) -> Verdict {
+    /// `to_eagain`: keep reading until the socket says EAGAIN. Needed when the event already
+    /// reported the peer's close (no later edge will) and when data may have been left unread
+    /// (throttled); otherwise a short read means the socket is empty, and what arrives later
+    /// raises a new edge, which saves a read per wake-up.
+    fn on_ready(&mut self, t: usize, readable: bool, to_eagain: bool, writable: bool) -> Verdict {
         {
             let s = self.socks.get_mut(&t).expect("token checked");
             if !s.connected {
@@ -664,7 +665,7 @@ impl Worker {
             }
         }
         if readable {
-            match self.read(t) {
+            match self.read(t, to_eagain) {
                 Verdict::Keep => {}
                 v => return v,
             }
@@ -675,7 +676,7 @@ impl Worker {
         Verdict::Keep
     }
 
-    fn read(&mut self, t: usize) -> Verdict {
+    fn read(&mut self, t: usize, to_eagain: bool) -> Verdict {
         loop {
             if self.recv_throttled(t) {
                 if !self.throttled.contains(&t) {
@@ -705,10 +706,12 @@ impl Worker {
             };
             self.perf.inc(L_RECV_BYTES, n as u64);
             s.last_active = Instant::now();
+            let drained = n < chunk && !to_eagain;
             if let Err(f) = s.proto.process() {
                 return Verdict::Fault(format!("protocol error: {f}"));
             }
             match self.events(t) {
+                Verdict::Keep if drained => break,
                 Verdict::Keep => {}
                 v => return v,
             }
