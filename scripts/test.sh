@@ -20,6 +20,9 @@ step "Rust tests"
 OSDKIT_REQUIRE_CEPH=1 cargo test -p osdkit --quiet 2>&1 | tee target/rust-tests.log
 grep -q "test result: ok" target/rust-tests.log
 
+step "fuzz target: builds, and replays its seeded inputs (stable toolchain)"
+CARGO_TARGET_DIR=target/fuzz cargo test --quiet --manifest-path fuzz/Cargo.toml 2>&1 | tail -3
+
 step "header check"
 cargo build -p osdkit --lib --quiet
 scripts/gen-header.sh --check

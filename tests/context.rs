@@ -252,8 +252,14 @@ fn osdkit_demo_runs_and_reports() {
     assert_eq!(v["echo_reply"], "hello");
     assert_eq!(v["debug_ms_after_config_set"], "5/5");
     assert!(v["admin_commands"].as_u64().unwrap() > 20);
-    assert_eq!(v["msgr_stream_msgs"], 20000, "the messenger part ran (it fails unless all came back in order)");
-    assert_eq!(v["msgr_dump_connections"], 1, "messenger dump on the admin socket saw the session");
+    assert_eq!(
+        v["msgr_stream_msgs"], 20000,
+        "the messenger part ran (it fails unless all came back in order)"
+    );
+    assert_eq!(
+        v["msgr_dump_connections"], 1,
+        "messenger dump on the admin socket saw the session"
+    );
     assert!(v["msgr_addr"].as_str().unwrap().starts_with("v2:127.0.0.1:"));
     assert!(v["msgr_pingpong_p50_us"].as_u64().unwrap() > 0);
 }

@@ -16,19 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{ctx, wait_for, worker_counter};
+
 const T_TEST: u16 = 0x7001;
 const T_REPLY: u16 = 0x7002;
-
-fn ctx(name: &str, opts: &[(&str, &str)]) -> Context {
-    let c = Context::new(name, None).unwrap();
-    c.set_option("admin_socket", "").unwrap();
-    c.set_option("log_file", "").unwrap();
-    for (k, v) in opts {
-        c.set_option(k, v).unwrap();
-    }
-    c.start().unwrap();
-    c
-}
 
 /// Records, per sending connection stream (first 8 bytes of front = stream id, next 8 = index),
 /// what arrived; counts duplicates and reorderings as they happen.
@@ -95,14 +87,6 @@ fn msg(stream: u64, idx: u64, data_len: usize) -> Message {
     Message::new(T_TEST, front).with_data(Bytes::from(vec![idx as u8; data_len]))
 }
 
-fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn server(opts: &[(&str, &str)], policy: Policy, reply: bool) -> (Context, Messenger, Arc<Recorder>) {
     let c = ctx("osd.0", opts);
     let m = Messenger::new(&c, "osd.0", None).unwrap();
@@ -149,6 +133,10 @@ fn messages_and_replies_flow_in_order() {
     assert_eq!(conn.peer_type(), EntityType::Osd.wire_value());
     let d = osdkit::common::formatter::render(&cli.dump_connections(), osdkit::common::formatter::Format::Json);
     assert!(d.contains("\"policy\":\"lossy_client\""), "{d}");
+    assert!(
+        d.contains("\"in_seq\":1000"),
+        "the listing follows the replies received: {d}"
+    );
     cli.shutdown();
     srv.shutdown();
 }
@@ -216,18 +204,7 @@ fn lossless_run(inject: &str, conns: u64, per_conn: u64, extra: &[(&str, &str)])
     if inject != "0" {
         // Faults are injected per socket operation; reads and writes are batched, so count
         // them over both ends.
-        let injected = |c: &Context| -> u64 {
-            let d =
-                osdkit::common::formatter::render(&c.perf().dump(None, None), osdkit::common::formatter::Format::Json);
-            let v: serde_json::Value = serde_json::from_str(&d).unwrap();
-            (0..3)
-                .map(|w| {
-                    v[format!("AsyncMessenger::Worker-{w}")]["msgr_injected_socket_failures"]
-                        .as_u64()
-                        .unwrap_or(0)
-                })
-                .sum()
-        };
+        let injected = |c: &Context| worker_counter(c, "msgr_injected_socket_failures");
         let total_injected: u64 = injected(&_sc) + clients.iter().map(|(c, _)| injected(c)).sum::<u64>();
         eprintln!("{total} messages over {conns} sessions survived {total_injected} injected socket failures");
         assert!(total_injected > 0, "faults were injected");

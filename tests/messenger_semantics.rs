@@ -15,27 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{ctx, wait_for, worker_counter};
+
 const T_QUEUED: u16 = 0x7201;
 const T_FAST: u16 = 0x7202;
-
-fn ctx(name: &str, opts: &[(&str, &str)]) -> Context {
-    let c = Context::new(name, None).unwrap();
-    c.set_option("admin_socket", "").unwrap();
-    c.set_option("log_file", "").unwrap();
-    for (k, v) in opts {
-        c.set_option(k, v).unwrap();
-    }
-    c.start().unwrap();
-    c
-}
-
-fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 /// A latch the ms_dispatch thread can be held on.
 #[derive(Default)]
@@ -152,21 +136,10 @@ fn pair(sopts: &[(&str, &str)], spolicy: Policy, copts: &[(&str, &str)], cpolicy
     }
 }
 
-fn perf_u64(c: &Context, counter: &str) -> u64 {
-    let d = osdkit::common::formatter::render(&c.perf().dump(None, None), osdkit::common::formatter::Format::Json);
-    let v: serde_json::Value = serde_json::from_str(&d).unwrap();
-    v.as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| k.starts_with("AsyncMessenger::Worker-"))
-        .map(|(_, w)| w[counter].as_u64().unwrap_or(0))
-        .sum()
-}
-
 fn dq_len(c: &Context) -> u64 {
-    let d = osdkit::common::formatter::render(&c.perf().dump(None, None), osdkit::common::formatter::Format::Json);
-    let v: serde_json::Value = serde_json::from_str(&d).unwrap();
-    v["dispatch_queue-osd.0"]["queue_len"].as_u64().unwrap_or(0)
+    common::perf_dump(c)["dispatch_queue-osd.0"]["queue_len"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 #[test]
@@ -176,7 +149,9 @@ fn accept_event_comes_before_the_first_message_and_priorities_overtake() {
     let c = p.cli.connect_to(EntityType::Osd, &p.srv.my_addrs()[0]).unwrap();
     c.send_message(m(T_QUEUED, 0)).unwrap();
     // ms_dispatch now holds message 0; everything below queues behind it.
-    wait_for("message 0 held", 10, || perf_u64(&p.sctx, "msgr_recv_messages") >= 1);
+    wait_for("message 0 held", 10, || {
+        worker_counter(&p.sctx, "msgr_recv_messages") >= 1
+    });
     for i in 1..=50 {
         c.send_message(m(T_QUEUED, i).with_priority(10)).unwrap();
     }
@@ -265,7 +240,7 @@ fn a_full_message_throttle_stops_reading_until_dispatch_catches_up() {
     }
     wait_for("the throttle to fill", 10, || th.get_current() >= 10);
     std::thread::sleep(Duration::from_millis(300));
-    let received = perf_u64(&sc, "msgr_recv_messages");
+    let received = worker_counter(&sc, "msgr_recv_messages");
     // One read can bring in a chunk's worth of frames past the limit, no more.
     assert!(
         received < 40,
@@ -346,7 +321,7 @@ fn injected_delays_keep_each_connections_order() {
     });
     let q: Vec<u64> = p.slog.seen.lock().iter().filter(|e| e.0 == "q").map(|e| e.1).collect();
     assert_eq!(q, (0..1000).collect::<Vec<_>>());
-    let delayed = perf_u64(&p.sctx, "msgr_injected_delays");
+    let delayed = worker_counter(&p.sctx, "msgr_injected_delays");
     assert!(delayed > 100, "about 30% of 1000 were delayed, counted {delayed}");
 }
 

@@ -14,7 +14,6 @@
 
 use bytes::{Bytes, BytesMut};
 use osdkit::common::entity::EntityType;
-use osdkit::common::formatter::{render, Format};
 use osdkit::msgr::addr::{EntityAddr, ADDR_TYPE_ANY};
 use osdkit::msgr::dispatcher::Dispatcher;
 use osdkit::msgr::message::Message;
@@ -34,6 +33,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{ctx, worker_counter};
 
 const T_LEGIT: u16 = 0x7101;
 const T_HOSTILE: u16 = 0x7102;
@@ -100,36 +102,6 @@ fn assert_no_messenger_panic() {
 
 // ---------------------------------------------------------------------------------------------
 // Setup.
-
-fn ctx(name: &str, opts: &[(&str, &str)]) -> Context {
-    let c = Context::new(name, None).unwrap();
-    c.set_option("admin_socket", "").unwrap();
-    c.set_option("log_file", "").unwrap();
-    for (k, v) in opts {
-        c.set_option(k, v).unwrap();
-    }
-    c.start().unwrap();
-    c
-}
-
-/// Sum of one counter over the `AsyncMessenger::Worker-N` loggers of `c`'s perf dump.
-fn worker_counter(c: &Context, counter: &str) -> u64 {
-    let v: serde_json::Value = serde_json::from_str(&render(&c.perf().dump(None, None), Format::Json)).unwrap();
-    let obj = v.as_object().expect("perf dump is an object");
-    let workers: Vec<_> = obj
-        .iter()
-        .filter(|(k, _)| k.starts_with("AsyncMessenger::Worker-"))
-        .collect();
-    assert!(!workers.is_empty(), "no AsyncMessenger::Worker-N in perf dump: {v}");
-    workers
-        .iter()
-        .map(|(k, w)| {
-            w[counter]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{k} has no {counter}: {w}"))
-        })
-        .sum()
-}
 
 fn wait_for(what: &str, d: Duration, f: impl Fn() -> bool) {
     let deadline = Instant::now() + d;

@@ -23,6 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::ctx;
+
 /// Live heap bytes (allocated minus freed), to tell real per-connection allocations from
 /// allocator slack in the RSS figure.
 struct CountingAlloc;
@@ -64,17 +67,6 @@ const ROUNDS: u64 = 3;
 const MAX_RSS_PER_PAIR: u64 = 64 * 1024;
 const MAX_RSS_PER_PAIR_AFTER_TRAFFIC: u64 = 80 * 1024;
 const TIME_BOUND: Duration = Duration::from_secs(90);
-
-fn ctx(name: &str, opts: &[(&str, &str)]) -> Context {
-    let c = Context::new(name, None).unwrap();
-    c.set_option("admin_socket", "").unwrap();
-    c.set_option("log_file", "").unwrap();
-    for (k, v) in opts {
-        c.set_option(k, v).unwrap();
-    }
-    c.start().unwrap();
-    c
-}
 
 /// A `/proc/self/status` field in its unit (kB for VmRSS).
 fn proc_status(field: &str) -> u64 {

@@ -537,14 +537,7 @@ impl Worker {
             st.status = ConnStatus::Connecting;
             if st.server_cookie != 0 {
                 st.connect_seq += 1;
-                ClientSession::Reconnect(SessionReconnect {
-                    addrs: msgr.my_addrs(),
-                    client_cookie: st.client_cookie,
-                    server_cookie: st.server_cookie,
-                    global_seq: msgr.next_global_seq(),
-                    connect_seq: st.connect_seq,
-                    msg_seq: st.in_seq,
-                })
+                ClientSession::Reconnect(reconnect_request(&msgr, &st))
             } else {
                 if st.client_cookie == 0 && !conn.policy.lossy {
                     st.client_cookie =
