@@ -243,7 +243,10 @@ fn msgr_demo(ctx: &Context, asok: &AdminSocketClient) -> Result<MsgrDemo> {
             m.ty == T_ECHO
         }
         fn ms_fast_dispatch(&self, m: Message) {
-            let idx = m.front.get(..8).map_or(u64::MAX, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+            let idx = m
+                .front
+                .get(..8)
+                .map_or(u64::MAX, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
             let mut g = self.got.lock();
             g.1 &= idx == g.0;
             g.0 += 1;
@@ -256,7 +259,10 @@ fn msgr_demo(ctx: &Context, asok: &AdminSocketClient) -> Result<MsgrDemo> {
             let deadline = Instant::now() + Duration::from_secs(20);
             while g.0 < n {
                 if self.cv.wait_until(&mut g, deadline).timed_out() {
-                    return Err(Error::new(libc::ETIMEDOUT, format!("messenger demo: {} of {n} replies", g.0)));
+                    return Err(Error::new(
+                        libc::ETIMEDOUT,
+                        format!("messenger demo: {} of {n} replies", g.0),
+                    ));
                 }
             }
             Ok(g.1)
@@ -274,7 +280,10 @@ fn msgr_demo(ctx: &Context, asok: &AdminSocketClient) -> Result<MsgrDemo> {
     cctx.start()?;
     let cli = Messenger::new(&cctx, "client.admin", None)?;
     cli.set_default_policy(Policy::lossless_client());
-    let replies = Arc::new(Replies { got: Mutex::new((0, true)), cv: Condvar::new() });
+    let replies = Arc::new(Replies {
+        got: Mutex::new((0, true)),
+        cv: Condvar::new(),
+    });
     cli.add_dispatcher_tail(replies.clone());
     cli.start()?;
     let conn = cli.connect_to(EntityType::Osd, &addr)?;
@@ -297,7 +306,9 @@ fn msgr_demo(ctx: &Context, asok: &AdminSocketClient) -> Result<MsgrDemo> {
     }
     rtts.sort();
     let dump = parse(&ask(asok, json!({"prefix": "messenger dump", "format": "json"}))?)?;
-    let dumped_conns = dump["messengers"][0]["connections"].as_array().map_or(0, |a| a.len() as u64);
+    let dumped_conns = dump["messengers"][0]["connections"]
+        .as_array()
+        .map_or(0, |a| a.len() as u64);
     cli.shutdown();
     cctx.shutdown();
     srv.shutdown();
