@@ -21,7 +21,7 @@ OSDKIT_REQUIRE_CEPH=1 cargo test -p osdkit --quiet 2>&1 | tee target/rust-tests.
 grep -q "test result: ok" target/rust-tests.log
 
 step "fuzz target: builds, and replays its seeded inputs (stable toolchain)"
-CARGO_TARGET_DIR=target/fuzz cargo test --quiet --manifest-path fuzz/Cargo.toml 2>&1 | tail -3
+CARGO_TARGET_DIR=target/fuzz cargo test --quiet --manifest-path fuzz/Cargo.toml 2>&1 | grep -E "test result|panicked|error"
 
 step "header check"
 cargo build -p osdkit --lib --quiet

@@ -83,6 +83,9 @@ impl Dispatcher for Log {
         self.seen.lock().push(("reset", 0));
         true
     }
+    fn ms_handle_remote_reset(&self, _c: &ConnectionRef) {
+        self.seen.lock().push(("remote_reset", 0));
+    }
     fn ms_handle_refused(&self, _c: &ConnectionRef) -> bool {
         self.seen.lock().push(("refused", 0));
         true
@@ -370,4 +373,53 @@ fn a_messenger_cannot_bind_after_start_or_restart_after_shutdown() {
     assert_eq!(m.bind("127.0.0.1:0".parse().unwrap()).unwrap_err().errno, libc::EINVAL);
     m.shutdown();
     assert_eq!(m.start().unwrap_err().errno, libc::EINVAL);
+}
+
+#[test]
+fn a_restarted_server_resets_the_session_and_the_client_is_told() {
+    // A lossless client reconnects to a server that lost its sessions (a new process on the
+    // same address): SESSION_RECONNECT gets SESSION_RESET, the client's dispatchers see
+    // ms_handle_remote_reset, and the session starts again.
+    let start_server = |port: u16| {
+        let sc = ctx("osd.0", &[]);
+        let srv = Messenger::new(&sc, "osd.0", Some(7)).unwrap();
+        srv.set_default_policy(Policy::stateful_server());
+        let log = Arc::new(Log::default());
+        srv.add_dispatcher_tail(log.clone());
+        let addr = srv.bind(format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
+        srv.start().unwrap();
+        (sc, srv, log, addr)
+    };
+    let (_sc1, srv1, log1, addr) = start_server(0);
+    let port = addr.addr.unwrap().port();
+    let cc = ctx("osd.1", &[("ms_initial_backoff", "0.01"), ("ms_max_backoff", "0.05")]);
+    let cli = Messenger::new(&cc, "osd.1", None).unwrap();
+    cli.set_default_policy(Policy::lossless_peer());
+    let clog = Arc::new(Log::default());
+    cli.add_dispatcher_tail(clog.clone());
+    cli.start().unwrap();
+    let c = cli.connect_to(EntityType::Osd, &addr).unwrap();
+    c.send_message(m(T_QUEUED, 0)).unwrap();
+    wait_for("the first server got message 0", 10, || {
+        log1.seen.lock().contains(&("q", 0))
+    });
+    srv1.shutdown();
+    let (_sc2, srv2, log2, _) = start_server(port);
+    c.send_message(m(T_QUEUED, 1)).unwrap();
+    wait_for("the remote reset", 20, || {
+        clog.seen.lock().contains(&("remote_reset", 0))
+    });
+    wait_for("the new server to accept", 10, || {
+        log2.seen.lock().contains(&("accept", 0))
+    });
+    c.send_message(m(T_QUEUED, 2)).unwrap();
+    wait_for("message 2 on the new session", 10, || {
+        log2.seen.lock().contains(&("q", 2))
+    });
+    assert!(
+        !log2.seen.lock().contains(&("q", 0)),
+        "nothing of the old session is replayed to the new server"
+    );
+    cli.shutdown();
+    srv2.shutdown();
 }

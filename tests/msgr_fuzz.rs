@@ -747,6 +747,17 @@ fn hostile_connections_leave_a_lossless_session_and_the_server_intact() {
         attack_time.as_secs_f64(),
         srec.hostile.load(Ordering::Relaxed),
     );
+    // SessionThenGarbage sends one valid message and then garbage in one write: the message is
+    // dispatched before the connection is closed for the garbage.
+    let session_then_garbage = KINDS
+        .iter()
+        .position(|k| matches!(k, Kind::SessionThenGarbage))
+        .unwrap();
+    assert_eq!(
+        srec.hostile.load(Ordering::Relaxed),
+        per_kind[session_then_garbage] as u64,
+        "each valid message ahead of a bad frame is delivered"
+    );
     assert_no_messenger_panic();
     assert!(
         attacks >= conns.min(1000),

@@ -700,13 +700,14 @@ impl Worker {
             self.perf.inc(L_RECV_BYTES, n as u64);
             s.last_active = Instant::now();
             let drained = n < chunk && !to_eagain;
-            if let Err(f) = s.proto.process() {
-                return Verdict::Fault(format!("protocol error: {f}"));
-            }
-            match self.events(t) {
-                Verdict::Keep if drained => break,
-                Verdict::Keep => {}
-                v => return v,
+            // The valid frames before a bad one are handled first (a lossy session would
+            // otherwise lose those messages), then the connection is closed.
+            let processed = s.proto.process();
+            match (self.events(t), processed) {
+                (Verdict::Keep, Err(f)) => return Verdict::Fault(format!("protocol error: {f}")),
+                (Verdict::Keep, Ok(())) if drained => break,
+                (Verdict::Keep, Ok(())) => {}
+                (v, _) => return v,
             }
         }
         Verdict::Keep
