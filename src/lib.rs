@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod demo;
 pub mod finisher;
 pub mod msgr;
+pub mod osd;
 pub mod timer;
 
 pub use common::context::Context;

@@ -401,6 +401,18 @@ fn table() -> Vec<OptDef> {
             .services(OSD)
             .see_also(&["osd_op_num_shards"])
             .min_max(1.0, 64.0),
+        o("osd_op_queue", Str, Advanced, "wpq")
+            .desc("which operation priority queue algorithm to use")
+            .long("wpq: Ceph's WeightedPriorityQueue (strict above the cut-off, weighted below). mClock is a later step.")
+            .services(OSD)
+            .see_also(&["osd_op_queue_cut_off"])
+            .enums(&["wpq"]),
+        o("osd_op_queue_cut_off", Str, Advanced, "high")
+            .desc("the threshold between high priority ops and low priority ops")
+            .long("Ops at or above the cut-off go to the strict queue: low = 64 (CEPH_MSG_PRIO_LOW), high = 196 (CEPH_MSG_PRIO_HIGH).")
+            .services(OSD)
+            .see_also(&["osd_op_queue"])
+            .enums(&["low", "high"]),
         o("osd_op_thread_timeout", Int, Advanced, "15")
             .desc("seconds an op worker may be busy before its heartbeat is considered unhealthy")
             .services(OSD),
