@@ -413,6 +413,17 @@ fn table() -> Vec<OptDef> {
             .services(OSD)
             .see_also(&["osd_op_queue"])
             .enums(&["low", "high"]),
+        o("osd_op_history_size", Uint, Advanced, "20")
+            .desc("Max number of completed ops to track")
+            .services(OSD)
+            .see_also(&["osd_op_history_duration"]),
+        o("osd_op_history_duration", Uint, Advanced, "600")
+            .desc("Oldest completed op to track (seconds)")
+            .services(OSD)
+            .see_also(&["osd_op_history_size"]),
+        o("osd_op_complaint_time", Float, Advanced, "30.0")
+            .desc("An op in flight for longer than this is reported blocked (seconds)")
+            .services(OSD),
         o("osd_op_thread_timeout", Int, Advanced, "15")
             .desc("seconds an op worker may be busy before its heartbeat is considered unhealthy")
             .services(OSD),
