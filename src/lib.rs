@@ -13,6 +13,7 @@ pub mod finisher;
 pub mod msgr;
 pub mod osd;
 pub mod timer;
+pub mod types;
 
 pub use common::context::Context;
 pub use common::entity::EntityName;

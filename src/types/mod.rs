@@ -1,0 +1,9 @@
+//! The cluster model shared by monitor, OSD and client (DESIGN.md §3): the versioned wire
+//! envelope, the OSD map and its incrementals, placement, OSD op codes and the message bodies
+//! of our daemons.
+
+pub mod encoding;
+pub mod messages;
+pub mod osd_op;
+pub mod osdmap;
+pub mod placement;
