@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod demo;
 pub mod finisher;
 pub mod msgr;
+pub mod os;
 pub mod osd;
 pub mod timer;
 pub mod types;
