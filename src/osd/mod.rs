@@ -3,4 +3,5 @@
 
 pub mod op_tracker;
 pub mod op_wq;
+pub mod pg_ops;
 pub mod scheduler;
