@@ -1,7 +1,384 @@
-//! The OSD (DESIGN.md §3): the op path's pieces, built up issue by issue. Today: the sharded op
-//! work queue, its scheduler and the op tracker.
+//! The OSD (DESIGN.md §3), built up issue by issue: the sharded op work queue and its
+//! scheduler, the op tracker, op execution, and `Osd`, which joins them.
+//!
+//! `Osd`: one OSD's op path, end to end (reference §8.3): the public messenger fast-dispatches
+//! `CEPH_MSG_OSD_OP` on its worker thread, the op is tracked (`OpTracker`) and queued on the
+//! `ShardedOpWQ` by PG, a `tp_osd_tp` worker executes it against the `ObjectStore`
+//! (`pg_ops`), and the reply goes back on the client's connection once the write is durable.
+//!
+//! The map comes from outside (`set_osdmap`): the monitor client feeds it in a daemon; tests
+//! and embedded hosts may set one directly. Replication is the next issue; today the OSD serves
+//! every PG of the map's pools that it is asked for.
 
 pub mod op_tracker;
 pub mod op_wq;
 pub mod pg_ops;
 pub mod scheduler;
+
+use op_tracker::{OpRef, OpTracker};
+use op_wq::{PgKey, ShardedOpWQ};
+
+use crate::common::error::{Error, Result};
+use crate::common::perf::{PerfCounters, PerfCountersBuilder};
+use crate::msgr::addr::EntityAddr;
+use crate::msgr::connection::ConnectionRef;
+use crate::msgr::dispatcher::Dispatcher;
+use crate::msgr::message::Message;
+use crate::msgr::messenger::Messenger;
+use crate::msgr::policy::Policy;
+use crate::os::{CollId, ObjectId, ObjectStore, Transaction};
+use crate::types::messages::CEPH_MSG_OSD_OP;
+use crate::types::osd_op::{MOsdOp, MOsdOpReply, CEPH_OSD_FLAG_ACK, CEPH_OSD_FLAG_ONDISK, CEPH_OSD_OP_PGNLS};
+use crate::types::osdmap::OsdMap;
+use crate::Context;
+use parking_lot::{Mutex, RwLock};
+use scheduler::cutoff_from_option;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+// Perf counter indices, in the order `osd_perf` adds them (Ceph's names).
+const L_OP: usize = 0;
+const L_OP_W: usize = 1;
+const L_OP_R: usize = 2;
+const L_OP_LAT: usize = 3;
+const L_OP_W_LAT: usize = 4;
+const L_OP_R_LAT: usize = 5;
+const L_OP_IN_BYTES: usize = 6;
+const L_OP_OUT_BYTES: usize = 7;
+const L_OP_WIP: usize = 8;
+
+fn osd_perf() -> Arc<PerfCounters> {
+    let mut b = PerfCountersBuilder::new("osd");
+    let idx = [
+        b.add_u64_counter("op", "Client operations"),
+        b.add_u64_counter("op_w", "Client write operations"),
+        b.add_u64_counter("op_r", "Client read operations"),
+        b.add_time_avg("op_latency", "Latency of client operations (including queue time)"),
+        b.add_time_avg("op_w_latency", "Latency of write operation (including queue time)"),
+        b.add_time_avg("op_r_latency", "Latency of read operation (including queue time)"),
+        b.add_u64_counter("op_in_bytes", "Client operations total write size"),
+        b.add_u64_counter("op_out_bytes", "Client operations total read size"),
+        b.add_u64("op_wip", "Replication operations currently being processed (primary)"),
+    ];
+    debug_assert_eq!(
+        idx,
+        [
+            L_OP,
+            L_OP_W,
+            L_OP_R,
+            L_OP_LAT,
+            L_OP_W_LAT,
+            L_OP_R_LAT,
+            L_OP_IN_BYTES,
+            L_OP_OUT_BYTES,
+            L_OP_WIP
+        ]
+    );
+    b.build()
+}
+
+/// A client op on its way through the queue.
+pub struct OpItem {
+    req: MOsdOp,
+    conn: ConnectionRef,
+    tracked: OpRef,
+    received: Instant,
+}
+
+struct Shared {
+    whoami: i32,
+    store: Arc<dyn ObjectStore>,
+    map: RwLock<Arc<OsdMap>>,
+    /// PG collections known to exist in the store.
+    colls: Mutex<HashSet<CollId>>,
+    perf: Arc<PerfCounters>,
+}
+
+pub struct Osd {
+    ctx: Context,
+    shared: Arc<Shared>,
+    msgr: Messenger,
+    wq: Arc<ShardedOpWQ<OpItem>>,
+    tracker: OpTracker,
+    asok_ids: Vec<u64>,
+}
+
+struct FastDispatch {
+    shared: Arc<Shared>,
+    wq: std::sync::Weak<ShardedOpWQ<OpItem>>,
+    tracker: OpTracker,
+    priority: u16,
+}
+
+fn reply_error(conn: &ConnectionRef, tid: u64, errno: i32, epoch: u32) {
+    let r = MOsdOpReply {
+        tid,
+        oid: String::new(),
+        pgid: crate::types::placement::PgId::new(0, 0),
+        result: errno,
+        epoch,
+        flags: CEPH_OSD_FLAG_ACK,
+        version: 0,
+        attempt: 0,
+        ops: Vec::new(),
+    };
+    if let Ok(m) = r.to_message() {
+        let _ = conn.send_message(m);
+    }
+}
+
+impl Dispatcher for FastDispatch {
+    fn ms_can_fast_dispatch(&self, m: &Message) -> bool {
+        m.ty == CEPH_MSG_OSD_OP
+    }
+    fn ms_fast_dispatch(&self, m: Message) {
+        let received = m.recv_stamp.unwrap_or_else(Instant::now);
+        let Some(conn) = m.conn.clone() else { return };
+        let epoch = self.shared.map.read().epoch;
+        let req = match MOsdOp::from_message(&m) {
+            Ok(r) => r,
+            Err(e) => {
+                // A malformed op gets an errno reply; the session and the OSD carry on.
+                log::warn!(target: "osd", "osd.{}: bad op from {}: {e}", self.shared.whoami, conn.peer_addr());
+                return reply_error(&conn, m.tid, -libc::EINVAL, epoch);
+            }
+        };
+        let Some(pool) = self.shared.map.read().pool(req.pool).cloned() else {
+            return reply_error(&conn, req.tid, -libc::ENOENT, epoch);
+        };
+        // The PG is the client's if it gave one (the objecter computes it); otherwise ours.
+        let pg = if req.pgid.pool == req.pool && req.pgid.seed < pool.pg_num {
+            req.pgid
+        } else {
+            pool.object_to_pg(&req.oid, &req.nspace).1
+        };
+        let tracked = self.tracker.create(format!(
+            "osd_op({}.{}:{} {} {} [{}])",
+            req.client,
+            req.client_inc,
+            req.tid,
+            pg,
+            req.oid,
+            req.ops
+                .iter()
+                .map(|o| crate::types::osd_op::op_name(o.op).unwrap_or("?"))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        tracked.mark_event("queued_for_pg");
+        let cost: u64 = req.ops.iter().map(|o| o.indata.len() as u64).sum::<u64>().max(1);
+        let owner = crate::types::placement::ceph_str_hash_rjenkins(req.client.to_string().as_bytes()) as u64;
+        let Some(wq) = self.wq.upgrade() else { return };
+        let key = PgKey {
+            pool: pg.pool,
+            seed: pg.seed,
+        };
+        let item = OpItem {
+            req,
+            conn,
+            tracked,
+            received,
+        };
+        if let Err(e) = wq.enqueue(key, owner, self.priority, cost, item) {
+            log::debug!(target: "osd", "op dropped: {e}");
+        }
+    }
+}
+
+impl Shared {
+    fn ensure_coll(&self, c: &CollId) -> Result<()> {
+        if self.colls.lock().contains(c) {
+            return Ok(());
+        }
+        if !self.store.collection_exists(c)? {
+            let mut t = Transaction::new();
+            t.create_collection();
+            match self.store.apply_transaction(c, t) {
+                Ok(()) => {}
+                Err(e) if e.errno == libc::EEXIST => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.colls.lock().insert(*c);
+        Ok(())
+    }
+
+    /// Runs on a `tp_osd_tp` thread; the PG's items come here one at a time, in order.
+    fn handle(&self, pg: PgKey, mut op: OpItem) {
+        op.tracked.mark_event("reached_pg");
+        let epoch = self.map.read().epoch;
+        let coll = CollId::new(pg.pool, pg.seed);
+        if let Err(e) = self.ensure_coll(&coll) {
+            return reply_error(&op.conn, op.req.tid, -e.errno.abs(), epoch);
+        }
+        op.tracked.mark_event("started");
+        let mut reply = MOsdOpReply::for_request(&op.req, epoch);
+        reply.pgid = crate::types::placement::PgId::new(pg.pool, pg.seed);
+        let is_write = op.req.has_write();
+        let in_bytes: u64 = op.req.ops.iter().map(|o| o.indata.len() as u64).sum();
+        if op.req.ops.len() == 1 && op.req.ops[0].op == CEPH_OSD_OP_PGNLS {
+            let o = &op.req.ops[0];
+            match pg_ops::list_pg(&*self.store, &coll, &o.name, o.length) {
+                Ok((names, _more)) => reply.ops[0].outdata = crate::types::osd_op::encode_string_list(&names),
+                Err(e) => reply.result = e,
+            }
+        } else {
+            let oid = ObjectId::new(op.req.pool, op.req.nspace.clone(), op.req.oid.clone());
+            let mut ops = std::mem::take(&mut op.req.ops);
+            let done = pg_ops::execute(&*self.store, &coll, &oid, &mut ops);
+            reply.result = done.result;
+            for (r, o) in reply.ops.iter_mut().zip(ops) {
+                r.rval = o.rval;
+                r.outdata = o.outdata;
+            }
+            if let Some(txn) = done.txn {
+                // Blocking on the commit keeps the PG's later ops behind it (a read after a
+                // write sees the write). The store batches commits across PGs, so the other
+                // workers' writes share the same sync.
+                if let Err(e) = self.store.apply_transaction(&coll, txn) {
+                    reply.result = -e.errno.abs();
+                    for r in reply.ops.iter_mut() {
+                        r.outdata = bytes::Bytes::new();
+                    }
+                }
+                op.tracked.mark_event("commit_sent");
+            }
+        }
+        if !is_write {
+            reply.flags = CEPH_OSD_FLAG_ACK;
+        } else {
+            reply.flags = CEPH_OSD_FLAG_ACK | CEPH_OSD_FLAG_ONDISK;
+        }
+        let out_bytes: u64 = reply.ops.iter().map(|o| o.outdata.len() as u64).sum();
+        match reply.to_message() {
+            Ok(m) => {
+                let _ = op.conn.send_message(m);
+            }
+            Err(e) => reply_error(&op.conn, reply.tid, -e.errno.abs(), epoch),
+        }
+        let lat = op.received.elapsed();
+        self.perf.inc(L_OP, 1);
+        self.perf.tinc(L_OP_LAT, lat);
+        if is_write {
+            self.perf.inc(L_OP_W, 1);
+            self.perf.tinc(L_OP_W_LAT, lat);
+            self.perf.inc(L_OP_IN_BYTES, in_bytes);
+        } else {
+            self.perf.inc(L_OP_R, 1);
+            self.perf.tinc(L_OP_R_LAT, lat);
+        }
+        self.perf.inc(L_OP_OUT_BYTES, out_bytes);
+    }
+}
+
+impl Osd {
+    /// Starts `osd.<whoami>` of `ctx` on `store` (mounted here), its public messenger bound to
+    /// `bind`, its op queue (`osd_op_num_shards` x `osd_op_num_threads_per_shard`) and its admin
+    /// commands (`dump_ops_in_flight`, `dump_historic_ops`, `dump_blocked_ops`, `status`).
+    pub fn start(ctx: &Context, whoami: i32, store: Arc<dyn ObjectStore>, bind: SocketAddr) -> Result<Osd> {
+        let conf = ctx.conf();
+        store.mount()?;
+        let perf = osd_perf();
+        ctx.perf().add(&perf);
+        let shared = Arc::new(Shared {
+            whoami,
+            store,
+            map: RwLock::new(Arc::new(OsdMap::new([0; 16]))),
+            colls: Mutex::new(HashSet::new()),
+            perf,
+        });
+        let s2 = shared.clone();
+        let shards = conf.get_u64("osd_op_num_shards").max(1) as usize;
+        let threads = conf.get_u64("osd_op_num_threads_per_shard").max(1) as usize;
+        let cutoff = cutoff_from_option(&conf.get_str("osd_op_queue_cut_off"));
+        let wq = Arc::new(ShardedOpWQ::new(
+            shards,
+            threads,
+            cutoff,
+            Arc::new(move |pg, op| s2.handle(pg, op)),
+        )?);
+        let tracker = OpTracker::from_conf(conf);
+        let name = format!("osd.{whoami}");
+        let msgr = Messenger::new(ctx, &name, None)?;
+        msgr.set_default_policy(Policy::stateless_server());
+        msgr.set_policy(crate::common::entity::EntityType::Osd, Policy::lossless_peer());
+        msgr.add_dispatcher_head(Arc::new(FastDispatch {
+            shared: shared.clone(),
+            wq: Arc::downgrade(&wq),
+            tracker: tracker.clone(),
+            priority: conf.get_u64("osd_client_op_priority").min(255) as u16,
+        }));
+        msgr.bind(bind)?;
+        msgr.start()?;
+        let mut asok_ids = tracker.register_commands(ctx)?;
+        let s3 = shared.clone();
+        let wq2 = Arc::downgrade(&wq);
+        asok_ids.push(ctx.register_command(
+            "status",
+            "high-level status of OSD",
+            Arc::new(move |r: &crate::asok::Request<'_>| {
+                use crate::common::formatter::FVal;
+                let map = s3.map.read().clone();
+                let queued = wq2.upgrade().map_or(0, |w| w.len());
+                Ok(r.render(
+                    &FVal::obj()
+                        .with(
+                            "cluster_fsid",
+                            FVal::str(crate::types::osdmap::fsid_to_string(&map.fsid)),
+                        )
+                        .with("whoami", FVal::I64(i64::from(s3.whoami)))
+                        .with("state", FVal::str("active"))
+                        .with("objectstore", FVal::str(s3.store.kind()))
+                        .with("osdmap_epoch", FVal::U64(u64::from(map.epoch)))
+                        .with("num_pgs", FVal::U64(s3.colls.lock().len() as u64))
+                        .with("op_queue_len", FVal::U64(queued)),
+                ))
+            }),
+        )?);
+        Ok(Osd {
+            ctx: ctx.clone(),
+            shared,
+            msgr,
+            wq,
+            tracker,
+            asok_ids,
+        })
+    }
+
+    pub fn whoami(&self) -> i32 {
+        self.shared.whoami
+    }
+    /// The address clients connect to.
+    pub fn addr(&self) -> EntityAddr {
+        self.msgr.my_addrs()[0]
+    }
+    pub fn messenger(&self) -> &Messenger {
+        &self.msgr
+    }
+    pub fn tracker(&self) -> &OpTracker {
+        &self.tracker
+    }
+    /// A new map: pools and their PG counts decide what the OSD serves.
+    pub fn set_osdmap(&self, map: OsdMap) {
+        *self.shared.map.write() = Arc::new(map);
+    }
+    pub fn osdmap(&self) -> Arc<OsdMap> {
+        self.shared.map.read().clone()
+    }
+
+    /// Stops taking ops, finishes the running ones, stops the queue, unmounts the store.
+    pub fn shutdown(&self) -> Result<()> {
+        self.msgr.shutdown();
+        self.wq.shutdown();
+        for id in &self.asok_ids {
+            self.ctx.admin_socket().unregister_command(*id);
+        }
+        self.ctx.perf().remove(&self.shared.perf);
+        self.shared
+            .store
+            .umount()
+            .map_err(|e| Error::new(e.errno, format!("osd.{}: umount: {e}", self.shared.whoami)))
+    }
+}
