@@ -4,6 +4,7 @@
 
 pub mod encoding;
 pub mod messages;
+pub mod mon_messages;
 pub mod osd_op;
 pub mod osdmap;
 pub mod placement;
