@@ -240,6 +240,12 @@ fn table() -> Vec<OptDef> {
             .desc("list of hosts or addresses to search for a monitor")
             .long("This is a comma, whitespace, or semicolon separated list of IP addresses or hostnames.")
             .services(COMMON),
+        o("mon_data", Str, Advanced, "/var/lib/ceph/mon/$cluster-$id")
+            .desc("path to mon database")
+            .services(&["mon"]),
+        o("rados_osd_op_timeout", Float, Advanced, "0")
+            .desc("how many seconds to wait for a response from OSDs before returning an error from a rados operation; 0 means no limit")
+            .services(&["client"]),
         o("public_addr", Str, Basic, "")
             .desc("public-facing address to bind to")
             .services(&["mon", "mds", "osd", "mgr"]),

@@ -100,6 +100,7 @@ pub struct Osd {
     ctx: Context,
     shared: Arc<Shared>,
     msgr: Messenger,
+    monc: Option<crate::mon::client::MonClient>,
     wq: Arc<ShardedOpWQ<OpItem>>,
     tracker: OpTracker,
     asok_ids: Vec<u64>,
@@ -341,10 +342,57 @@ impl Osd {
             ctx: ctx.clone(),
             shared,
             msgr,
+            monc: None,
             wq,
             tracker,
             asok_ids,
         })
+    }
+
+    /// `start`, then boot to the monitor at `mon` (`MOSDBoot` with our address) and follow its
+    /// maps from then on.
+    pub fn start_with_mon(
+        ctx: &Context,
+        whoami: i32,
+        store: Arc<dyn ObjectStore>,
+        bind: SocketAddr,
+        mon: EntityAddr,
+    ) -> Result<Osd> {
+        use crate::types::messages::{FrontMessage, MOsdBoot};
+        let mut osd = Osd::start(ctx, whoami, store, bind)?;
+        let monc = crate::mon::client::MonClient::new(&osd.msgr, mon)?;
+        let shared = osd.shared.clone();
+        monc.set_map_callback(move |m| *shared.map.write() = Arc::new(m.clone()));
+        monc.subscribe_osdmap()?;
+        let a = osd.addr();
+        let boot = MOsdBoot {
+            fsid: monc.fsid().unwrap_or([0; 16]),
+            osd: whoami,
+            addrs: crate::types::osdmap::OsdAddrs {
+                public: a,
+                cluster: a,
+                hb_front: a,
+                hb_back: a,
+            },
+            boot_epoch: monc.epoch(),
+            features: 0,
+            metadata: [("osd_objectstore".to_string(), osd.shared.store.kind().to_string())].into(),
+        };
+        monc.send_message(boot.to_message())?;
+        osd.monc = Some(monc);
+        Ok(osd)
+    }
+
+    /// Waits until the monitor's map shows this OSD up at its address.
+    pub fn wait_for_up(&self, timeout: std::time::Duration) -> Result<Arc<OsdMap>> {
+        let Some(monc) = &self.monc else {
+            return Err(Error::inval("this OSD has no monitor"));
+        };
+        let (me, addr) = (self.shared.whoami, self.addr());
+        monc.wait_for_map(timeout, |m| m.osd(me).is_some_and(|i| i.up && i.addrs.public == addr))?;
+        // The callback may not have run yet: the map the wait saw is the one to serve.
+        *self.shared.map.write() = Arc::new(monc.osdmap());
+        Ok(self.osdmap())
     }
 
     pub fn whoami(&self) -> i32 {
@@ -370,6 +418,9 @@ impl Osd {
 
     /// Stops taking ops, finishes the running ones, stops the queue, unmounts the store.
     pub fn shutdown(&self) -> Result<()> {
+        if let Some(m) = &self.monc {
+            m.shutdown();
+        }
         self.msgr.shutdown();
         self.wq.shutdown();
         for id in &self.asok_ids {
