@@ -2,7 +2,9 @@
 //!
 //! It grows with each capability; today it shows the runtime core (config, log, perf counters,
 //! SafeTimer, Finisher, Throttle, the admin socket) and the messenger: a client messenger and
-//! the daemon's own exchange msgr2 messages over loopback. All real: real sockets, real threads.
+//! the daemon's own exchange msgr2 messages over loopback; and a cluster: a monitor and three
+//! OSDs in this process, objects written, read back and listed through the objecter. All real:
+//! real sockets, real threads.
 
 use crate::asok::client::AdminSocketClient;
 use crate::asok::Request;
@@ -100,6 +102,7 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
     std::thread::sleep(Duration::from_millis(40));
 
     let msgr = msgr_demo(&ctx, &client)?;
+    let cluster = cluster_demo(&dir)?;
 
     // Everything below goes through the real Unix socket, as `ceph --admin-daemon` would.
     let version = parse(&ask(&client, json!({"prefix": "version", "format": "json"}))?)?;
@@ -153,7 +156,15 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
         .with("msgr_stream_msgs_per_sec", FVal::U64(msgr.stream_rate as u64))
         .with("msgr_pingpong_p50_us", FVal::U64(msgr.p50_us))
         .with("msgr_pingpong_p99_us", FVal::U64(msgr.p99_us))
-        .with("msgr_dump_connections", FVal::U64(msgr.dumped_conns));
+        .with("msgr_dump_connections", FVal::U64(msgr.dumped_conns))
+        .with("cluster_osds_up", FVal::U64(cluster.osds_up))
+        .with("cluster_epoch", FVal::U64(cluster.epoch))
+        .with("cluster_objects_written", FVal::U64(cluster.objects))
+        .with("cluster_objects_verified", FVal::U64(cluster.verified))
+        .with("cluster_objects_listed", FVal::U64(cluster.listed))
+        .with("cluster_write_iops", FVal::U64(cluster.write_iops as u64))
+        .with("cluster_write_avg_us", FVal::U64(cluster.write_avg_us as u64))
+        .with("cluster_read_iops", FVal::U64(cluster.read_iops as u64));
 
     timer.shutdown();
     finisher.stop();
@@ -197,11 +208,186 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
             msgr.p50_us, msgr.p99_us
         );
         println!("  messenger dump    {} connection(s) open on osd.0", msgr.dumped_conns);
+        println!(
+            "  cluster           mon.a + {} OSDs up (osdmap e{}), pool data (32 PGs, size 1), all in this process",
+            cluster.osds_up, cluster.epoch
+        );
+        println!(
+            "  4 KiB writes      {} objects, 16 in flight: {:.0} writes/s, avg {:.0} us",
+            cluster.objects, cluster.write_iops, cluster.write_avg_us
+        );
+        println!(
+            "  4 KiB reads       {} of {} read back intact ({:.0} reads/s); ls lists {}",
+            cluster.verified, cluster.objects, cluster.read_iops, cluster.listed
+        );
     }
     if served.load(Ordering::Relaxed) != 1 || ticks.load(Ordering::Relaxed) != 4 || perf["demo"]["ops"] != OPS {
         return Err(Error::new(libc::EIO, "demo workload did not complete as expected"));
     }
     Ok(())
+}
+
+struct ClusterDemo {
+    osds_up: u64,
+    epoch: u64,
+    objects: u64,
+    verified: u64,
+    listed: u64,
+    write_iops: f64,
+    write_avg_us: f64,
+    read_iops: f64,
+}
+
+/// A monitor and three OSDs in this process, a pool, then 4 KiB objects written at 16 in
+/// flight through the objecter, read back and listed.
+fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
+    use crate::client::objecter::Objecter;
+    use crate::mon::{client::MonClient, Monitor};
+    use crate::msgr::{messenger::Messenger, policy::Policy};
+    use crate::osd::Osd;
+    use crate::types::osd_op::OsdOp;
+    use parking_lot::{Condvar, Mutex};
+
+    let quiet = |name: &str| -> Result<Context> {
+        let c = Context::new(name, None)?;
+        c.set_option("admin_socket", "")?;
+        c.set_option("log_file", "")?;
+        c.start()?;
+        Ok(c)
+    };
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("literal address");
+    let t = Duration::from_secs(20);
+    let mc = quiet("mon.a")?;
+    let mon = Monitor::start(&mc, &dir.join("mon.a"), any)?;
+    let mut osds = Vec::new();
+    for id in 0..3 {
+        let oc = quiet(&format!("osd.{id}"))?;
+        oc.set_option("osd_op_num_shards", "2")?;
+        oc.set_option("osd_op_num_threads_per_shard", "1")?;
+        let osd = Osd::start_with_mon(&oc, id, Arc::new(crate::os::mem::MemStore::new()), any, mon.addr())?;
+        osds.push((oc, osd));
+    }
+    for (_, osd) in &osds {
+        osd.wait_for_up(t)?;
+    }
+    let cc = quiet("client.admin")?;
+    let cm = Messenger::new(&cc, "client.admin", None)?;
+    cm.set_default_policy(Policy::lossy_client());
+    let objecter = Objecter::new(&cm, "client.admin", t)?;
+    let monc = MonClient::new(&cm, mon.addr())?;
+    cm.start()?;
+    let o2 = objecter.clone();
+    monc.set_map_callback(move |m| o2.set_osdmap(m.clone()));
+    monc.subscribe_osdmap()?;
+    let (r, status, _) = monc.command(r#"{"prefix": "osd pool create", "pool": "data", "pg_num": 32, "size": 1}"#)?;
+    if r != 0 {
+        return Err(Error::new(-r, format!("pool create: {status}")));
+    }
+    let map = monc.wait_for_map(t, |m| m.pool_by_name("data").is_some())?;
+    let pool = map.pool_by_name("data").map(|p| p.id).unwrap_or(0);
+    let deadline = Instant::now() + t;
+    while osds.iter().any(|(_, o)| o.osdmap().pool(pool).is_none()) || objecter.osdmap().pool(pool).is_none() {
+        if Instant::now() > deadline {
+            return Err(Error::new(libc::ETIMEDOUT, "the pool did not reach every daemon"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+
+    const OBJECTS: u64 = 4000;
+    const DEPTH: u64 = 16;
+    let content = |i: u64| -> bytes::Bytes {
+        let mut v = vec![(i % 251) as u8; 4096];
+        v[..8].copy_from_slice(&i.to_le_bytes());
+        bytes::Bytes::from(v)
+    };
+    // A window of DEPTH ops: each completion frees a slot for the next.
+    let run = |read: bool| -> Result<(f64, f64, u64)> {
+        let state = Arc::new((Mutex::new((0u64, 0u64, 0u64, 0u64, None::<Error>)), Condvar::new()));
+        let t0 = Instant::now();
+        for i in 0..OBJECTS {
+            {
+                let mut g = state.0.lock();
+                while g.0 >= DEPTH {
+                    state.1.wait(&mut g);
+                }
+                if let Some(e) = g.4.take() {
+                    return Err(e);
+                }
+                g.0 += 1;
+            }
+            let st = state.clone();
+            let sent = Instant::now();
+            let want = content(i);
+            let ops = if read {
+                vec![OsdOp::read(0, 0)]
+            } else {
+                vec![OsdOp::writefull(want.clone())]
+            };
+            objecter.submit(
+                pool,
+                &format!("demo-{i}"),
+                "",
+                ops,
+                Box::new(move |r| {
+                    let mut g = st.0.lock();
+                    g.0 -= 1;
+                    g.1 += sent.elapsed().as_nanos() as u64;
+                    match r {
+                        Ok(rep) if rep.result == 0 => {
+                            g.2 += 1;
+                            if read && rep.ops[0].outdata == want {
+                                g.3 += 1;
+                            }
+                        }
+                        Ok(rep) => g.4 = Some(Error::new(-rep.result, "demo op failed")),
+                        Err(e) => g.4 = Some(e),
+                    }
+                    st.1.notify_all();
+                }),
+            );
+        }
+        let mut g = state.0.lock();
+        while g.0 > 0 {
+            state.1.wait(&mut g);
+        }
+        if let Some(e) = g.4.take() {
+            return Err(e);
+        }
+        let secs = t0.elapsed().as_secs_f64();
+        Ok((
+            g.2 as f64 / secs,
+            g.1 as f64 / g.2.max(1) as f64 / 1000.0,
+            if read { g.3 } else { g.2 },
+        ))
+    };
+    let (write_iops, write_avg_us, written) = run(false)?;
+    let (read_iops, _, verified) = run(true)?;
+    let listed = objecter.list(pool)?.len() as u64;
+    let epoch = u64::from(monc.epoch());
+    let osds_up = monc.osdmap().num_up() as u64;
+    objecter.shutdown();
+    monc.shutdown();
+    cm.shutdown();
+    for (_, osd) in &osds {
+        osd.shutdown()?;
+    }
+    mon.shutdown();
+    if verified != OBJECTS || listed != OBJECTS || written != OBJECTS {
+        return Err(Error::new(
+            libc::EIO,
+            format!("cluster demo: wrote {written}, verified {verified}, listed {listed}"),
+        ));
+    }
+    Ok(ClusterDemo {
+        osds_up,
+        epoch,
+        objects: OBJECTS,
+        verified,
+        listed,
+        write_iops,
+        write_avg_us,
+        read_iops,
+    })
 }
 
 struct MsgrDemo {

@@ -262,6 +262,13 @@ fn osdkit_demo_runs_and_reports() {
     );
     assert!(v["msgr_addr"].as_str().unwrap().starts_with("v2:127.0.0.1:"));
     assert!(v["msgr_pingpong_p50_us"].as_u64().unwrap() > 0);
+    assert_eq!(
+        v["cluster_osds_up"], 3,
+        "the embedded cluster: a monitor and three OSDs"
+    );
+    assert_eq!(v["cluster_objects_verified"], 4000, "every object read back intact");
+    assert_eq!(v["cluster_objects_listed"], 4000);
+    assert!(v["cluster_write_iops"].as_u64().unwrap() > 0);
 }
 
 #[test]
