@@ -561,31 +561,39 @@ impl MOsdOp {
                 attempt: d.u32()?,
                 ops: Vec::new(),
             };
-            let n = d.count(6)?;
-            if n > MAX_OPS_PER_REQUEST {
-                return Err(DecodeError(format!("{n} ops in one request")));
-            }
-            for _ in 0..n {
-                r.ops.push(d.envelope(1, |_, d| {
-                    Ok(OsdOp {
-                        op: d.u16()?,
-                        flags: d.u32()?,
-                        offset: d.u64()?,
-                        length: d.u64()?,
-                        name: d.string()?,
-                        keys: d.vec()?,
-                        cmp_op: d.u8()?,
-                        cmp_mode: d.u8()?,
-                        indata: take_payload(d, data)?,
-                        ..Default::default()
-                    })
-                })?);
-            }
+            r.ops = decode_ops(d, "request", |d| {
+                Ok(OsdOp {
+                    op: d.u16()?,
+                    flags: d.u32()?,
+                    offset: d.u64()?,
+                    length: d.u64()?,
+                    name: d.string()?,
+                    keys: d.vec()?,
+                    cmp_op: d.u8()?,
+                    cmp_mode: d.u8()?,
+                    indata: take_payload(d, data)?,
+                    ..Default::default()
+                })
+            })?;
             Ok(r)
         })?;
         d.finish()?;
         Ok(r)
     }
+}
+
+/// The ops vector of a request or a reply: a count (at most `MAX_OPS_PER_REQUEST`), then one
+/// envelope per op, each decoded by `one`.
+fn decode_ops<'a>(
+    d: &mut Decoder<'a>,
+    what: &str,
+    one: impl Fn(&mut Decoder<'a>) -> DResult<OsdOp>,
+) -> DResult<Vec<OsdOp>> {
+    let n = d.count(6)?;
+    if n > MAX_OPS_PER_REQUEST {
+        return Err(DecodeError(format!("{n} ops in one {what}")));
+    }
+    (0..n).map(|_| d.envelope(1, |_, d| one(d))).collect()
 }
 
 /// The reply: `CEPH_MSG_OSD_OPREPLY` (43). `ops` carry each op's code, extent, `rval` and
@@ -692,23 +700,17 @@ impl MOsdOpReply {
                 attempt: d.u32()?,
                 ops: Vec::new(),
             };
-            let n = d.count(6)?;
-            if n > MAX_OPS_PER_REQUEST {
-                return Err(DecodeError(format!("{n} ops in one reply")));
-            }
-            for _ in 0..n {
-                r.ops.push(d.envelope(1, |_, d| {
-                    Ok(OsdOp {
-                        op: d.u16()?,
-                        flags: d.u32()?,
-                        offset: d.u64()?,
-                        length: d.u64()?,
-                        rval: d.i32()?,
-                        outdata: take_payload(d, data)?,
-                        ..Default::default()
-                    })
-                })?);
-            }
+            r.ops = decode_ops(d, "reply", |d| {
+                Ok(OsdOp {
+                    op: d.u16()?,
+                    flags: d.u32()?,
+                    offset: d.u64()?,
+                    length: d.u64()?,
+                    rval: d.i32()?,
+                    outdata: take_payload(d, data)?,
+                    ..Default::default()
+                })
+            })?;
             Ok(r)
         })?;
         d.finish()?;
