@@ -153,19 +153,7 @@ pub fn update_for(st: &MonState, start: u64) -> Option<MOsdMap> {
 }
 
 fn status_json(map: &OsdMap) -> Value {
-    let pools: Vec<Value> = map
-        .pools
-        .values()
-        .map(|p| {
-            json!({
-                "pool": p.id,
-                "pool_name": p.name,
-                "size": p.size,
-                "min_size": p.min_size,
-                "pg_num": p.pg_num,
-            })
-        })
-        .collect();
+    let pools: Vec<Value> = map.pools.values().map(|p| p.to_json()).collect();
     json!({
         "fsid": fsid_to_string(&map.fsid),
         "epoch": map.epoch,

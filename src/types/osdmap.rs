@@ -155,6 +155,18 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// As `ceph osd dump -f json` shows a pool.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pool": self.id,
+            "pool_name": self.name,
+            "size": self.size,
+            "min_size": self.min_size,
+            "pg_num": self.pg_num,
+            "pg_placement_num": self.pg_num,
+        })
+    }
+
     pub fn new(id: PoolId, name: impl Into<String>, size: u32, min_size: u32, pg_num: u32) -> Self {
         Pool {
             id,
@@ -295,20 +307,7 @@ impl OsdMap {
                 })
             })
             .collect();
-        let pools: Vec<_> = self
-            .pools
-            .values()
-            .map(|p| {
-                json!({
-                    "pool": p.id,
-                    "pool_name": p.name,
-                    "size": p.size,
-                    "min_size": p.min_size,
-                    "pg_num": p.pg_num,
-                    "pg_placement_num": p.pg_num,
-                })
-            })
-            .collect();
+        let pools: Vec<_> = self.pools.values().map(Pool::to_json).collect();
         json!({
             "epoch": self.epoch,
             "fsid": fsid_to_string(&self.fsid),
