@@ -115,6 +115,14 @@
 // Where a command callback puts its reply (or its error text when it returns < 0).
 typedef struct osdkit_asok_reply osdkit_asok_reply;
 
+// A client of a cluster (its own messenger, monitor client and objecter). Its functions may
+// be called from any thread, concurrently.
+typedef struct osdkit_client osdkit_client;
+
+// A monitor and N OSDs running in this process, with the pool "data" (32 PGs, size 1). Its
+// functions may be called from any thread.
+typedef struct osdkit_cluster osdkit_cluster;
+
 // A reference to one session with a peer. Each handle is owned by whoever received it and is
 // released with `osdkit_connection_free`; several handles may name the same connection. The
 // handle stays valid after the connection closes (sends then fail with -ENOTCONN) and after
@@ -135,6 +143,10 @@ typedef struct osdkit_message osdkit_message;
 // (`msgr-worker-N`), the `ms_dispatch` and `ms_local` threads, dispatchers and policies.
 // All its functions may be called from any thread.
 typedef struct osdkit_messenger osdkit_messenger;
+
+// A list of ops on one object, sent as one request by `osdkit_client_operate`: they apply
+// atomically, all or none. Not thread-safe: one thread at a time.
+typedef struct osdkit_op_list osdkit_op_list;
 
 typedef struct osdkit_perf osdkit_perf;
 
@@ -165,6 +177,21 @@ typedef int (*osdkit_asok_cb)(void *user,
 // Drop callback for `user`: called exactly once, after the last call of the callback, when
 // the command is unregistered or its context freed. May be NULL.
 typedef void (*osdkit_drop_cb)(void *user);
+
+// Completion of an async call: `result` is 0 or a negative errno (-ENOENT, -EEXIST,
+// -ECANCELED, -ETIMEDOUT, -ESHUTDOWN, ...). Called exactly once per accepted call (one that
+// returned 0), on a library thread: the `msgr-worker-N` thread that received the reply, the
+// `objecter_timer` thread for a timeout, or the thread calling `osdkit_client_free` for ops
+// still in flight then (-ESHUTDOWN). Completions may run concurrently with each other. They
+// must not block, and must not call `osdkit_client_free` of their own client. No library lock
+// is held while it runs.
+typedef void (*osdkit_completion_cb)(void *user,
+                                     int result);
+
+// One object name from `osdkit_client_list`. `name` is borrowed for the call only. Runs on the
+// thread calling `osdkit_client_list`. Return 0 to go on, nonzero to stop the listing.
+typedef int (*osdkit_name_cb)(void *user,
+                              const char *name);
 
 // A queued completion, called with the `r` it was queued with, on the finisher thread, one
 // at a time in queue order. No library lock is held during the call.
@@ -299,6 +326,226 @@ int osdkit_asok_execute(osdkit_context *ctx,
 int osdkit_asok_client_request(const char *path,
                                const char *json,
                                char **reply_out);
+
+// Starts a monitor (data under `dir`/mon) and `n_osds` OSDs (1..=64) with store `store`
+// ("mem", or "kv" under `dir`/osd.N; NULL means "mem") in this process, creates the pool
+// "data" (32 PGs, size 1) and returns once every OSD serves it. No admin sockets. `dir` is
+// created if needed. On success `*out` is the cluster, to release with
+// `osdkit_cluster_free`. Returns 0, -EINVAL, -ETIMEDOUT or another negative errno.
+int osdkit_cluster_start(const char *dir,
+                         int n_osds,
+                         const char *store,
+                         osdkit_cluster **out_cluster);
+
+// Copies the monitor's address (e.g. "v2:127.0.0.1:40123/0", what `osdkit_client_connect`
+// takes) NUL-terminated into `buf` of `len` bytes. Returns its length without the NUL,
+// -ERANGE (nothing written; 128 bytes always suffice) or -EINVAL.
+int osdkit_cluster_mon_addr(const osdkit_cluster *c,
+                            char *buf,
+                            size_t len);
+
+// Number of OSDs (running or stopped), or -EINVAL.
+int osdkit_cluster_num_osds(const osdkit_cluster *c);
+
+// Stops osd.`id`, unmounting its store. Returns 0, -EINVAL (no such id), -ENOENT (already
+// stopped). Ops sent to it meanwhile wait for its restart (or time out).
+int osdkit_cluster_stop_osd(const osdkit_cluster *c,
+                            int id);
+
+// Starts a stopped osd.`id` again on the same store (the same directory for "kv", the same
+// memory for "mem") and waits until it is up and serves the pool. Returns 0, -EINVAL,
+// -EEXIST (it is running), -ETIMEDOUT.
+int osdkit_cluster_start_osd(const osdkit_cluster *c,
+                             int id);
+
+// Stops the OSDs and the monitor and releases the cluster. NULL is ignored. Free its
+// clients first (or expect their ops to time out).
+void osdkit_cluster_free(osdkit_cluster *c);
+
+// Connects as `name` (e.g. "client.admin"; NULL means that) to the monitor at `mon_addr` and
+// waits for its map. On success `*out` is the client, to release with `osdkit_client_free`.
+// Returns 0, -EINVAL (bad address or name), -ETIMEDOUT.
+int osdkit_client_connect(const char *mon_addr,
+                          const char *name,
+                          osdkit_client **out_client);
+
+// Fails the ops in flight with -ESHUTDOWN (their completions run on this thread), stops the
+// client's threads and releases it. NULL is ignored. Not from inside a completion of this
+// client.
+void osdkit_client_free(osdkit_client *c);
+
+// Writes object `oid` of pool `pool` whole (creating it, replacing its data) with `len`
+// bytes at `data` (NULL allowed when `len` is 0). Blocks until the write is committed.
+// Returns 0, -ENOENT (no such pool), -EINVAL, -ETIMEDOUT.
+int osdkit_client_put(const osdkit_client *c,
+                      const char *pool,
+                      const char *oid,
+                      const void *data,
+                      size_t len);
+
+// The async form of `osdkit_client_put`: returns 0 once the write is sent (then `cb` is
+// called exactly once with the result; see `osdkit_completion_cb` for the thread), or a
+// negative errno without calling `cb` (-EINVAL, -ENOENT for a missing pool).
+int osdkit_client_put_async(const osdkit_client *c,
+                            const char *pool,
+                            const char *oid,
+                            const void *data,
+                            size_t len,
+                            osdkit_completion_cb cb,
+                            void *user);
+
+// Reads object `oid` whole: on success `*buf` is a new buffer of `*len` bytes (never NULL,
+// also for an empty object), to release with `osdkit_buffer_free`. Returns 0, -ENOENT (no
+// such object or pool), -EINVAL, -ETIMEDOUT.
+int osdkit_client_get(const osdkit_client *c,
+                      const char *pool,
+                      const char *oid,
+                      uint8_t **buf,
+                      size_t *len);
+
+// Releases a buffer this library returned (`osdkit_client_get`, `_getxattr`, `_omap_get`).
+// NULL is ignored.
+void osdkit_buffer_free(uint8_t *buf);
+
+// Size and modification time of object `oid`. `size`, `mtime_sec` (seconds since the epoch)
+// and `mtime_nsec` may each be NULL (not wanted). Returns 0, -ENOENT, -EINVAL, -ETIMEDOUT.
+int osdkit_client_stat(const osdkit_client *c,
+                       const char *pool,
+                       const char *oid,
+                       uint64_t *size,
+                       int64_t *mtime_sec,
+                       uint32_t *mtime_nsec);
+
+// Removes object `oid`. Returns 0, -ENOENT (no such object or pool), -EINVAL, -ETIMEDOUT.
+int osdkit_client_remove(const osdkit_client *c,
+                         const char *pool,
+                         const char *oid);
+
+// Lists pool `pool`: calls `cb` once per object name, in sorted order, on this thread (see
+// `osdkit_name_cb`). Returns the number of names passed to `cb` (a nonzero return from `cb`
+// stops early), -ENOENT (no such pool), -EINVAL, -ETIMEDOUT.
+int osdkit_client_list(const osdkit_client *c,
+                       const char *pool,
+                       osdkit_name_cb cb,
+                       void *user);
+
+// Lists pool `pool` into a new array: `*names` is `*count` NUL-terminated names, sorted, to
+// release with `osdkit_names_free(*names, *count)`. Returns 0, -ENOENT, -EINVAL,
+// -ETIMEDOUT.
+int osdkit_client_list_names(const osdkit_client *c,
+                             const char *pool,
+                             char ***names,
+                             size_t *count);
+
+// Releases an array from `osdkit_client_list_names` (`count` as returned). NULL is ignored.
+void osdkit_names_free(char **names,
+                       size_t count);
+
+// Sets xattr `name` of object `oid` to `len` bytes at `value` (creating the object).
+// Returns 0, -ENOENT (no such pool), -EINVAL (also for an oversized value), -ETIMEDOUT.
+int osdkit_client_setxattr(const osdkit_client *c,
+                           const char *pool,
+                           const char *oid,
+                           const char *name,
+                           const void *value,
+                           size_t len);
+
+// Reads xattr `name` of object `oid` into a new buffer (as `osdkit_client_get`). Returns 0,
+// -ENOENT (no such object or pool), -ENODATA (no such xattr), -EINVAL, -ETIMEDOUT.
+int osdkit_client_getxattr(const osdkit_client *c,
+                           const char *pool,
+                           const char *oid,
+                           const char *name,
+                           uint8_t **buf,
+                           size_t *len);
+
+// Sets `n` omap entries of object `oid` (creating it): key `keys[i]` (NUL-terminated) to
+// `val_lens[i]` bytes at `vals[i]`. All are set in one request. Returns 0, -ENOENT (no such
+// pool), -EINVAL, -ETIMEDOUT.
+int osdkit_client_omap_set(const osdkit_client *c,
+                           const char *pool,
+                           const char *oid,
+                           const char *const *keys,
+                           const void *const *vals,
+                           const size_t *val_lens,
+                           size_t n);
+
+// Reads omap key `key` of object `oid` into a new buffer (as `osdkit_client_get`). Returns
+// 0, -ENOENT (no such object, pool or key), -EINVAL, -ETIMEDOUT.
+int osdkit_client_omap_get(const osdkit_client *c,
+                           const char *pool,
+                           const char *oid,
+                           const char *key,
+                           uint8_t **buf,
+                           size_t *len);
+
+// A new empty op list, or NULL (out of memory). Release with `osdkit_op_list_free`.
+osdkit_op_list *osdkit_op_list_new(void);
+
+// Releases an op list. NULL is ignored.
+void osdkit_op_list_free(osdkit_op_list *l);
+
+// Appends "create the object"; with `exclusive` nonzero the request fails with -EEXIST if it
+// exists. Each `osdkit_op_list_*` append returns the new number of ops, or -EINVAL.
+int osdkit_op_list_create(osdkit_op_list *l,
+                          int exclusive);
+
+// Appends "replace the object's data with `len` bytes at `data`".
+int osdkit_op_list_write_full(osdkit_op_list *l,
+                              const void *data,
+                              size_t len);
+
+// Appends "write `len` bytes at `data` at offset `off`".
+int osdkit_op_list_write(osdkit_op_list *l,
+                         uint64_t off,
+                         const void *data,
+                         size_t len);
+
+// Appends "append `len` bytes at `data`".
+int osdkit_op_list_append(osdkit_op_list *l,
+                          const void *data,
+                          size_t len);
+
+// Appends "remove the object" (-ENOENT if it does not exist).
+int osdkit_op_list_remove(osdkit_op_list *l);
+
+// Appends "set xattr `name` to `len` bytes at `value`".
+int osdkit_op_list_setxattr(osdkit_op_list *l,
+                            const char *name,
+                            const void *value,
+                            size_t len);
+
+// Appends "xattr `name` must equal `len` bytes at `value`" (a string comparison): the
+// request fails with -ECANCELED if it differs, -ENODATA if the xattr is missing.
+int osdkit_op_list_cmpxattr_eq(osdkit_op_list *l,
+                               const char *name,
+                               const void *value,
+                               size_t len);
+
+// Appends "set omap key `key` to `len` bytes at `value`".
+int osdkit_op_list_omap_set(osdkit_op_list *l,
+                            const char *key,
+                            const void *value,
+                            size_t len);
+
+// Sends the ops of `ops` on object `oid` as one request and waits: they apply atomically,
+// all or none. Returns 0, or the errno of the first failing op (then nothing was applied),
+// -ENOENT for a missing pool, -EINVAL (also for an empty list), -ETIMEDOUT. `ops` is not
+// changed and may be sent again.
+int osdkit_client_operate(const osdkit_client *c,
+                          const char *pool,
+                          const char *oid,
+                          const osdkit_op_list *ops);
+
+// The async form of `osdkit_client_operate`: returns 0 once sent (then `cb` is called exactly
+// once; see `osdkit_completion_cb`), or a negative errno without calling `cb`. `ops` may be
+// freed as soon as this returns.
+int osdkit_client_operate_async(const osdkit_client *c,
+                                const char *pool,
+                                const char *oid,
+                                const osdkit_op_list *ops,
+                                osdkit_completion_cb cb,
+                                void *user);
 
 // Creates a context for entity `name` (`"osd.3"`, `"client.admin"`), reading the ceph.conf-style
 // file `conf_path` (may be NULL). Nothing runs until `osdkit_context_start`.

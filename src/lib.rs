@@ -11,6 +11,7 @@ pub mod common;
 pub mod daemon;
 pub mod demo;
 pub mod finisher;
+pub mod minicluster;
 pub mod mon;
 pub mod msgr;
 pub mod os;

@@ -1,5 +1,6 @@
 """osdkit: a Ceph-style daemon runtime (config, log, perf counters, admin socket, timers,
-the msgr2 messenger).
+the msgr2 messenger), and a monitor, OSDs and a client hosted in-process (``Cluster``,
+``Client``).
 
 Library threads never run Python code: every callable given to osdkit runs on a thread
 owned by the object it was given to (named ``osdkit-py-cb``). Call ``close()`` or use the
@@ -10,6 +11,8 @@ import atexit as _atexit
 
 from . import _native
 from ._native import (
+    Client,
+    Cluster,
     Connection,
     Context,
     Finisher,
@@ -27,6 +30,8 @@ from ._native import (
 __version__: str = _native.__version__
 
 __all__ = [
+    "Client",
+    "Cluster",
     "Connection",
     "Context",
     "Finisher",

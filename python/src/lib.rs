@@ -8,6 +8,7 @@
 //! - `close()` stops the library object, then joins the dispatcher; from inside one of the
 //!   object's own callbacks it returns at once and the rest finishes right after the callback.
 
+mod client;
 mod context;
 mod dispatch;
 mod finisher;
@@ -118,6 +119,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<msgr::Connection>()?;
     m.add_class::<msgr::Message>()?;
     m.add_class::<msgr::MessageIterator>()?;
+    m.add_class::<client::Cluster>()?;
+    m.add_class::<client::Client>()?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(asok_request, m)?)?;
     m.add_function(wrap_pyfunction!(admin_command, m)?)?;

@@ -11,6 +11,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod asok;
+pub mod client;
 pub mod context;
 pub mod finisher;
 pub mod msgr;
