@@ -7,6 +7,7 @@
 pub mod asok;
 pub mod capi;
 pub mod client;
+pub mod cluster;
 pub mod common;
 pub mod daemon;
 pub mod demo;

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use osdkit::asok::client::AdminSocketClient;
+use osdkit::cluster;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -61,6 +62,129 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+    /// Start a local cluster in the background, like Ceph's vstart.sh: one monitor and N OSD
+    /// processes, DIR/osdkit.conf, pool `data` (size R, 32 PGs).
+    ///
+    /// Pid files and admin sockets go under DIR/run, logs to DIR/<name>.log, monitor and OSD
+    /// data to DIR/mon.a and DIR/osd.N. Stop it with `osdkit stop --dir DIR`.
+    Vstart {
+        /// The cluster's directory (created if missing).
+        #[arg(long, default_value = "osdkit-cluster")]
+        dir: std::path::PathBuf,
+        /// Number of OSDs.
+        #[arg(long, default_value_t = 3)]
+        osds: u32,
+        /// The OSDs' object store.
+        #[arg(long, value_parser = ["mem", "kv"], default_value = "mem")]
+        store: String,
+        /// Replicas of pool `data`.
+        #[arg(long, default_value_t = 1)]
+        size: u32,
+        /// Print one JSON object (the summary) instead of progress and text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the cluster in DIR: SIGTERM every daemon with a pid file under DIR/run, wait for it
+    /// to exit (SIGKILL after 10 s, with a message). Nothing in DIR is removed.
+    Stop {
+        /// The cluster's directory, as given to vstart.
+        #[arg(long, default_value = "osdkit-cluster")]
+        dir: std::path::PathBuf,
+        /// Print one JSON object listing the daemons stopped.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cluster status, like `ceph -s`: fsid, health, OSDs up/in, pools, and each OSD's state,
+    /// address and pid (from its pid file under run_dir, when on this host).
+    Status {
+        /// The cluster's config file.
+        #[arg(short = 'c', long = "conf", default_value = DEFAULT_CONF)]
+        conf: std::path::PathBuf,
+        /// Print one JSON object, with every OSD's id, up, in, pid and addr.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pools: `pool create NAME [--pg-num N] [--size R]`, `pool ls`, `pool rm NAME`.
+    Pool {
+        /// The cluster's config file.
+        #[arg(short = 'c', long = "conf", default_value = DEFAULT_CONF, global = true)]
+        conf: std::path::PathBuf,
+        /// Print one JSON object.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        what: PoolSub,
+    },
+    /// Run one monitor (mon.ID): binds the address in mon_host, keeps its map in mon_data.
+    ///
+    /// Forks into the background unless -f; the parent exits 0 once the monitor serves, or 1
+    /// with the reason. Pid file $run_dir/$name.pid, admin socket per admin_socket, log to
+    /// log_file; SIGTERM stops it cleanly.
+    Mon {
+        /// The cluster's config file.
+        #[arg(short = 'c', long = "conf", default_value = DEFAULT_CONF)]
+        conf: std::path::PathBuf,
+        /// The monitor's id (mon.ID).
+        #[arg(short = 'i', long = "id")]
+        id: String,
+        /// Stay in the foreground and log to stderr.
+        #[arg(short = 'f', long = "foreground")]
+        foreground: bool,
+    },
+    /// Run one OSD (osd.ID): its store per osd_objectstore/osd_data, bound to public_addr (or
+    /// 127.0.0.1:0), booted to mon_host.
+    ///
+    /// Forks into the background unless -f; the parent exits 0 once the monitor's map shows the
+    /// OSD up, or 1 with the reason. Pid file $run_dir/$name.pid, admin socket per admin_socket,
+    /// log to log_file; SIGTERM stops it cleanly.
+    Osd {
+        /// The cluster's config file.
+        #[arg(short = 'c', long = "conf", default_value = DEFAULT_CONF)]
+        conf: std::path::PathBuf,
+        /// The OSD's id (osd.ID), a number.
+        #[arg(short = 'i', long = "id")]
+        id: String,
+        /// Stay in the foreground and log to stderr.
+        #[arg(short = 'f', long = "foreground")]
+        foreground: bool,
+    },
+    /// Write FILE (`-`: stdin) as object OBJ, replacing it (like `rados put`).
+    Put {
+        #[command(flatten)]
+        a: ObjArgs,
+        /// The object's name.
+        obj: String,
+        /// The file to read, or `-` for stdin.
+        file: String,
+    },
+    /// Read object OBJ into FILE (`-`: stdout) (like `rados get`).
+    Get {
+        #[command(flatten)]
+        a: ObjArgs,
+        /// The object's name.
+        obj: String,
+        /// The file to write (replaced only once the whole object is read), or `-` for stdout.
+        file: String,
+    },
+    /// Print an object's size and mtime (like `rados stat`).
+    Stat {
+        #[command(flatten)]
+        a: ObjArgs,
+        /// The object's name.
+        obj: String,
+    },
+    /// Remove an object (like `rados rm`).
+    Rm {
+        #[command(flatten)]
+        a: ObjArgs,
+        /// The object's name.
+        obj: String,
+    },
+    /// List a pool's objects, one name a line (like `rados ls`).
+    Ls {
+        #[command(flatten)]
+        a: ObjArgs,
+    },
     /// Start an embedded daemon context (admin socket, timer, finisher, throttle, perf
     /// counters), exercise it through its own admin socket and print a summary.
     Demo {
@@ -71,6 +195,44 @@ enum Cmd {
         #[arg(long)]
         dir: Option<std::path::PathBuf>,
     },
+}
+
+/// The default config file of the cluster commands: what `osdkit vstart` writes by default.
+const DEFAULT_CONF: &str = "osdkit-cluster/osdkit.conf";
+
+#[derive(Subcommand)]
+enum PoolSub {
+    /// Create a pool (like `ceph osd pool create NAME PG_NUM --size R`).
+    Create {
+        /// The new pool's name.
+        name: String,
+        /// Placement groups.
+        #[arg(long, default_value_t = 32)]
+        pg_num: u32,
+        /// Replicas.
+        #[arg(long, default_value_t = 1)]
+        size: u32,
+    },
+    /// List the pools, one name a line.
+    Ls,
+    /// Remove a pool and its objects.
+    Rm {
+        /// The pool to remove.
+        name: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ObjArgs {
+    /// The cluster's config file.
+    #[arg(short = 'c', long = "conf", default_value = DEFAULT_CONF)]
+    conf: std::path::PathBuf,
+    /// The pool.
+    #[arg(short = 'p', long = "pool")]
+    pool: String,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -248,6 +410,46 @@ fn main() -> ExitCode {
             json,
         } => ping(&addr, count, interval, timeout, &id, json),
         Cmd::Bench { what } => bench_msgr(what),
+        Cmd::Vstart {
+            dir,
+            osds,
+            store,
+            size,
+            json,
+        } => {
+            let exe = match std::env::current_exe() {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("osdkit vstart: cannot find this binary: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let o = cluster::vstart::VstartOpts {
+                dir,
+                osds,
+                store,
+                size,
+                exe,
+            };
+            code(cluster::cli::vstart(&o, json))
+        }
+        Cmd::Stop { dir, json } => code(cluster::cli::stop(&dir, json)),
+        Cmd::Status { conf, json } => code(cluster::cli::status(&conf, json)),
+        Cmd::Pool { conf, json, what } => {
+            let cmd = match what {
+                PoolSub::Create { name, pg_num, size } => cluster::cli::PoolCmd::Create { name, pg_num, size },
+                PoolSub::Ls => cluster::cli::PoolCmd::Ls,
+                PoolSub::Rm { name } => cluster::cli::PoolCmd::Rm { name },
+            };
+            code(cluster::cli::pool(&conf, cmd, json))
+        }
+        Cmd::Mon { conf, id, foreground } => code(cluster::daemons::run_mon(&conf, &id, foreground)),
+        Cmd::Osd { conf, id, foreground } => code(cluster::daemons::run_osd(&conf, &id, foreground)),
+        Cmd::Put { a, obj, file } => obj_cmd(a, cluster::cli::ObjCmd::Put { obj, file }),
+        Cmd::Get { a, obj, file } => obj_cmd(a, cluster::cli::ObjCmd::Get { obj, file }),
+        Cmd::Stat { a, obj } => obj_cmd(a, cluster::cli::ObjCmd::Stat { obj }),
+        Cmd::Rm { a, obj } => obj_cmd(a, cluster::cli::ObjCmd::Rm { obj }),
+        Cmd::Ls { a } => obj_cmd(a, cluster::cli::ObjCmd::Ls),
         Cmd::Demo { json, dir } => match osdkit::demo::run(json, dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -256,6 +458,14 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn code(c: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(c).unwrap_or(1))
+}
+
+fn obj_cmd(a: ObjArgs, cmd: cluster::cli::ObjCmd) -> ExitCode {
+    code(cluster::cli::object(&a.conf, &a.pool, cmd, a.json))
 }
 
 fn ping(addr: &str, count: usize, interval: f64, timeout: f64, id: &str, json: bool) -> ExitCode {

@@ -1,0 +1,124 @@
+//! `osdkit mon` and `osdkit osd`: one daemon per process, through [`run_daemon`].
+//!
+//! Both read the config file for their entity (`mon.<id>`, `osd.<id>`), fork into the
+//! background unless `-f` (the parent exits only once the daemon serves, or with the reason it
+//! could not start), hold `$run_dir/$name.pid` (unless `pid_file` says otherwise), answer their
+//! admin socket, log to `log_file` and stop cleanly on SIGTERM or SIGINT.
+//!
+//! The monitor binds the (first) address of `mon_host` and keeps its store in `mon_data`. The
+//! OSD builds its store from `osd_objectstore`/`osd_data`, binds `public_addr` (default
+//! `127.0.0.1:0`), boots to `mon_host` and reports ready only once the monitor's map shows it up.
+
+use super::{load_conf, parse_mon_host, pid_file_of, DEFAULT_PID_FILE};
+use crate::daemon::{run_daemon, DaemonOpts};
+use crate::mon::Monitor;
+use crate::osd::Osd;
+use crate::{Context, Error, Result};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long an OSD waits to be marked up before it gives up starting.
+pub const OSD_BOOT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Checks the config in the (still single-threaded) parent and builds the daemon options:
+/// the pid file defaults to `$run_dir/$name.pid`, and its directory is created.
+fn prepare(name: &str, conf: &Path, foreground: bool) -> Result<DaemonOpts> {
+    let c = load_conf(name, conf)?;
+    let mut overrides = Vec::new();
+    if c.get_str("pid_file").is_empty() {
+        overrides.push(("pid_file".to_string(), DEFAULT_PID_FILE.to_string()));
+    }
+    let pid = pid_file_of(&c);
+    if let Some(dir) = pid.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(e, format!("creating {}", dir.display())))?;
+    }
+    Ok(DaemonOpts {
+        name: name.to_string(),
+        conf: Some(conf.to_path_buf()),
+        foreground,
+        overrides,
+    })
+}
+
+fn run(
+    name: &str,
+    conf: &Path,
+    foreground: bool,
+    setup: impl FnOnce(&Context) -> Result<crate::daemon::host::Stopper>,
+) -> i32 {
+    match prepare(name, conf, foreground) {
+        Ok(opts) => run_daemon(opts, setup),
+        Err(e) => {
+            eprintln!("{name}: failed to start: {e}");
+            1
+        }
+    }
+}
+
+/// `osdkit mon -c CONF -i ID [-f]`: returns the process exit code.
+pub fn run_mon(conf: &Path, id: &str, foreground: bool) -> i32 {
+    let name = format!("mon.{id}");
+    run(&name, conf, foreground, |ctx| {
+        let c = ctx.conf();
+        let addr = parse_mon_host(&c.get_str("mon_host"))?;
+        let bind = addr.addr.expect("parse_mon_host gives an IP and port");
+        let data = c.get_str("mon_data");
+        if data.is_empty() {
+            return Err(Error::inval("mon_data is not set: name the monitor's data directory"));
+        }
+        let mon = Monitor::start(ctx, Path::new(&data), bind)?;
+        log::info!(target: "mon", "{} serving {} from {data}", ctx.name(), mon.addr());
+        Ok(Box::new(move || mon.shutdown()))
+    })
+}
+
+/// `osdkit osd -c CONF -i ID [-f]`: returns the process exit code.
+pub fn run_osd(conf: &Path, id: &str, foreground: bool) -> i32 {
+    let whoami: i32 = match id.parse() {
+        Ok(n) if n >= 0 => n,
+        _ => {
+            eprintln!("osd.{id}: failed to start: an OSD id is a non-negative number, not '{id}'");
+            return 1;
+        }
+    };
+    let name = format!("osd.{whoami}");
+    run(&name, conf, foreground, move |ctx| {
+        let c = ctx.conf();
+        let mon = parse_mon_host(&c.get_str("mon_host"))?;
+        let public = c.get_str("public_addr");
+        let bind: SocketAddr = if public.is_empty() {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            public
+                .parse::<crate::msgr::addr::EntityAddr>()
+                .ok()
+                .and_then(|a| a.addr)
+                .or_else(|| public.parse().ok())
+                .ok_or_else(|| Error::inval(format!("public_addr '{public}' is not an address like 127.0.0.1:6800")))?
+        };
+        if c.get_str("osd_objectstore") == "kv" {
+            let data = PathBuf::from(c.get_str("osd_data"));
+            std::fs::create_dir_all(&data)
+                .map_err(|e| Error::io(e, format!("creating osd_data {}", data.display())))?;
+        }
+        let store = crate::os::create_store(ctx)?;
+        let osd = Osd::start_with_mon(ctx, whoami, store, bind, mon)?;
+        if let Err(e) = osd.wait_for_up(OSD_BOOT_TIMEOUT) {
+            let _ = osd.shutdown();
+            return Err(Error::new(
+                e.errno,
+                format!(
+                    "the monitor at {mon} did not mark osd.{whoami} up within {OSD_BOOT_TIMEOUT:?} (is it running?): {}",
+                    e.msg
+                ),
+            ));
+        }
+        log::info!(target: "osd", "osd.{whoami} up at {}", osd.addr());
+        Ok(Box::new(move || {
+            if let Err(e) = osd.shutdown() {
+                log::error!(target: "osd", "osd.{whoami} shutdown: {e}");
+            }
+        }))
+    })
+}
