@@ -9,7 +9,7 @@ use std::process::ExitCode;
 #[command(
     name = "osdkit",
     version,
-    about = "Ceph-style daemon runtime: admin socket, timers, perf counters, ..."
+    about = "Ceph-style storage daemon runtime: msgr2 messenger, monitor, OSDs, object stores, admin socket"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -185,8 +185,9 @@ enum Cmd {
         #[command(flatten)]
         a: ObjArgs,
     },
-    /// Start an embedded daemon context (admin socket, timer, finisher, throttle, perf
-    /// counters), exercise it through its own admin socket and print a summary.
+    /// The main job on an embedded default: a daemon context and its admin socket, a messenger
+    /// pair, and a cluster (a monitor and three OSDs) in this process, with a short workload
+    /// and a summary.
     Demo {
         /// Print one JSON object instead of text.
         #[arg(long)]
