@@ -57,7 +57,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Benchmarks: `bench msgr` (messenger over loopback, against raw TCP).
+    /// Benchmarks: `bench osd` (a running cluster, like rados bench) and `bench msgr`
+    /// (messenger over loopback, against raw TCP).
     Bench {
         #[command(subcommand)]
         what: BenchCmd,
@@ -238,6 +239,40 @@ struct ObjArgs {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Load a running cluster like `rados bench`: a line a second, then IOPS, MB/s,
+    /// average/p50/p99 latency and errors.
+    ///
+    /// write: keep -t writefulls of -b bytes in flight for SECONDS, objects
+    /// benchmark_data_<host>_<pid>_object<N>; deleted at the end unless --no-cleanup, which
+    /// leaves them and benchmark_last_metadata for seq (in order) and rand (random) to read back.
+    /// Every read is checked for length and content. Exits 1 if any op failed.
+    Osd {
+        /// The cluster's config file.
+        #[arg(short = 'c', long = "conf", default_value = DEFAULT_CONF)]
+        conf: std::path::PathBuf,
+        /// The pool.
+        #[arg(short = 'p', long = "pool")]
+        pool: String,
+        /// How long to run, in seconds.
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+        /// write, seq or rand.
+        #[arg(value_parser = ["write", "seq", "rand"])]
+        mode: String,
+        /// Bytes per object (K, M suffixes allowed), like rados bench -b.
+        #[arg(short = 'b', long = "block-size", default_value = "4M", value_parser = parse_size)]
+        block_size: u64,
+        /// Ops in flight, like rados bench -t.
+        #[arg(short = 't', long = "concurrent-ios", default_value_t = 16,
+              value_parser = clap::value_parser!(u64).range(1..=4096))]
+        concurrent: u64,
+        /// Leave the objects written (and benchmark_last_metadata) for seq and rand.
+        #[arg(long)]
+        no_cleanup: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// A server process and a client process over loopback, like Ceph's perf_msgr_server/client.
     ///
     /// pingpong: one message in flight per connection, echoed whole (round-trip p50/p99).
@@ -301,7 +336,10 @@ fn bench_msgr(cmd: BenchCmd) -> ExitCode {
         transport,
         json,
         serve,
-    } = cmd;
+    } = cmd
+    else {
+        unreachable!("bench_msgr is called for `bench msgr` only");
+    };
     let o = BenchOpts {
         mode: if mode == "stream" { Mode::Stream } else { Mode::PingPong },
         transport: if transport == "tcp" {
@@ -410,6 +448,36 @@ fn main() -> ExitCode {
             id,
             json,
         } => ping(&addr, count, interval, timeout, &id, json),
+        Cmd::Bench {
+            what:
+                BenchCmd::Osd {
+                    conf,
+                    pool,
+                    seconds,
+                    mode,
+                    block_size,
+                    concurrent,
+                    no_cleanup,
+                    json,
+                },
+        } => {
+            let o = cluster::bench::BenchOpts {
+                pool,
+                seconds,
+                mode: match mode.parse() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("osdkit bench osd: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                block_size,
+                depth: concurrent as usize,
+                no_cleanup,
+                json,
+            };
+            code(cluster::bench::cli(&conf, &o))
+        }
         Cmd::Bench { what } => bench_msgr(what),
         Cmd::Vstart {
             dir,

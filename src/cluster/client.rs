@@ -79,6 +79,10 @@ impl ClusterClient {
     pub fn osdmap(&self) -> OsdMap {
         self.monc.osdmap()
     }
+    /// The objecter, for callers that submit ops themselves (`bench osd`).
+    pub fn objecter(&self) -> &Objecter {
+        &self.objecter
+    }
     pub fn monc(&self) -> &MonClient {
         &self.monc
     }
