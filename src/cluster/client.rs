@@ -60,7 +60,16 @@ impl ClusterClient {
             objecter,
             mon,
         };
-        c.monc.subscribe_osdmap()?;
+        // A refused connection can fail the first send itself: name the monitor either way.
+        c.monc.subscribe_osdmap().map_err(|e| {
+            Error::new(
+                e.errno,
+                format!(
+                    "cannot reach the monitor at {mon}: {} (is the cluster running? osdkit vstart)",
+                    e.msg
+                ),
+            )
+        })?;
         let map = c.monc.wait_for_map(CONNECT_TIMEOUT, |m| m.epoch > 0).map_err(|_| {
             Error::new(
                 libc::ETIMEDOUT,
