@@ -241,57 +241,14 @@ struct ClusterDemo {
 /// A monitor and three OSDs in this process, a pool, then 4 KiB objects written at 16 in
 /// flight through the objecter, read back and listed.
 fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
-    use crate::client::objecter::Objecter;
-    use crate::mon::{client::MonClient, Monitor};
-    use crate::msgr::{messenger::Messenger, policy::Policy};
-    use crate::osd::Osd;
+    use crate::minicluster::{Client, MiniCluster};
     use crate::types::osd_op::OsdOp;
     use parking_lot::{Condvar, Mutex};
 
-    let quiet = |name: &str| -> Result<Context> {
-        let c = Context::new(name, None)?;
-        c.set_option("admin_socket", "")?;
-        c.set_option("log_file", "")?;
-        c.start()?;
-        Ok(c)
-    };
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("literal address");
-    let t = Duration::from_secs(20);
-    let mc = quiet("mon.a")?;
-    let mon = Monitor::start(&mc, &dir.join("mon.a"), any)?;
-    let mut osds = Vec::new();
-    for id in 0..3 {
-        let oc = quiet(&format!("osd.{id}"))?;
-        oc.set_option("osd_op_num_shards", "2")?;
-        oc.set_option("osd_op_num_threads_per_shard", "1")?;
-        let osd = Osd::start_with_mon(&oc, id, Arc::new(crate::os::mem::MemStore::new()), any, mon.addr())?;
-        osds.push((oc, osd));
-    }
-    for (_, osd) in &osds {
-        osd.wait_for_up(t)?;
-    }
-    let cc = quiet("client.admin")?;
-    let cm = Messenger::new(&cc, "client.admin", None)?;
-    cm.set_default_policy(Policy::lossy_client());
-    let objecter = Objecter::new(&cm, "client.admin", t)?;
-    let monc = MonClient::new(&cm, mon.addr())?;
-    cm.start()?;
-    let o2 = objecter.clone();
-    monc.set_map_callback(move |m| o2.set_osdmap(m.clone()));
-    monc.subscribe_osdmap()?;
-    let (r, status, _) = monc.command(r#"{"prefix": "osd pool create", "pool": "data", "pg_num": 32, "size": 1}"#)?;
-    if r != 0 {
-        return Err(Error::new(-r, format!("pool create: {status}")));
-    }
-    let map = monc.wait_for_map(t, |m| m.pool_by_name("data").is_some())?;
-    let pool = map.pool_by_name("data").map(|p| p.id).unwrap_or(0);
-    let deadline = Instant::now() + t;
-    while osds.iter().any(|(_, o)| o.osdmap().pool(pool).is_none()) || objecter.osdmap().pool(pool).is_none() {
-        if Instant::now() > deadline {
-            return Err(Error::new(libc::ETIMEDOUT, "the pool did not reach every daemon"));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let cluster = MiniCluster::start(&dir.join("cluster"), 3, "mem", 1)?;
+    let client = Client::connect(&cluster.mon_addr(), "client.admin")?;
+    let objecter = client.objecter();
+    let pool = cluster.pool_id();
 
     const OBJECTS: u64 = 4000;
     const DEPTH: u64 = 16;
@@ -363,15 +320,10 @@ fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
     let (write_iops, write_avg_us, written) = run(false)?;
     let (read_iops, _, verified) = run(true)?;
     let listed = objecter.list(pool)?.len() as u64;
-    let epoch = u64::from(monc.epoch());
-    let osds_up = monc.osdmap().num_up() as u64;
-    objecter.shutdown();
-    monc.shutdown();
-    cm.shutdown();
-    for (_, osd) in &osds {
-        osd.shutdown()?;
-    }
-    mon.shutdown();
+    let map = client.monc().osdmap();
+    let (epoch, osds_up) = (u64::from(map.epoch), map.num_up() as u64);
+    client.shutdown();
+    cluster.shutdown();
     if verified != OBJECTS || listed != OBJECTS || written != OBJECTS {
         return Err(Error::new(
             libc::EIO,

@@ -170,7 +170,13 @@ impl Dispatcher for FastDispatch {
         ));
         tracked.mark_event("queued_for_pg");
         let cost: u64 = req.ops.iter().map(|o| o.indata.len() as u64).sum::<u64>().max(1);
-        let owner = crate::types::placement::ceph_str_hash_rjenkins(req.client.to_string().as_bytes()) as u64;
+        // The scheduler's class: one per client entity (hashed in place, no string built per op).
+        let owner = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            req.client.hash(&mut h);
+            h.finish()
+        };
         let Some(wq) = self.wq.upgrade() else { return };
         let key = PgKey {
             pool: pg.pool,
