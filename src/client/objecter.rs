@@ -29,6 +29,9 @@ struct InFlight {
     req: MOsdOp,
     /// The OSD it was last sent to (None: no OSD serves its PG in the current map).
     target: Option<i32>,
+    /// The address it was last sent to: an OSD that restarted keeps its id but not its
+    /// address, and the ops it never answered must follow it there.
+    sent_to: Option<crate::msgr::addr::EntityAddr>,
     deadline: Option<Instant>,
     done: OnComplete,
 }
@@ -127,9 +130,12 @@ impl Inner {
                 }
             }
             let Some(t) = op.target else { return }; // waits for a map where the PG has an OSD
-            (op.req.to_message(), t)
+                                                     // Lock order ops -> map, as in ms_handle_reset.
+            let Some(addr) = self.osd_addr(t) else { return };
+            op.sent_to = Some(addr);
+            (op.req.to_message(), (t, addr))
         };
-        let Some(addr) = self.osd_addr(target) else { return };
+        let (target, addr) = target;
         let sent = msg.and_then(|m| self.msgr.connect_to(EntityType::Osd, &addr)?.send_message(m));
         if let Err(e) = sent {
             log::debug!(target: "objecter", "tid {tid} to osd.{target}: {e}; will resend");
@@ -216,7 +222,10 @@ impl Objecter {
         let o = &self.inner;
         o.resend_where(|op| {
             let mut req = op.req.clone();
-            op.target.is_none() || primary_for(&map, &mut req).ok().flatten() != op.target
+            let target = primary_for(&map, &mut req).ok().flatten();
+            op.target.is_none()
+                || target != op.target
+                || target.and_then(|t| map.osd(t).filter(|i| i.up).map(|i| i.addrs.public)) != op.sent_to
         });
     }
 
@@ -271,6 +280,7 @@ impl Objecter {
             InFlight {
                 req,
                 target: None,
+                sent_to: None,
                 deadline,
                 done,
             },
