@@ -3,6 +3,9 @@
 //! cluster; each round adds new objects and overwrites a few hot ones, so both "the object is
 //! there" and "it has at least its last acknowledged content" are checked.
 
+mod common;
+
+use common::wait_for;
 use osdkit::minicluster::Client;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -120,11 +123,9 @@ fn kill9_osd_under_writes_loses_no_acknowledged_write() {
             .collect();
         // Let some writes be acknowledged, then kill in the middle of the load.
         let before = acked.lock().len();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while acked.lock().len() < before + 40 {
-            assert!(Instant::now() < deadline, "round {round}: no progress before the kill");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for("40 acknowledged writes before the kill", 20, || {
+            acked.lock().len() >= before + 40
+        });
         std::thread::sleep(Duration::from_millis(20 + 13 * round as u64));
         let pid = osd_pid(&dir);
         // SAFETY: kill(2) on the OSD process this test started; no memory involved.
@@ -132,11 +133,9 @@ fn kill9_osd_under_writes_loses_no_acknowledged_write() {
         kills += 1;
         total_acked_before_kill += acked.lock().len() - before;
         // Until the OSD is back, the writers' ops wait (they are resent on its new map).
-        let t0 = Instant::now();
-        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z")) {
-            assert!(t0.elapsed() < Duration::from_secs(10), "osd.0 survived SIGKILL");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for("osd.0 to die of SIGKILL", 10, || {
+            !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
+        });
         let t1 = Instant::now();
         osdkit(&["osd", "-c", dir.join("osdkit.conf").to_str().unwrap(), "-i", "0"]);
         eprintln!("round {round}: restart took {:?}", t1.elapsed());
