@@ -407,6 +407,11 @@ fn table() -> Vec<OptDef> {
             .services(OSD)
             .see_also(&["osd_op_num_shards"])
             .min_max(1.0, 64.0),
+        o("osd_op_inline_idle", Bool, Advanced, "true")
+            .desc("run an op on the messenger thread that received it when its shard is idle")
+            .long("Only with an object store whose commits do not block (mem). An idle shard gains nothing from the hand-off to tp_osd_tp but two thread wake-ups. osdkit's own option; Ceph always hands off.")
+            .services(OSD)
+            .see_also(&["osd_op_num_shards"]),
         o("osd_op_queue", Str, Advanced, "wpq")
             .desc("which operation priority queue algorithm to use")
             .long("wpq: Ceph's WeightedPriorityQueue (strict above the cut-off, weighted below). mClock is a later step.")

@@ -520,6 +520,11 @@ pub trait ObjectStore: Send + Sync {
     /// `mem` or `kv` (the `osd_objectstore` value).
     fn kind(&self) -> &'static str;
     fn mount(&self) -> Result<()>;
+    /// True when `apply_transaction` returns without waiting on a device (a memory store): the
+    /// OSD may then run ops on its messenger threads.
+    fn commits_in_memory(&self) -> bool {
+        false
+    }
     /// Waits for queued transactions to commit, then stops.
     fn umount(&self) -> Result<()>;
 

@@ -79,6 +79,9 @@ fn osd_perf() -> Arc<PerfCounters> {
     b.build()
 }
 
+/// The largest op (bytes of input) `osd_op_inline_idle` runs on a messenger thread.
+const INLINE_MAX_COST: u64 = 64 << 10;
+
 /// A client op on its way through the queue.
 pub struct OpItem {
     req: MOsdOp,
@@ -111,6 +114,8 @@ struct FastDispatch {
     wq: std::sync::Weak<ShardedOpWQ<OpItem>>,
     tracker: OpTracker,
     priority: u16,
+    /// `osd_op_inline_idle` and a store that does not block.
+    inline: bool,
 }
 
 fn reply_error(conn: &ConnectionRef, tid: u64, errno: i32, epoch: u32) {
@@ -188,7 +193,13 @@ impl Dispatcher for FastDispatch {
             tracked,
             received,
         };
-        if let Err(e) = wq.enqueue(key, owner, self.priority, cost, item) {
+        // A large write's copy would stall the messenger's reads; it goes to a worker.
+        let queued = if self.inline && cost <= INLINE_MAX_COST {
+            wq.enqueue_or_run(key, owner, self.priority, cost, item)
+        } else {
+            wq.enqueue(key, owner, self.priority, cost, item)
+        };
+        if let Err(e) = queued {
             log::debug!(target: "osd", "op dropped: {e}");
         }
     }
@@ -316,6 +327,7 @@ impl Osd {
             wq: Arc::downgrade(&wq),
             tracker: tracker.clone(),
             priority: conf.get_u64("osd_client_op_priority").min(255) as u16,
+            inline: conf.get_bool("osd_op_inline_idle") && shared.store.commits_in_memory(),
         }));
         msgr.bind(bind)?;
         msgr.start()?;

@@ -60,6 +60,8 @@ struct Shard<T> {
 pub struct OpWqStats {
     pub enqueued: AtomicU64,
     pub dequeued: AtomicU64,
+    /// Items run on the enqueuing thread (`enqueue_or_run`).
+    pub inline: AtomicU64,
 }
 
 pub struct ShardedOpWQ<T: Send + 'static> {
@@ -68,6 +70,7 @@ pub struct ShardedOpWQ<T: Send + 'static> {
     stopped: AtomicBool,
     stats: Arc<OpWqStats>,
     threads_per_shard: usize,
+    handler: Handler<T>,
 }
 
 impl<T: Send + 'static> ShardedOpWQ<T> {
@@ -109,6 +112,7 @@ impl<T: Send + 'static> ShardedOpWQ<T> {
             stopped: AtomicBool::new(false),
             stats,
             threads_per_shard,
+            handler,
         })
     }
 
@@ -128,6 +132,41 @@ impl<T: Send + 'static> ShardedOpWQ<T> {
     /// the queue is stopped (the item is dropped).
     pub fn enqueue(&self, pg: PgKey, owner: u64, priority: u16, cost: u64, item: T) -> Result<()> {
         self.push(pg, owner, priority, cost, item, false)
+    }
+
+    /// As `enqueue`, but when the shard's scheduler is empty and nothing of `pg` is running, runs
+    /// the item here, on the caller's thread, and with it whatever other workers queued for the
+    /// PG meanwhile. An idle shard gains nothing from the hand-off but two thread wake-ups (the
+    /// worker's, then the messenger's for the reply), which on a small machine cost more than
+    /// the op. Only for handlers that do not block: the caller is a messenger worker.
+    pub fn enqueue_or_run(&self, pg: PgKey, owner: u64, priority: u16, cost: u64, item: T) -> Result<()> {
+        let shard = &self.shards[self.shard_of(pg)];
+        let mut st = shard.state.lock();
+        if st.stop {
+            return Err(Error::new(libc::ESHUTDOWN, "op queue is shut down"));
+        }
+        if !st.sched.is_empty() || st.slots.contains_key(&pg) {
+            drop(st);
+            return self.push(pg, owner, priority, cost, item, false);
+        }
+        st.slots.insert(
+            pg,
+            Slot {
+                to_process: VecDeque::new(),
+                running: true,
+            },
+        );
+        shard.queued.fetch_add(1, Ordering::Relaxed);
+        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.stats.dequeued.fetch_add(1, Ordering::Relaxed);
+        self.stats.inline.fetch_add(1, Ordering::Relaxed);
+        drop(st);
+        run_one(shard, pg, item, &self.handler);
+        let st = shard.state.lock();
+        if !st.stop {
+            drop(run_slot(shard, st, pg, &self.handler));
+        }
+        Ok(())
     }
 
     /// As `enqueue`, at the front of its owner's queue (a requeue keeps its place).
@@ -225,26 +264,43 @@ fn worker<T: Send>(shard: &Shard<T>, handler: &Handler<T>, stats: &OpWqStats) {
             continue;
         }
         slot.running = true;
-        // Run the PG's items, front first, until its slot is empty.
-        loop {
-            let slot = st.slots.get_mut(&pg).expect("a running slot stays");
-            let Some(next) = slot.to_process.pop_front() else {
-                st.slots.remove(&pg);
-                break;
-            };
-            drop(st);
-            let t0 = Instant::now();
-            // A panicking handler must not take the worker (and the PG) with it.
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(pg, next))).is_err() {
-                log::error!(target: "osd", "op handler panicked on pg {pg} after {:?}", t0.elapsed());
-            }
-            shard.queued.fetch_sub(1, Ordering::Relaxed);
-            st = shard.state.lock();
-            if st.stop {
-                return;
-            }
+        match run_slot(shard, st, pg, handler) {
+            Some(g) => st = g,
+            None => return,
         }
     }
+}
+
+/// Runs the items of `pg`'s slot (which the caller marked running), front first, until the
+/// slot is empty, then removes it. Returns the shard lock again, or `None` once the queue stops.
+fn run_slot<'a, T: Send>(
+    shard: &'a Shard<T>,
+    mut st: parking_lot::MutexGuard<'a, ShardState<T>>,
+    pg: PgKey,
+    handler: &Handler<T>,
+) -> Option<parking_lot::MutexGuard<'a, ShardState<T>>> {
+    loop {
+        let slot = st.slots.get_mut(&pg).expect("a running slot stays");
+        let Some(next) = slot.to_process.pop_front() else {
+            st.slots.remove(&pg);
+            return Some(st);
+        };
+        drop(st);
+        run_one(shard, pg, next, handler);
+        st = shard.state.lock();
+        if st.stop {
+            return None;
+        }
+    }
+}
+
+fn run_one<T: Send>(shard: &Shard<T>, pg: PgKey, item: T, handler: &Handler<T>) {
+    let t0 = Instant::now();
+    // A panicking handler must not take the worker (and the PG) with it.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(pg, item))).is_err() {
+        log::error!(target: "osd", "op handler panicked on pg {pg} after {:?}", t0.elapsed());
+    }
+    shard.queued.fetch_sub(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -259,6 +315,117 @@ mod tests {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    #[test]
+    fn enqueue_or_run_runs_on_the_callers_thread_only_when_the_shard_is_idle() {
+        let ran: Arc<Mutex<Vec<(u32, u64, String)>>> = Arc::default();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let h: Handler<u64> = {
+            let (ran, gate) = (ran.clone(), gate.clone());
+            Arc::new(move |pg: PgKey, i: u64| {
+                if i == 100 {
+                    let mut open = gate.0.lock();
+                    while !*open {
+                        gate.1.wait(&mut open);
+                    }
+                }
+                let who = std::thread::current().name().unwrap_or("?").to_string();
+                ran.lock().push((pg.seed, i, who));
+            })
+        };
+        // One shard with one worker, so PGs 1 and 2 share its scheduler and its thread.
+        let wq = ShardedOpWQ::new(1, 1, 196, h).unwrap();
+        let (a, b) = (PgKey { pool: 1, seed: 1 }, PgKey { pool: 1, seed: 2 });
+        let me = std::thread::current().name().unwrap_or("?").to_string();
+        wq.enqueue_or_run(a, 1, 63, 1, 1).unwrap();
+        assert_eq!(
+            ran.lock().clone(),
+            vec![(1, 1, me.clone())],
+            "an idle shard runs inline"
+        );
+        // A worker holds PG a (item 100 waits at the gate): a's next item must queue behind it,
+        // and b's must queue too once the scheduler holds a's.
+        wq.enqueue(a, 1, 63, 1, 100).unwrap();
+        wait_for("a worker on pg a", || wq.stats().dequeued.load(Ordering::Relaxed) == 2);
+        wq.enqueue_or_run(a, 1, 63, 1, 101).unwrap();
+        wq.enqueue_or_run(b, 1, 63, 1, 200).unwrap();
+        assert_eq!(
+            ran.lock().len(),
+            1,
+            "nothing ran past the busy PG on the caller's thread"
+        );
+        *gate.0.lock() = true;
+        gate.1.notify_all();
+        wait_for("all four", || ran.lock().len() == 4);
+        let ran = ran.lock().clone();
+        let a_items: Vec<u64> = ran.iter().filter(|r| r.0 == 1).map(|r| r.1).collect();
+        assert_eq!(a_items, vec![1, 100, 101], "pg a in order");
+        assert!(
+            ran[1..].iter().all(|r| r.2 == "tp_osd_tp"),
+            "queued items ran on workers: {ran:?}"
+        );
+        assert_eq!(wq.stats().inline.load(Ordering::Relaxed), 1);
+        wq.shutdown();
+    }
+
+    #[test]
+    fn enqueue_or_run_keeps_each_pgs_order_when_inline_and_queued_items_mix() {
+        const PGS: u32 = 12;
+        const PER_PG: u64 = 300;
+        let seen: Arc<Mutex<HashMap<PgKey, Vec<u64>>>> = Arc::default();
+        let in_flight: Arc<Vec<AtomicUsize>> = Arc::new((0..PGS).map(|_| AtomicUsize::new(0)).collect());
+        let overlap = Arc::new(AtomicUsize::new(0));
+        let h: Handler<u64> = {
+            let (seen, in_flight, overlap) = (seen.clone(), in_flight.clone(), overlap.clone());
+            Arc::new(move |pg: PgKey, i: u64| {
+                if in_flight[pg.seed as usize].fetch_add(1, Ordering::SeqCst) != 0 {
+                    overlap.fetch_add(1, Ordering::SeqCst);
+                }
+                // Now and then slow, so the other producers find the shard busy and queue.
+                if i % 7 == 0 {
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+                seen.lock().entry(pg).or_default().push(i);
+                in_flight[pg.seed as usize].fetch_sub(1, Ordering::SeqCst);
+            })
+        };
+        let wq = Arc::new(ShardedOpWQ::new(2, 2, 196, h).unwrap());
+        // Three producers (messenger workers), each the only source of its PGs.
+        let producers: Vec<_> = (0..3u32)
+            .map(|k| {
+                let wq = wq.clone();
+                std::thread::spawn(move || {
+                    for i in 0..PER_PG {
+                        for seed in (0..PGS).filter(|s| s % 3 == k) {
+                            let pg = PgKey { pool: 1, seed };
+                            // Producer 0 always queues, so the others find a busy scheduler
+                            // now and then and queue behind their own inline items.
+                            if k == 0 {
+                                wq.enqueue(pg, 0, 63, 4096, i).unwrap();
+                            } else {
+                                wq.enqueue_or_run(pg, u64::from(k), 63, 4096, i).unwrap();
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        wait_for("all items", || {
+            seen.lock().values().map(Vec::len).sum::<usize>() == (PGS as usize) * PER_PG as usize
+        });
+        assert_eq!(overlap.load(Ordering::SeqCst), 0, "a PG ran two items at once");
+        for (pg, v) in seen.lock().iter() {
+            assert_eq!(v, &(0..PER_PG).collect::<Vec<_>>(), "pg {pg} out of order");
+        }
+        let total = u64::from(PGS) * PER_PG;
+        wait_for("queue empty", || wq.is_empty());
+        assert_eq!(wq.stats().enqueued.load(Ordering::Relaxed), total);
+        assert_eq!(wq.stats().dequeued.load(Ordering::Relaxed), total);
+        wq.shutdown();
     }
 
     #[test]
