@@ -21,7 +21,8 @@ use std::sync::Arc;
 
 #[derive(Debug, Default, Clone)]
 struct MemObj {
-    data: Vec<u8>,
+    /// Shared with readers and, for large whole-object writes, with the message it came in.
+    data: Bytes,
     attrs: BTreeMap<String, Bytes>,
     omap: BTreeMap<String, Bytes>,
     mtime_ns: u64,
@@ -50,6 +51,16 @@ impl TxnView for View<'_> {
     }
 }
 
+/// Whole-object writes at least this large keep the message's buffer instead of a copy.
+const SHARE_MIN: usize = 64 << 10;
+
+/// Changes an object's data in place when no reader or message shares it, on a copy otherwise.
+fn edit(data: &mut Bytes, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut v = Vec::from(std::mem::take(data));
+    f(&mut v);
+    *data = Bytes::from(v);
+}
+
 /// Applies one validated object op; cannot fail.
 fn apply_op(coll: &mut MemColl, op: Op, now: u64) {
     let oid = op.oid().expect("object op").clone();
@@ -65,23 +76,47 @@ fn apply_op(coll: &mut MemColl, op: Op, now: u64) {
         Op::Zero { len: 0, .. } => {}
         Op::Write { off, data, .. } => {
             let off = off as usize;
-            let end = off + data.len();
-            if obj.data.len() < end {
-                obj.data.resize(end, 0);
+            if off == 0 && data.len() >= obj.data.len() {
+                // The write replaces the object: keep the message's buffer rather than copy a
+                // large one (it pins at most its frame's receive buffer; small ones would pin
+                // a buffer many times their size).
+                obj.data = if data.len() >= SHARE_MIN {
+                    data
+                } else {
+                    Bytes::copy_from_slice(&data)
+                };
+                return;
             }
-            obj.data[off..end].copy_from_slice(&data);
+            edit(&mut obj.data, |v| {
+                let end = off + data.len();
+                if v.len() < off {
+                    v.resize(off, 0);
+                }
+                let overlap = end.min(v.len()) - off;
+                v[off..off + overlap].copy_from_slice(&data[..overlap]);
+                v.extend_from_slice(&data[overlap..]);
+            });
         }
         Op::Zero { off, len, .. } => {
             let (off, end) = (off as usize, (off + len) as usize);
-            if obj.data.len() < end {
-                obj.data.resize(end, 0);
-            }
-            obj.data[off..end].fill(0);
+            edit(&mut obj.data, |v| {
+                if v.len() < end {
+                    v.resize(end, 0);
+                }
+                v[off..end].fill(0);
+            });
         }
         Op::Truncate { size, .. } => {
-            obj.data.resize(size as usize, 0);
-            if obj.data.capacity() > 2 * obj.data.len() + 4096 {
-                obj.data.shrink_to_fit();
+            let size = size as usize;
+            if size == 0 {
+                obj.data = Bytes::new();
+            } else {
+                edit(&mut obj.data, |v| {
+                    v.resize(size, 0);
+                    if v.capacity() > 2 * v.len() + 4096 {
+                        v.shrink_to_fit();
+                    }
+                });
             }
         }
         Op::SetAttr { name, value, .. } => {
@@ -223,6 +258,9 @@ impl ObjectStore for MemStore {
     fn kind(&self) -> &'static str {
         "mem"
     }
+    fn commits_in_memory(&self) -> bool {
+        true
+    }
     fn mount(&self) -> Result<()> {
         self.mounted.store(true, Ordering::Release);
         Ok(())
@@ -279,7 +317,7 @@ impl ObjectStore for MemStore {
     fn read(&self, coll: &CollId, oid: &ObjectId, off: u64, len: u64) -> Result<Bytes> {
         self.with_obj(coll, oid, |o| {
             let (off, n) = clip_read(off, len, o.data.len() as u64)?;
-            Ok(Bytes::copy_from_slice(&o.data[off as usize..(off + n) as usize]))
+            Ok(o.data.slice(off as usize..(off + n) as usize))
         })
     }
 

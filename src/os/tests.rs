@@ -442,6 +442,8 @@ fn large_write(s: &dyn ObjectStore) {
     .unwrap();
     assert_eq!(s.stat(&C, &a).unwrap().size, 1 << 20);
     assert!(s.read(&C, &a, 0, 0).unwrap() == data);
+    // A read taken before an overwrite keeps what it read (the store may share buffers).
+    let held = s.read(&C, &a, 0, 0).unwrap();
     // Overwrite across chunk boundaries, unaligned.
     let patch = pattern(43, 200_000);
     apply(s, &C, |t| {
@@ -451,7 +453,23 @@ fn large_write(s: &dyn ObjectStore) {
     let mut want = data.clone();
     want[65_000..265_000].copy_from_slice(&patch);
     assert!(s.read(&C, &a, 0, 0).unwrap() == want);
+    assert!(held == data, "an earlier read changed under a later write");
     assert!(s.read(&C, &a, 65_530, 70_000).unwrap() == want[65_530..135_530]);
+    // A shorter write at 0 keeps the tail; a longer one replaces the whole object.
+    let head = pattern(45, 100_000);
+    apply(s, &C, |t| {
+        t.write(&a, 0, head.clone());
+    })
+    .unwrap();
+    want[..100_000].copy_from_slice(&head);
+    assert!(s.read(&C, &a, 0, 0).unwrap() == want);
+    let whole = pattern(46, (1 << 20) + 5);
+    apply(s, &C, |t| {
+        t.write(&a, 0, whole.clone());
+    })
+    .unwrap();
+    assert!(s.read(&C, &a, 0, 0).unwrap() == whole);
+    assert_eq!(s.stat(&C, &a).unwrap().size, (1 << 20) + 5);
     // A 4 MiB object (the rados bench default size).
     let four = pattern(44, 4 << 20);
     apply(s, &C, |t| {
