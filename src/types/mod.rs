@@ -3,6 +3,7 @@
 //! of our daemons.
 
 pub mod encoding;
+pub mod hb_messages;
 pub mod messages;
 pub mod mon_messages;
 pub mod osd_op;
