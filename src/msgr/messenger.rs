@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     started: AtomicBool,
     stopped: AtomicBool,
     limits: FrameLimits,
+    /// `set_num_workers`; 0: `ms_async_op_threads`.
+    num_workers: AtomicUsize,
 }
 
 /// Cheap to clone; all clones are the same messenger.
@@ -111,6 +113,7 @@ impl Messenger {
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             limits: FrameLimits::default(),
+            num_workers: AtomicUsize::new(0),
         });
         Ok(Messenger { inner })
     }
@@ -123,6 +126,13 @@ impl Messenger {
     }
     pub fn my_addrs(&self) -> Vec<EntityAddr> {
         self.inner.my_addrs()
+    }
+
+    /// Workers for this messenger instead of `ms_async_op_threads` (1..=24); before `start`.
+    /// Ceph's messengers share one stack of workers per process; ours each have their own, so
+    /// a messenger with little traffic (heartbeats) takes one.
+    pub fn set_num_workers(&self, n: usize) {
+        self.inner.num_workers.store(n.clamp(1, 24), Ordering::Relaxed);
     }
 
     pub fn set_default_policy(&self, p: Policy) {
@@ -179,7 +189,10 @@ impl Messenger {
             return Ok(());
         }
         let conf = self.inner.ctx.conf();
-        let n = conf.get_u64("ms_async_op_threads").clamp(1, 24) as usize;
+        let n = match self.inner.num_workers.load(Ordering::Relaxed) {
+            0 => conf.get_u64("ms_async_op_threads").clamp(1, 24) as usize,
+            n => n,
+        };
         let wconf = WorkerConf::from_conf(conf);
         let mut listener = self.inner.listener.lock().take().map(mio::net::TcpListener::from_std);
         let mut handles = Vec::with_capacity(n);
