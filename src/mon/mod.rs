@@ -28,6 +28,7 @@
 //! incrementals `start..=epoch`; beyond the current epoch, nothing until the next one.
 
 pub mod client;
+mod failure;
 pub mod store;
 
 pub use client::MonClient;
@@ -42,7 +43,7 @@ use crate::msgr::messenger::Messenger;
 use crate::msgr::policy::Policy;
 use crate::types::messages::{
     FrontMessage, MMonSubscribe, MMonSubscribeAck, MOsdBoot, MOsdMap, CEPH_MSG_MON_SUBSCRIBE, CEPH_SUBSCRIBE_ONETIME,
-    MSG_OSD_BOOT,
+    MSG_OSD_BOOT, MSG_OSD_FAILURE, MSG_OSD_MARK_ME_DOWN,
 };
 use crate::types::mon_messages::{MMonCommand, MMonCommandAck, CEPH_MSG_MON_COMMAND};
 use crate::types::osdmap::{fsid_to_string, Epoch, Incremental, OsdId, OsdMap, Pool, CEPH_OSD_IN, MAX_OSD_LIMIT};
@@ -84,6 +85,21 @@ pub struct Monitor {
     addr: EntityAddr,
     asok_ids: Mutex<Vec<u64>>,
     stopped: AtomicBool,
+    tick_stop: Arc<AtomicBool>,
+    tick: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How often the monitor looks at failure reports and down OSDs: finer than any grace or
+/// interval it enforces (whole seconds).
+const TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
+fn tick(core: &std::sync::Weak<Core>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(TICK);
+        let Some(core) = core.upgrade() else { return };
+        let mut g = core.inner.lock();
+        core.check_failures(&mut g);
+    }
 }
 
 struct Sub {
@@ -97,9 +113,11 @@ struct Inner {
     state: MonState,
     /// `osdmap` subscribers, by connection id.
     subs: HashMap<u64, Sub>,
+    failures: failure::Failures,
 }
 
 struct Core {
+    ctx: Context,
     data_dir: PathBuf,
     conf: MonitorConfig,
     inner: Mutex<Inner>,
@@ -229,9 +247,14 @@ impl Core {
         while incrementals.len() > self.conf.keep_incrementals.max(1) {
             incrementals.pop_first();
         }
+        let (down, up) = {
+            let inc = &incrementals[&map.epoch];
+            (inc.new_down.clone(), inc.new_up.keys().copied().collect::<Vec<_>>())
+        };
         let next = MonState { map, incrementals };
         store::save(&self.data_dir, &next)?;
         g.state = next;
+        g.failures.note_epoch(&down, up.into_iter());
         log::info!(target: "mon", "osdmap e{}", g.state.map.epoch);
         self.publish(g);
         Ok(g.state.map.epoch)
@@ -287,6 +310,9 @@ impl Core {
             log::warn!(target: "mon", "ignoring boot of osd.{id}: id out of range");
             return;
         }
+        if let Some(h) = boot.metadata.get("hostname") {
+            g.failures.hosts.insert(id, h.clone());
+        }
         let map = &g.state.map;
         let mut inc = map.next_incremental();
         match map.osd(id) {
@@ -299,6 +325,9 @@ impl Core {
                     inc.new_down.insert(id);
                 }
                 inc.new_up.insert(id, boot.addrs);
+                if !o.in_ && g.failures.auto_out.contains(&id) {
+                    inc.new_in.insert(id);
+                }
             }
             None => {
                 if id >= map.max_osd {
@@ -311,6 +340,7 @@ impl Core {
             }
         }
         if !inc.new_up.is_empty() {
+            g.failures.auto_out.remove(&id);
             match self.propose(&mut g, inc) {
                 Ok(e) => log::info!(target: "mon", "osd.{id} boot at {} (e{e})", boot.addrs.public),
                 Err(e) => {
@@ -486,6 +516,10 @@ impl Core {
                 rs.push_str(&format!("osd.{id} is {already}. "));
                 continue;
             }
+            if what != "down" {
+                // The operator's choice now; a boot no longer undoes it.
+                g.failures.auto_out.remove(&id);
+            }
             match what {
                 "down" => inc.new_down.insert(id),
                 "out" => inc.new_out.insert(id),
@@ -509,6 +543,8 @@ impl Dispatcher for MonDispatcher {
     fn ms_dispatch(&self, m: Message) -> Option<Message> {
         match m.ty {
             MSG_OSD_BOOT => self.core.handle_boot(&m),
+            MSG_OSD_FAILURE => self.core.handle_failure(&m),
+            MSG_OSD_MARK_ME_DOWN => self.core.handle_mark_me_down(&m),
             CEPH_MSG_MON_SUBSCRIBE => self.core.handle_subscribe(&m),
             CEPH_MSG_MON_COMMAND => self.core.handle_command(&m),
             _ => return Some(m),
@@ -561,11 +597,13 @@ impl Monitor {
             }
         };
         let core = Arc::new(Core {
+            ctx: ctx.clone(),
             data_dir: data_dir.to_path_buf(),
             conf,
             inner: Mutex::new(Inner {
                 state,
                 subs: HashMap::new(),
+                failures: failure::Failures::default(),
             }),
         });
         let msgr = Messenger::new(ctx, &ctx.name().to_string(), Some(0))?;
@@ -574,6 +612,14 @@ impl Monitor {
         msgr.add_dispatcher_tail(Arc::new(MonDispatcher { core: core.clone() }));
         let addr = msgr.bind(bind)?;
         msgr.start()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let tick = {
+            let (core, stop) = (Arc::downgrade(&core), stop.clone());
+            std::thread::Builder::new()
+                .name("mon_tick".into())
+                .spawn(move || tick(&core, &stop))
+                .map_err(|e| Error::io(e, "spawning mon_tick"))?
+        };
         let mon = Monitor {
             core,
             ctx: ctx.clone(),
@@ -581,6 +627,8 @@ impl Monitor {
             addr,
             asok_ids: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
+            tick_stop: stop,
+            tick: Mutex::new(Some(tick)),
         };
         if let Err(e) = mon.register_commands() {
             mon.shutdown();
@@ -656,6 +704,10 @@ impl Monitor {
         }
         for id in self.asok_ids.lock().drain(..) {
             self.ctx.admin_socket().unregister_command(id);
+        }
+        self.tick_stop.store(true, Ordering::Release);
+        if let Some(t) = self.tick.lock().take() {
+            let _ = t.join();
         }
         self.msgr.shutdown();
         self.core.inner.lock().subs.clear();
