@@ -10,6 +10,7 @@
 //! and embedded hosts may set one directly. Replication is the next issue; today the OSD serves
 //! every PG of the map's pools that it is asked for.
 
+pub mod heartbeat;
 pub mod op_tracker;
 pub mod op_wq;
 pub mod pg_ops;
@@ -103,7 +104,10 @@ pub struct Osd {
     ctx: Context,
     shared: Arc<Shared>,
     msgr: Messenger,
-    monc: Option<crate::mon::client::MonClient>,
+    monc: Option<Arc<crate::mon::client::MonClient>>,
+    hb: Option<Arc<heartbeat::Heartbeat>>,
+    /// The addresses this OSD booted with (`start_with_mon`).
+    addrs: Option<crate::types::osdmap::OsdAddrs>,
     wq: Arc<ShardedOpWQ<OpItem>>,
     tracker: OpTracker,
     asok_ids: Vec<u64>,
@@ -138,6 +142,14 @@ fn reply_error(conn: &ConnectionRef, tid: u64, errno: i32, epoch: u32) {
 impl Dispatcher for FastDispatch {
     fn ms_can_fast_dispatch(&self, m: &Message) -> bool {
         m.ty == CEPH_MSG_OSD_OP
+    }
+    fn ms_dispatch(&self, m: Message) -> Option<Message> {
+        // The monitor's mark-me-down ack: `mark_me_down` waits for the map it announces.
+        if m.ty == crate::types::messages::MSG_OSD_MARK_ME_DOWN {
+            log::debug!(target: "osd", "osd.{}: mark-me-down acked", self.shared.whoami);
+            return None;
+        }
+        Some(m)
     }
     fn ms_fast_dispatch(&self, m: Message) {
         let received = m.recv_stamp.unwrap_or_else(Instant::now);
@@ -361,14 +373,17 @@ impl Osd {
             shared,
             msgr,
             monc: None,
+            hb: None,
+            addrs: None,
             wq,
             tracker,
             asok_ids,
         })
     }
 
-    /// `start`, then boot to the monitor at `mon` (`MOSDBoot` with our address) and follow its
-    /// maps from then on.
+    /// `start`, then boot to the monitor at `mon` (`MOSDBoot` with our addresses) and follow
+    /// its maps from then on, with heartbeats to the other OSDs (`hb_front` on the public IP,
+    /// `hb_back` on `cluster_addr`'s IP when set, else the public one).
     pub fn start_with_mon(
         ctx: &Context,
         whoami: i32,
@@ -378,26 +393,61 @@ impl Osd {
     ) -> Result<Osd> {
         use crate::types::messages::{FrontMessage, MOsdBoot};
         let mut osd = Osd::start(ctx, whoami, store, bind)?;
-        let monc = crate::mon::client::MonClient::new(&osd.msgr, mon)?;
+        let monc = Arc::new(crate::mon::client::MonClient::new(&osd.msgr, mon)?);
+        let back_ip = match ctx.conf().get_str("cluster_addr") {
+            s if s.is_empty() => bind.ip(),
+            s => s
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .or_else(|| s.parse::<EntityAddr>().ok().and_then(|a| crate::msgr::addr::ip_of(&a)))
+                .ok_or_else(|| Error::inval(format!("cluster_addr '{s}' is not an address")))?,
+        };
         let shared = osd.shared.clone();
-        monc.set_map_callback(move |m| *shared.map.write() = Arc::new(m.clone()));
+        let map_src: heartbeat::MapSource = Arc::new(move || shared.map.read().clone());
+        let (hb, hb_front, hb_back) = heartbeat::Heartbeat::new(
+            ctx,
+            whoami,
+            SocketAddr::new(bind.ip(), 0),
+            SocketAddr::new(back_ip, 0),
+            map_src,
+            monc.clone(),
+        )?;
+        let hb = Arc::new(hb);
+        let (shared, weak_hb) = (osd.shared.clone(), Arc::downgrade(&hb));
+        monc.set_map_callback(move |m| {
+            *shared.map.write() = Arc::new(m.clone());
+            if let Some(h) = weak_hb.upgrade() {
+                h.notify_map();
+            }
+        });
         monc.subscribe_osdmap()?;
         let a = osd.addr();
+        let addrs = crate::types::osdmap::OsdAddrs {
+            public: a,
+            cluster: a,
+            hb_front,
+            hb_back,
+        };
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
         let boot = MOsdBoot {
             fsid: monc.fsid().unwrap_or([0; 16]),
             osd: whoami,
-            addrs: crate::types::osdmap::OsdAddrs {
-                public: a,
-                cluster: a,
-                hb_front: a,
-                hb_back: a,
-            },
+            addrs,
             boot_epoch: monc.epoch(),
             features: 0,
-            metadata: [("osd_objectstore".to_string(), osd.shared.store.kind().to_string())].into(),
+            metadata: [
+                ("osd_objectstore".to_string(), osd.shared.store.kind().to_string()),
+                ("hostname".to_string(), hostname),
+            ]
+            .into(),
         };
         monc.send_message(boot.to_message())?;
+        hb.start(addrs, boot)?;
         osd.monc = Some(monc);
+        osd.hb = Some(hb);
+        osd.addrs = Some(addrs);
         Ok(osd)
     }
 
@@ -406,8 +456,8 @@ impl Osd {
         let Some(monc) = &self.monc else {
             return Err(Error::inval("this OSD has no monitor"));
         };
-        let (me, addr) = (self.shared.whoami, self.addr());
-        monc.wait_for_map(timeout, |m| m.osd(me).is_some_and(|i| i.up && i.addrs.public == addr))?;
+        let (me, addrs) = (self.shared.whoami, self.addrs);
+        monc.wait_for_map(timeout, |m| m.osd(me).is_some_and(|i| i.up && Some(i.addrs) == addrs))?;
         // The callback may not have run yet: the map the wait saw is the one to serve.
         *self.shared.map.write() = Arc::new(monc.osdmap());
         Ok(self.osdmap())
@@ -434,8 +484,68 @@ impl Osd {
         self.shared.map.read().clone()
     }
 
-    /// Stops taking ops, finishes the running ones, stops the queue, unmounts the store.
+    /// The heartbeat peers and whether each is reported failed (empty without a monitor).
+    pub fn heartbeat_peers(&self) -> Vec<(i32, bool)> {
+        self.hb.as_ref().map_or_else(Vec::new, |h| h.peers())
+    }
+
+    /// A clean stop: mark-me-down to the monitor (waiting up to `osd_mon_shutdown_timeout` for
+    /// the map that shows it), then stops taking ops, finishes the running ones, stops the
+    /// queue and unmounts the store.
     pub fn shutdown(&self) -> Result<()> {
+        self.stop(true)
+    }
+
+    /// Stops as a crash would look to the cluster: no mark-me-down, heartbeats just end, so
+    /// the peers must notice. The store is still unmounted (a `kv` store's committed writes
+    /// are on disk either way).
+    pub fn kill(&self) -> Result<()> {
+        self.stop(false)
+    }
+
+    fn mark_me_down(&self) {
+        use crate::types::hb_messages::MOsdMarkMeDown;
+        use crate::types::messages::FrontMessage;
+        let (Some(monc), Some(addrs)) = (&self.monc, self.addrs) else {
+            return;
+        };
+        let me = self.shared.whoami;
+        let map = self.osdmap();
+        if !map.osd(me).is_some_and(|o| o.up && o.addrs == addrs) {
+            return;
+        }
+        let req = MOsdMarkMeDown {
+            fsid: map.fsid,
+            target: me,
+            target_addrs: addrs,
+            epoch: map.epoch,
+            request_ack: true,
+            down_and_dead: true,
+        };
+        let timeout =
+            std::time::Duration::from_secs_f64(self.ctx.conf().get_f64("osd_mon_shutdown_timeout").clamp(0.0, 300.0));
+        let t0 = Instant::now();
+        if monc.send_message(req.to_message()).is_err() {
+            return;
+        }
+        // The monitor acks once the epoch is committed; that epoch reaches us as a map too,
+        // which is what the rest of the cluster acts on.
+        match monc.wait_for_map(timeout, |m| !m.osd(me).is_some_and(|o| o.up && o.addrs == addrs)) {
+            Ok(m) => log::info!(target: "osd", "osd.{me}: marked down in e{} after {:?}", m.epoch, t0.elapsed()),
+            Err(_) => log::warn!(target: "osd", "osd.{me}: no mark-me-down ack within {timeout:?}; stopping anyway"),
+        }
+    }
+
+    fn stop(&self, clean: bool) -> Result<()> {
+        if let Some(h) = &self.hb {
+            h.set_stopping();
+        }
+        if clean {
+            self.mark_me_down();
+        }
+        if let Some(h) = &self.hb {
+            h.shutdown();
+        }
         if let Some(m) = &self.monc {
             m.shutdown();
         }
