@@ -36,7 +36,7 @@ const DEFAULT_PG_NUM: u32 = 32;
 
 /// A started context for an in-process daemon: no log file, an admin socket only under
 /// `run_dir`.
-fn daemon_ctx(name: &str, run_dir: Option<&Path>, opts: &[(&str, &str)]) -> Result<Context> {
+fn daemon_ctx(name: &str, run_dir: Option<&Path>, opts: &[(String, String)]) -> Result<Context> {
     let c = Context::new(name, None)?;
     let asok = run_dir
         .map(|d| d.join(format!("{name}.asok")).to_string_lossy().into_owned())
@@ -99,7 +99,17 @@ pub struct MiniCluster {
     mem_stores: Vec<Arc<MemStore>>,
     pool: i64,
     stopped: std::sync::atomic::AtomicBool,
+    /// Options given to every daemon's context (after the cluster's own defaults).
+    opts: Vec<(String, String)>,
 }
+
+/// Options every mini cluster daemon gets, before the caller's: small op queues, and reporters
+/// counted per OSD (all OSDs share this host), as Ceph's vstart sets.
+const CLUSTER_DEFAULTS: &[(&str, &str)] = &[
+    ("osd_op_num_shards", "2"),
+    ("osd_op_num_threads_per_shard", "1"),
+    ("mon_osd_reporter_subtree_level", "osd"),
+];
 
 impl MiniCluster {
     /// A monitor (data under `<dir>/mon`) and `osds` OSDs with `store` ("mem" or "kv"), then
@@ -118,6 +128,19 @@ impl MiniCluster {
         pool_size: u32,
         run_dir: Option<&Path>,
     ) -> Result<MiniCluster> {
+        Self::start_opts(dir, osds, store, pool_size, run_dir, &[])
+    }
+
+    /// As [`MiniCluster::start_with`], with `opts` (name, value) set on every daemon, e.g.
+    /// `osd_heartbeat_grace` for a test that kills OSDs.
+    pub fn start_opts(
+        dir: &Path,
+        osds: usize,
+        store: &str,
+        pool_size: u32,
+        run_dir: Option<&Path>,
+        opts: &[(&str, &str)],
+    ) -> Result<MiniCluster> {
         let kind: StoreKind = store.parse()?;
         if osds == 0 || osds > 64 {
             return Err(Error::inval(format!("osds must be in 1..=64, not {osds}")));
@@ -128,7 +151,12 @@ impl MiniCluster {
             )));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(e, format!("creating {}", dir.display())))?;
-        let mon_ctx = daemon_ctx("mon.a", run_dir, &[])?;
+        let opts: Vec<(String, String)> = CLUSTER_DEFAULTS
+            .iter()
+            .chain(opts)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mon_ctx = daemon_ctx("mon.a", run_dir, &opts)?;
         let mon = Monitor::start(&mon_ctx, &dir.join("mon"), loopback())?;
         let mut c = MiniCluster {
             dir: dir.to_path_buf(),
@@ -140,6 +168,7 @@ impl MiniCluster {
             mem_stores: (0..osds).map(|_| Arc::new(MemStore::new())).collect(),
             pool: -1,
             stopped: std::sync::atomic::AtomicBool::new(false),
+            opts,
         };
         // On any error below, dropping `c` stops what was started.
         for id in 0..osds {
@@ -216,17 +245,37 @@ impl MiniCluster {
             .ok_or_else(|| Error::inval(format!("no osd.{id} (this cluster has {n})")))
     }
 
-    /// Stops `osd.<id>` (its store is unmounted; the monitor still lists it up, as nothing
-    /// reports failures yet: ops to it wait for its return or time out). `-EINVAL` for an
-    /// unknown id, `-ENOENT` if it is already stopped.
+    /// Stops `osd.<id>` cleanly: it sends mark-me-down and the monitor marks it down at once;
+    /// its store is unmounted. `-EINVAL` for an unknown id, `-ENOENT` if it is already stopped.
     pub fn stop_osd(&self, id: i32) -> Result<()> {
+        self.take_osd(id, true)
+    }
+
+    /// Stops `osd.<id>` as a crash would: no mark-me-down, its sockets just close, and the
+    /// monitor learns of it only from the other OSDs' failure reports (after
+    /// `osd_heartbeat_grace`). Errors as `stop_osd`.
+    pub fn kill_osd(&self, id: i32) -> Result<()> {
+        self.take_osd(id, false)
+    }
+
+    fn take_osd(&self, id: i32, clean: bool) -> Result<()> {
         let i = self.slot(id)?;
         let o = self.osds.lock()[i]
             .take()
             .ok_or_else(|| Error::noent(format!("osd.{id} is not running")))?;
-        let r = o.osd.shutdown();
+        let r = if clean { o.osd.shutdown() } else { o.osd.kill() };
         o.ctx.shutdown();
         r
+    }
+
+    /// The running `osd.<id>`'s heartbeat peers and whether each is reported failed.
+    pub fn heartbeat_peers(&self, id: i32) -> Result<Vec<(i32, bool)>> {
+        let i = self.slot(id)?;
+        let osds = self.osds.lock();
+        let o = osds[i]
+            .as_ref()
+            .ok_or_else(|| Error::noent(format!("osd.{id} is not running")))?;
+        Ok(o.osd.heartbeat_peers())
     }
 
     /// (Re)starts `osd.<id>` on its store (the same directory for `kv`, the same memory store
@@ -244,11 +293,7 @@ impl MiniCluster {
             StoreKind::Mem => self.mem_stores[i].clone(),
             StoreKind::Kv => Arc::new(KvStore::new(self.dir.join(format!("osd.{id}")))),
         };
-        let ctx = daemon_ctx(
-            &format!("osd.{id}"),
-            self.run_dir.as_deref(),
-            &[("osd_op_num_shards", "2"), ("osd_op_num_threads_per_shard", "1")],
-        )?;
+        let ctx = daemon_ctx(&format!("osd.{id}"), self.run_dir.as_deref(), &self.opts)?;
         let osd = match Osd::start_with_mon(&ctx, id, store, loopback(), self.mon.addr()) {
             Ok(o) => o,
             Err(e) => {

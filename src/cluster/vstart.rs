@@ -48,6 +48,8 @@ pub fn conf_text(dir: &Path, mon_port: u16, store: &str) -> String {
          \tmon_host = v2:127.0.0.1:{mon_port}\n\
          \trun_dir = {d}/run\n\
          \tlog_file = {d}/$name.log\n\
+         \t; every OSD is on this host: count failure reporters per OSD, as Ceph's vstart does\n\
+         \tmon_osd_reporter_subtree_level = osd\n\
          \n\
          [mon]\n\
          \tmon_data = {d}/mon.$id\n\
