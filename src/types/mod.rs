@@ -9,3 +9,4 @@ pub mod mon_messages;
 pub mod osd_op;
 pub mod osdmap;
 pub mod placement;
+pub mod rep_messages;

@@ -1,0 +1,555 @@
+//! Replication messages (reference §8.3 steps 6-7): `MOSDRepOp` carries a primary's
+//! transaction for one PG to a replica, `MOSDRepOpReply` says it is durable there. The store
+//! transaction travels as a list of [`Op`]s (our layout; Ceph sends its own `Transaction`
+//! encoding), with the PG log entry's version and request id so a replica that becomes primary
+//! knows which requests it already holds.
+
+use super::encoding::{DResult, Decode, DecodeError, Decoder, Encode, Encoder};
+use super::messages::{
+    FrontMessage, MSG_OSD_PG_PULL, MSG_OSD_PG_PUSH, MSG_OSD_PG_PUSH_REPLY, MSG_OSD_PG_SCAN, MSG_OSD_REPOP,
+    MSG_OSD_REPOPREPLY,
+};
+use super::osd_op::OsdReqId;
+use super::osdmap::{Epoch, OsdId, PoolId};
+use super::placement::PgId;
+use crate::os::{ObjectId, Op, Transaction};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+
+/// `eversion_t`: the epoch the primary wrote in and the PG's version counter. Ordered by epoch
+/// first, so a newer primary's writes sort after a deposed one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Eversion {
+    pub epoch: Epoch,
+    pub version: u64,
+}
+
+impl std::fmt::Display for Eversion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}'{}", self.epoch, self.version)
+    }
+}
+
+impl Eversion {
+    /// 12 bytes, big-endian, so byte order is version order.
+    pub fn to_bytes(self) -> Bytes {
+        let mut b = Vec::with_capacity(12);
+        b.extend_from_slice(&self.epoch.to_be_bytes());
+        b.extend_from_slice(&self.version.to_be_bytes());
+        Bytes::from(b)
+    }
+    pub fn from_bytes(b: &[u8]) -> Option<Eversion> {
+        if b.len() != 12 {
+            return None;
+        }
+        Some(Eversion {
+            epoch: u32::from_be_bytes(b[..4].try_into().ok()?),
+            version: u64::from_be_bytes(b[4..].try_into().ok()?),
+        })
+    }
+}
+
+impl Encode for Eversion {
+    fn encode(&self, e: &mut Encoder) {
+        e.u32(self.epoch);
+        e.u64(self.version);
+    }
+}
+impl Decode for Eversion {
+    const MIN_LEN: usize = 12;
+    fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
+        Ok(Eversion {
+            epoch: d.u32()?,
+            version: d.u64()?,
+        })
+    }
+}
+
+impl Encode for ObjectId {
+    fn encode(&self, e: &mut Encoder) {
+        e.i64(self.pool);
+        e.string(&self.namespace);
+        e.string(&self.name);
+    }
+}
+impl Decode for ObjectId {
+    const MIN_LEN: usize = 16;
+    fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
+        Ok(ObjectId {
+            pool: d.i64()?,
+            namespace: d.string()?,
+            name: d.string()?,
+        })
+    }
+}
+
+fn put_bytes(e: &mut Encoder, b: &Bytes) {
+    e.bytes(b);
+}
+fn get_bytes(d: &mut Decoder<'_>) -> DResult<Bytes> {
+    Ok(Bytes::copy_from_slice(d.bytes()?))
+}
+
+impl Encode for Op {
+    fn encode(&self, e: &mut Encoder) {
+        match self {
+            Op::CreateCollection => e.u8(1),
+            Op::RemoveCollection => e.u8(2),
+            Op::Touch(o) => {
+                e.u8(3);
+                e.put(o);
+            }
+            Op::Write { oid, off, data } => {
+                e.u8(4);
+                e.put(oid);
+                e.u64(*off);
+                put_bytes(e, data);
+            }
+            Op::Zero { oid, off, len } => {
+                e.u8(5);
+                e.put(oid);
+                e.u64(*off);
+                e.u64(*len);
+            }
+            Op::Truncate { oid, size } => {
+                e.u8(6);
+                e.put(oid);
+                e.u64(*size);
+            }
+            Op::Remove(o) => {
+                e.u8(7);
+                e.put(o);
+            }
+            Op::SetAttr { oid, name, value } => {
+                e.u8(8);
+                e.put(oid);
+                e.string(name);
+                put_bytes(e, value);
+            }
+            Op::RmAttr { oid, name } => {
+                e.u8(9);
+                e.put(oid);
+                e.string(name);
+            }
+            Op::OmapSetKeys { oid, kv } => {
+                e.u8(10);
+                e.put(oid);
+                e.u32(kv.len() as u32);
+                for (k, v) in kv {
+                    e.string(k);
+                    put_bytes(e, v);
+                }
+            }
+            Op::OmapRmKeys { oid, keys } => {
+                e.u8(11);
+                e.put(oid);
+                e.u32(keys.len() as u32);
+                for k in keys {
+                    e.string(k);
+                }
+            }
+            Op::OmapClear(o) => {
+                e.u8(12);
+                e.put(o);
+            }
+        }
+    }
+}
+impl Decode for Op {
+    const MIN_LEN: usize = 1;
+    fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
+        Ok(match d.u8()? {
+            1 => Op::CreateCollection,
+            2 => Op::RemoveCollection,
+            3 => Op::Touch(d.get()?),
+            4 => Op::Write {
+                oid: d.get()?,
+                off: d.u64()?,
+                data: get_bytes(d)?,
+            },
+            5 => Op::Zero {
+                oid: d.get()?,
+                off: d.u64()?,
+                len: d.u64()?,
+            },
+            6 => Op::Truncate {
+                oid: d.get()?,
+                size: d.u64()?,
+            },
+            7 => Op::Remove(d.get()?),
+            8 => Op::SetAttr {
+                oid: d.get()?,
+                name: d.string()?,
+                value: get_bytes(d)?,
+            },
+            9 => Op::RmAttr {
+                oid: d.get()?,
+                name: d.string()?,
+            },
+            10 => {
+                let oid = d.get()?;
+                let n = d.count(5)?;
+                let mut kv = std::collections::BTreeMap::new();
+                for _ in 0..n {
+                    let k = d.string()?;
+                    kv.insert(k, get_bytes(d)?);
+                }
+                Op::OmapSetKeys { oid, kv }
+            }
+            11 => {
+                let oid = d.get()?;
+                let n = d.count(4)?;
+                let mut keys = std::collections::BTreeSet::new();
+                for _ in 0..n {
+                    keys.insert(d.string()?);
+                }
+                Op::OmapRmKeys { oid, keys }
+            }
+            12 => Op::OmapClear(d.get()?),
+            t => return Err(DecodeError(format!("unknown transaction op {t}"))),
+        })
+    }
+}
+
+/// `MSG_OSD_REPOP` (112): apply `txn` to PG `pgid`'s collection and log `version` for `reqid`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MOsdRepOp {
+    pub pgid: PgId,
+    /// The primary's tid for this replication (matches the reply).
+    pub tid: u64,
+    pub from: OsdId,
+    pub map_epoch: Epoch,
+    pub version: Eversion,
+    pub reqid: OsdReqId,
+    pub txn: Transaction,
+}
+
+fn put_pgid(e: &mut Encoder, p: &PgId) {
+    e.i64(p.pool);
+    e.u32(p.seed);
+}
+fn get_pgid(d: &mut Decoder<'_>) -> DResult<PgId> {
+    let pool: PoolId = d.i64()?;
+    Ok(PgId::new(pool, d.u32()?))
+}
+
+impl Encode for MOsdRepOp {
+    fn encode(&self, e: &mut Encoder) {
+        e.envelope(Self::HEAD_VERSION, Self::COMPAT_VERSION, |e| {
+            put_pgid(e, &self.pgid);
+            e.u64(self.tid);
+            e.i32(self.from);
+            e.u32(self.map_epoch);
+            e.put(&self.version);
+            e.put(&self.reqid);
+            e.u32(self.txn.ops.len() as u32);
+            for o in &self.txn.ops {
+                e.put(o);
+            }
+        });
+    }
+}
+impl Decode for MOsdRepOp {
+    fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
+        d.envelope(Self::HEAD_VERSION, |_, d| {
+            let pgid = get_pgid(d)?;
+            let tid = d.u64()?;
+            let from = d.i32()?;
+            let map_epoch = d.u32()?;
+            let version = d.get()?;
+            let reqid = d.get()?;
+            let n = d.count(1)?;
+            let mut txn = Transaction::new();
+            for _ in 0..n {
+                txn.push(d.get()?);
+            }
+            Ok(MOsdRepOp {
+                pgid,
+                tid,
+                from,
+                map_epoch,
+                version,
+                reqid,
+                txn,
+            })
+        })
+    }
+}
+impl FrontMessage for MOsdRepOp {
+    const MSG_TYPE: u16 = MSG_OSD_REPOP;
+    const HEAD_VERSION: u8 = 1;
+    const COMPAT_VERSION: u8 = 1;
+}
+
+/// `MSG_OSD_REPOPREPLY` (113): the replica `from` committed (`result` 0) or failed the repop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MOsdRepOpReply {
+    pub pgid: PgId,
+    pub tid: u64,
+    pub from: OsdId,
+    pub result: i32,
+}
+
+/// One object in a PG digest: its version, or the version that removed it (a tombstone, so a
+/// removal wins over an older copy elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestEntry {
+    pub oid: ObjectId,
+    pub version: Eversion,
+    pub deleted: bool,
+}
+
+impl Encode for DigestEntry {
+    fn encode(&self, e: &mut Encoder) {
+        e.put(&self.oid);
+        e.put(&self.version);
+        e.bool(self.deleted);
+    }
+}
+impl Decode for DigestEntry {
+    const MIN_LEN: usize = 16 + 12 + 1;
+    fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
+        Ok(DigestEntry {
+            oid: d.get()?,
+            version: d.get()?,
+            deleted: d.bool()?,
+        })
+    }
+}
+
+/// `MOSDPGScan::op`: ask for a PG's digest / the digest.
+pub const SCAN_GET_DIGEST: u8 = 0;
+pub const SCAN_DIGEST: u8 = 1;
+
+/// `MSG_OSD_PG_SCAN` (94): a peering primary asks an OSD what it holds of a PG (its
+/// `last_update` and every object's version); the answer carries the same tid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MOsdPgScan {
+    pub op: u8,
+    pub tid: u64,
+    pub pgid: PgId,
+    pub from: OsdId,
+    pub last_update: Eversion,
+    pub objects: Vec<DigestEntry>,
+}
+
+/// An object's whole state, as recovery copies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushObject {
+    pub oid: ObjectId,
+    pub version: Eversion,
+    pub data: Bytes,
+    pub attrs: BTreeMap<String, Bytes>,
+    pub omap: BTreeMap<String, Bytes>,
+}
+
+impl Encode for PushObject {
+    fn encode(&self, e: &mut Encoder) {
+        e.put(&self.oid);
+        e.put(&self.version);
+        e.bytes(&self.data);
+        e.map(&self.attrs);
+        e.map(&self.omap);
+    }
+}
+impl Decode for PushObject {
+    const MIN_LEN: usize = 16 + 12 + 12;
+    fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
+        Ok(PushObject {
+            oid: d.get()?,
+            version: d.get()?,
+            data: Bytes::copy_from_slice(d.bytes()?),
+            attrs: d.map()?,
+            omap: d.map()?,
+        })
+    }
+}
+
+/// `MSG_OSD_PG_PUSH` (105): objects to install (replacing any local copy) and removals to
+/// record, with the PG's `last_update` afterwards. `reply_to_pull` marks the answer to a pull
+/// (same tid), which the puller applies itself; otherwise the receiver applies it and answers
+/// with `MSG_OSD_PG_PUSH_REPLY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MOsdPgPush {
+    pub tid: u64,
+    pub pgid: PgId,
+    pub from: OsdId,
+    pub reply_to_pull: bool,
+    pub last_update: Eversion,
+    pub objects: Vec<PushObject>,
+    pub removed: Vec<DigestEntry>,
+}
+
+/// `MSG_OSD_PG_PULL` (106): send me these objects of the PG (as a push with the same tid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MOsdPgPull {
+    pub tid: u64,
+    pub pgid: PgId,
+    pub from: OsdId,
+    pub oids: Vec<ObjectId>,
+}
+
+/// `MSG_OSD_PG_PUSH_REPLY` (107): the push with this tid is durable (`result` 0) or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MOsdPgPushReply {
+    pub tid: u64,
+    pub pgid: PgId,
+    pub from: OsdId,
+    pub result: i32,
+}
+
+macro_rules! envelope_message {
+    ($t:ident, $ty:expr, { $($f:ident : $kind:tt),* $(,)? }) => {
+        impl Encode for $t {
+            fn encode(&self, e: &mut Encoder) {
+                e.envelope(Self::HEAD_VERSION, Self::COMPAT_VERSION, |e| {
+                    $( envelope_message!(@put e, self.$f, $kind); )*
+                });
+            }
+        }
+        impl Decode for $t {
+            fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
+                d.envelope(Self::HEAD_VERSION, |_, d| {
+                    Ok($t { $( $f: envelope_message!(@get d, $kind), )* })
+                })
+            }
+        }
+        impl FrontMessage for $t {
+            const MSG_TYPE: u16 = $ty;
+            const HEAD_VERSION: u8 = 1;
+            const COMPAT_VERSION: u8 = 1;
+        }
+    };
+    (@put $e:ident, $v:expr, pgid) => { put_pgid($e, &$v) };
+    (@put $e:ident, $v:expr, any) => { $e.put(&$v) };
+    (@get $d:ident, pgid) => { get_pgid($d)? };
+    (@get $d:ident, any) => { $d.get()? };
+}
+
+envelope_message!(MOsdPgScan, MSG_OSD_PG_SCAN, {
+    op: any, tid: any, pgid: pgid, from: any, last_update: any, objects: any,
+});
+envelope_message!(MOsdPgPush, MSG_OSD_PG_PUSH, {
+    tid: any, pgid: pgid, from: any, reply_to_pull: any, last_update: any, objects: any, removed: any,
+});
+envelope_message!(MOsdPgPull, MSG_OSD_PG_PULL, {
+    tid: any, pgid: pgid, from: any, oids: any,
+});
+envelope_message!(MOsdRepOpReply, MSG_OSD_REPOPREPLY, {
+    pgid: pgid, tid: any, from: any, result: any,
+});
+envelope_message!(MOsdPgPushReply, MSG_OSD_PG_PUSH_REPLY, {
+    tid: any, pgid: pgid, from: any, result: any,
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn a_repop_carries_every_kind_of_store_op() {
+        let o = ObjectId::new(3, "ns", "obj");
+        let mut txn = Transaction::new();
+        txn.create_collection()
+            .touch(&o)
+            .write(&o, 7, Bytes::from_static(b"data"))
+            .zero(&o, 1, 2)
+            .truncate(&o, 9)
+            .setattr(&o, "a", Bytes::from_static(b"v"))
+            .rmattr(&o, "b")
+            .omap_setkeys(&o, BTreeMap::from([("k".to_string(), Bytes::from_static(b"x"))]))
+            .omap_rmkeys(&o, BTreeSet::from(["k2".to_string()]))
+            .omap_clear(&o)
+            .remove(&o)
+            .remove_collection();
+        let m = MOsdRepOp {
+            pgid: PgId::new(3, 0x1f),
+            tid: 42,
+            from: 1,
+            map_epoch: 17,
+            version: Eversion { epoch: 17, version: 5 },
+            reqid: OsdReqId {
+                name: "client.4100".parse().unwrap(),
+                inc: 2,
+                tid: 9,
+            },
+            txn,
+        };
+        let back = MOsdRepOp::from_message(&m.to_message()).unwrap();
+        assert_eq!(back, m);
+        let r = MOsdRepOpReply {
+            pgid: m.pgid,
+            tid: 42,
+            from: 2,
+            result: -5,
+        };
+        assert_eq!(MOsdRepOpReply::from_message(&r.to_message()).unwrap(), r);
+        // A cut-off body or an unknown op code is an error, not a shorter transaction.
+        let msg = m.to_message();
+        let mut short = m.to_message();
+        short.front = msg.front.slice(..msg.front.len() - 3);
+        assert!(MOsdRepOp::from_message(&short).is_err());
+        let mut bad = Encoder::new();
+        bad.u8(99);
+        assert!(crate::types::encoding::decode_all::<Op>(&bad.into_bytes()).is_err());
+        // Versions order by epoch first; their bytes keep that order.
+        let (a, b) = (Eversion { epoch: 2, version: 100 }, Eversion { epoch: 3, version: 1 });
+        assert!(a < b && a.to_bytes() < b.to_bytes());
+        assert_eq!(Eversion::from_bytes(&b.to_bytes()), Some(b));
+        assert_eq!(Eversion::from_bytes(b"short"), None);
+    }
+
+    #[test]
+    fn recovery_messages_round_trip() {
+        let e = DigestEntry {
+            oid: ObjectId::new(1, "", "a"),
+            version: Eversion { epoch: 3, version: 4 },
+            deleted: true,
+        };
+        let scan = MOsdPgScan {
+            op: SCAN_DIGEST,
+            tid: 5,
+            pgid: PgId::new(1, 3),
+            from: 2,
+            last_update: e.version,
+            objects: vec![e.clone()],
+        };
+        assert_eq!(MOsdPgScan::from_message(&scan.to_message()).unwrap(), scan);
+        let push = MOsdPgPush {
+            tid: 6,
+            pgid: PgId::new(1, 3),
+            from: 0,
+            reply_to_pull: true,
+            last_update: e.version,
+            objects: vec![PushObject {
+                oid: ObjectId::new(1, "ns", "b"),
+                version: e.version,
+                data: Bytes::from_static(b"data"),
+                attrs: BTreeMap::from([("x".to_string(), Bytes::from_static(b"1"))]),
+                omap: BTreeMap::from([("k".to_string(), Bytes::from_static(b"v"))]),
+            }],
+            removed: vec![e],
+        };
+        assert_eq!(MOsdPgPush::from_message(&push.to_message()).unwrap(), push);
+        let pull = MOsdPgPull {
+            tid: 7,
+            pgid: PgId::new(1, 3),
+            from: 1,
+            oids: vec![ObjectId::new(1, "", "c")],
+        };
+        assert_eq!(MOsdPgPull::from_message(&pull.to_message()).unwrap(), pull);
+        let r = MOsdPgPushReply {
+            tid: 6,
+            pgid: PgId::new(1, 3),
+            from: 1,
+            result: 0,
+        };
+        assert_eq!(MOsdPgPushReply::from_message(&r.to_message()).unwrap(), r);
+        // A scan cut short does not decode.
+        let m = scan.to_message();
+        let mut cut = scan.to_message();
+        cut.front = m.front.slice(..m.front.len() - 2);
+        assert!(MOsdPgScan::from_message(&cut).is_err());
+    }
+}
