@@ -13,7 +13,9 @@
 pub mod heartbeat;
 pub mod op_tracker;
 pub mod op_wq;
+pub mod pg;
 pub mod pg_ops;
+mod recovery;
 pub mod scheduler;
 
 use op_tracker::{OpRef, OpTracker};
@@ -80,6 +82,19 @@ fn osd_perf() -> Arc<PerfCounters> {
     b.build()
 }
 
+/// The IP of the cluster network: `cluster_addr` when set (an IP or an address), else the
+/// public one.
+fn cluster_ip(conf: &crate::common::config::Config, public: SocketAddr) -> Result<std::net::IpAddr> {
+    match conf.get_str("cluster_addr") {
+        s if s.is_empty() => Ok(public.ip()),
+        s => s
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .or_else(|| s.parse::<EntityAddr>().ok().and_then(|a| crate::msgr::addr::ip_of(&a)))
+            .ok_or_else(|| Error::inval(format!("cluster_addr '{s}' is not an address"))),
+    }
+}
+
 /// The largest op (bytes of input) `osd_op_inline_idle` runs on a messenger thread.
 const INLINE_MAX_COST: u64 = 64 << 10;
 
@@ -98,6 +113,21 @@ struct Shared {
     /// PG collections known to exist in the store.
     colls: Mutex<HashSet<CollId>>,
     perf: Arc<PerfCounters>,
+    /// Replication state of the PGs this OSD has seen.
+    pgs: Mutex<std::collections::HashMap<PgKey, Arc<Mutex<pg::Pg>>>>,
+    /// The cluster messenger: repops to and from the other OSDs.
+    cluster: Messenger,
+    next_repop_tid: std::sync::atomic::AtomicU64,
+    wq: std::sync::OnceLock<std::sync::Weak<ShardedOpWQ<OpItem>>>,
+    /// Ops from clients whose map is newer than ours: run again when ours catches up.
+    waiting_for_map: Mutex<Vec<(PgKey, OpItem)>>,
+    /// Set first thing on the way down: workers waiting on repops give up.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Peering steps waiting for an answer, by tid.
+    recovery_waits: Mutex<std::collections::HashMap<u64, crossbeam_channel::Sender<Message>>>,
+    /// PGs to peer, for the `osd_recovery` thread.
+    recovery_queue: Mutex<std::collections::VecDeque<PgKey>>,
+    recovery_cv: parking_lot::Condvar,
 }
 
 pub struct Osd {
@@ -111,6 +141,7 @@ pub struct Osd {
     wq: Arc<ShardedOpWQ<OpItem>>,
     tracker: OpTracker,
     asok_ids: Vec<u64>,
+    recovery: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 struct FastDispatch {
@@ -187,13 +218,9 @@ impl Dispatcher for FastDispatch {
         ));
         tracked.mark_event("queued_for_pg");
         let cost: u64 = req.ops.iter().map(|o| o.indata.len() as u64).sum::<u64>().max(1);
-        // The scheduler's class: one per client entity (hashed in place, no string built per op).
-        let owner = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            req.client.hash(&mut h);
-            h.finish()
-        };
+        let owner = owner_of(&req);
+        // A replicated write waits for its replicas: never on a messenger thread.
+        let unreplicated = pool.size <= 1;
         let Some(wq) = self.wq.upgrade() else { return };
         let key = PgKey {
             pool: pg.pool,
@@ -206,7 +233,7 @@ impl Dispatcher for FastDispatch {
             received,
         };
         // A large write's copy would stall the messenger's reads; it goes to a worker.
-        let queued = if self.inline && cost <= INLINE_MAX_COST {
+        let queued = if self.inline && unreplicated && cost <= INLINE_MAX_COST {
             wq.enqueue_or_run(key, owner, self.priority, cost, item)
         } else {
             wq.enqueue(key, owner, self.priority, cost, item)
@@ -235,25 +262,142 @@ impl Shared {
         Ok(())
     }
 
+    fn pg(&self, key: PgKey) -> Arc<Mutex<pg::Pg>> {
+        let pg = self.pgs.lock().entry(key).or_default().clone();
+        {
+            let mut g = pg.lock();
+            if !g.loaded {
+                g.loaded = true;
+                g.last_update = pg::load_last_update(&*self.store, &CollId::new(key.pool, key.seed));
+            }
+        }
+        pg
+    }
+
+    /// Queues `op` again (a map or the PG's acting set changed while it waited).
+    fn requeue(&self, key: PgKey, op: OpItem) {
+        if let Some(wq) = self.wq.get().and_then(std::sync::Weak::upgrade) {
+            let owner = owner_of(&op.req);
+            let _ = wq.enqueue(key, owner, CLIENT_PRIORITY, 1, op);
+        }
+    }
+
+    /// A new map: PGs whose acting set changed start peering (see `recovery`), repops stop
+    /// waiting for replicas that left, parked ops of PGs that can serve run again, and so do
+    /// ops that waited for this epoch.
+    fn on_map(&self, map: &OsdMap) {
+        self.note_intervals(map);
+        let pgs: Vec<(PgKey, Arc<Mutex<pg::Pg>>)> = self.pgs.lock().iter().map(|(k, v)| (*k, v.clone())).collect();
+        for (key, pg) in pgs {
+            let parked = {
+                let mut g = pg.lock();
+                if g.peering {
+                    continue;
+                }
+                std::mem::take(&mut g.parked)
+            };
+            for op in parked {
+                self.requeue(key, op);
+            }
+        }
+        let ready: Vec<(PgKey, OpItem)> = {
+            let mut w = self.waiting_for_map.lock();
+            let (ready, wait) = std::mem::take(&mut *w)
+                .into_iter()
+                .partition(|(_, o)| o.req.epoch <= map.epoch);
+            *w = wait;
+            ready
+        };
+        for (key, op) in ready {
+            self.requeue(key, op);
+        }
+    }
+
+    fn send_reply(&self, op: &OpItem, reply: MOsdOpReply, epoch: u32) {
+        match reply.to_message() {
+            Ok(m) => {
+                let _ = op.conn.send_message(m);
+            }
+            Err(e) => reply_error(&op.conn, reply.tid, -e.errno.abs(), epoch),
+        }
+    }
+
     /// Runs on a `tp_osd_tp` thread; the PG's items come here one at a time, in order.
-    fn handle(&self, pg: PgKey, mut op: OpItem) {
+    fn handle(&self, key: PgKey, mut op: OpItem) {
         op.tracked.mark_event("reached_pg");
-        let epoch = self.map.read().epoch;
-        let coll = CollId::new(pg.pool, pg.seed);
+        let map = self.map.read().clone();
+        let epoch = map.epoch;
+        if op.req.epoch > epoch {
+            // The client knows a newer map: wait for it before judging where the op belongs.
+            op.tracked.mark_event("waiting_for_map");
+            let mut w = self.waiting_for_map.lock();
+            // Checked again under the lock: `on_map` may have run since.
+            if op.req.epoch > self.map.read().epoch {
+                w.push((key, op));
+                return;
+            }
+            drop(w);
+            return self.requeue(key, op);
+        }
+        let pgid = crate::types::placement::PgId::new(key.pool, key.seed);
+        let acting = map.pg_to_up_osds(pgid);
+        // A map without any OSD up (an OSD run without a monitor, fed only pools) makes this
+        // OSD serve every PG alone.
+        if !acting.is_empty() && acting[0] != self.whoami {
+            // Not the primary in our map: the client's map is older, and it resends once its
+            // own map shows the new primary (Ceph drops misdirected ops the same way).
+            log::debug!(target: "osd", "osd.{}: op for pg {pgid} whose primary is osd.{}", self.whoami, acting[0]);
+            op.tracked.mark_event("misdirected");
+            return;
+        }
+        let min_size = map.pool(key.pool).map_or(1, |p| p.min_size as usize);
+        let pg = self.pg(key);
+        {
+            let mut g = pg.lock();
+            if !acting.is_empty() && acting.len() < min_size {
+                // Too few copies to accept I/O: the op waits (it is not lost) for a map with more.
+                op.tracked.mark_event("waiting_for_min_size");
+                g.parked.push(op);
+                return;
+            }
+            if g.peering {
+                op.tracked.mark_event("waiting_for_peered");
+                g.parked.push(op);
+                return;
+            }
+        }
+        let coll = CollId::new(key.pool, key.seed);
         if let Err(e) = self.ensure_coll(&coll) {
             return reply_error(&op.conn, op.req.tid, -e.errno.abs(), epoch);
         }
         op.tracked.mark_event("started");
         let mut reply = MOsdOpReply::for_request(&op.req, epoch);
-        reply.pgid = crate::types::placement::PgId::new(pg.pool, pg.seed);
+        reply.pgid = pgid;
         let is_write = op.req.has_write();
         let in_bytes: u64 = op.req.ops.iter().map(|o| o.indata.len() as u64).sum();
+        let reqid = op.req.reqid();
+        if is_write {
+            if let Some((v, result)) = pg.lock().log.lookup(&reqid) {
+                // A resend of a write this PG already holds: answer it, do not apply it twice.
+                op.tracked.mark_event("duplicate");
+                reply.result = result;
+                reply.version = v.version;
+                for r in reply.ops.iter_mut() {
+                    r.outdata = bytes::Bytes::new();
+                }
+                return self.send_reply(&op, reply, epoch);
+            }
+        }
+        let mut outcome = pg::RepopOutcome::Committed;
         if op.req.ops.len() == 1 && op.req.ops[0].op == CEPH_OSD_OP_PGNLS {
             let o = &op.req.ops[0];
             match pg_ops::list_pg(&*self.store, &coll, &o.name, o.length) {
                 Ok((names, _more)) => reply.ops[0].outdata = crate::types::osd_op::encode_string_list(&names),
                 Err(e) => reply.result = e,
             }
+        } else if op.req.oid.is_empty() {
+            // The empty name is the PG's metadata object.
+            reply.result = -libc::EINVAL;
         } else {
             let oid = ObjectId::new(op.req.pool, op.req.nspace.clone(), op.req.oid.clone());
             let mut ops = std::mem::take(&mut op.req.ops);
@@ -263,18 +407,27 @@ impl Shared {
                 r.rval = o.rval;
                 r.outdata = o.outdata;
             }
-            if let Some(txn) = done.txn {
-                // Blocking on the commit keeps the PG's later ops behind it (a read after a
-                // write sees the write). The store batches commits across PGs, so the other
-                // workers' writes share the same sync.
-                if let Err(e) = self.store.apply_transaction(&coll, txn) {
-                    reply.result = -e.errno.abs();
-                    for r in reply.ops.iter_mut() {
-                        r.outdata = bytes::Bytes::new();
+            if let Some(mut txn) = done.txn {
+                let version;
+                (outcome, version) =
+                    self.replicate_and_apply(key, &pg, &acting, &reqid, reply.result, &mut txn, &coll, epoch);
+                reply.version = version.version;
+                match outcome {
+                    pg::RepopOutcome::Committed => op.tracked.mark_event("commit_sent"),
+                    pg::RepopOutcome::Failed(e) => {
+                        reply.result = e;
+                        for r in reply.ops.iter_mut() {
+                            r.outdata = bytes::Bytes::new();
+                        }
                     }
+                    pg::RepopOutcome::Deposed => op.tracked.mark_event("deposed"),
                 }
-                op.tracked.mark_event("commit_sent");
             }
+        }
+        if outcome == pg::RepopOutcome::Deposed {
+            // Applied here and maybe on replicas, but the PG has a new primary: the client
+            // resends there, and the new primary finds the request in its log.
+            return;
         }
         if !is_write {
             reply.flags = CEPH_OSD_FLAG_ACK;
@@ -282,12 +435,7 @@ impl Shared {
             reply.flags = CEPH_OSD_FLAG_ACK | CEPH_OSD_FLAG_ONDISK;
         }
         let out_bytes: u64 = reply.ops.iter().map(|o| o.outdata.len() as u64).sum();
-        match reply.to_message() {
-            Ok(m) => {
-                let _ = op.conn.send_message(m);
-            }
-            Err(e) => reply_error(&op.conn, reply.tid, -e.errno.abs(), epoch),
-        }
+        self.send_reply(&op, reply, epoch);
         let lat = op.received.elapsed();
         self.perf.inc(L_OP, 1);
         self.perf.tinc(L_OP_LAT, lat);
@@ -301,6 +449,187 @@ impl Shared {
         }
         self.perf.inc(L_OP_OUT_BYTES, out_bytes);
     }
+
+    /// Versions `txn` (the PG's next version, stamped into its pgmeta), logs the request,
+    /// sends it to the replicas of `acting`, applies it here and waits until every replica
+    /// still in the acting set has it. Blocking on the commit keeps the PG's later ops behind
+    /// it (a read after a write sees the write); replicas apply on their messenger's dispatch
+    /// thread, never waiting on anything, so two primaries waiting on each other cannot stall.
+    #[allow(clippy::too_many_arguments)]
+    fn replicate_and_apply(
+        &self,
+        key: PgKey,
+        pg: &Mutex<pg::Pg>,
+        acting: &[i32],
+        reqid: &crate::types::osd_op::OsdReqId,
+        result: i32,
+        txn: &mut Transaction,
+        coll: &CollId,
+        epoch: u32,
+    ) -> (pg::RepopOutcome, pg::Eversion) {
+        let map = self.map.read().clone();
+        let replicas: Vec<i32> = acting.iter().copied().filter(|o| *o != self.whoami).collect();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let tid = self.next_repop_tid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let version = {
+            let mut g = pg.lock();
+            let v = pg::Eversion {
+                epoch,
+                version: g.last_update.version + 1,
+            };
+            g.last_update = v;
+            g.log.add(reqid.clone(), v, result);
+            if !replicas.is_empty() {
+                g.repops.insert(
+                    tid,
+                    pg::Repop {
+                        waiting: replicas.iter().copied().collect(),
+                        done: tx,
+                    },
+                );
+            }
+            v
+        };
+        pg::stamp(coll, txn, version);
+        if !replicas.is_empty() {
+            let m = crate::types::rep_messages::MOsdRepOp {
+                pgid: crate::types::placement::PgId::new(key.pool, key.seed),
+                tid,
+                from: self.whoami,
+                map_epoch: epoch,
+                version,
+                reqid: reqid.clone(),
+                txn: txn.clone(),
+            };
+            for r in &replicas {
+                let sent = map
+                    .osd(*r)
+                    .filter(|o| o.up)
+                    .ok_or_else(|| Error::noent(format!("osd.{r} is not up")))
+                    .and_then(|o| {
+                        self.cluster
+                            .connect_to(crate::common::entity::EntityType::Osd, &o.addrs.cluster)
+                    })
+                    .and_then(|c| c.send_message(crate::types::messages::FrontMessage::to_message(&m)));
+                if let Err(e) = sent {
+                    // The map will drop it from the acting set, which ends the wait for it.
+                    log::warn!(target: "osd", "osd.{}: repop to osd.{r}: {e}", self.whoami);
+                }
+            }
+        }
+        if let Err(e) = self.store.apply_transaction(coll, std::mem::take(txn)) {
+            pg.lock().repops.remove(&tid);
+            return (pg::RepopOutcome::Failed(-e.errno.abs()), version);
+        }
+        if replicas.is_empty() {
+            return (pg::RepopOutcome::Committed, version);
+        }
+        let outcome = loop {
+            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(o) => break o,
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break pg::RepopOutcome::Deposed,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                        pg.lock().repops.remove(&tid);
+                        break pg::RepopOutcome::Deposed;
+                    }
+                }
+            }
+        };
+        (outcome, version)
+    }
+
+    /// A replica's side of a repop: log it, apply it, answer once it is durable. Runs on the
+    /// cluster messenger's dispatch thread, so one primary's repops apply in the order sent.
+    fn handle_repop(&self, m: &Message) {
+        use crate::types::messages::FrontMessage;
+        use crate::types::rep_messages::{MOsdRepOp, MOsdRepOpReply};
+        let Some(conn) = m.conn.clone() else { return };
+        let Some(r) = self.decode::<MOsdRepOp>(m, "repop") else {
+            return;
+        };
+        let key = PgKey {
+            pool: r.pgid.pool,
+            seed: r.pgid.seed,
+        };
+        let coll = CollId::new(key.pool, key.seed);
+        let reply = |result: i32| MOsdRepOpReply {
+            pgid: r.pgid,
+            tid: r.tid,
+            from: self.whoami,
+            result,
+        };
+        if let Err(e) = self.ensure_coll(&coll) {
+            let _ = conn.send_message(reply(-e.errno.abs()).to_message());
+            return;
+        }
+        {
+            let pg = self.pg(key);
+            let mut g = pg.lock();
+            g.last_update = g.last_update.max(r.version);
+            g.log.add(r.reqid.clone(), r.version, 0);
+        }
+        let ack = reply(0);
+        self.store.queue_transaction(
+            &coll,
+            r.txn,
+            Box::new(move |res| {
+                let ack = match res {
+                    Ok(()) => ack,
+                    Err(e) => MOsdRepOpReply {
+                        result: -e.errno.abs(),
+                        ..ack
+                    },
+                };
+                let _ = conn.send_message(ack.to_message());
+            }),
+        );
+    }
+
+    fn handle_repop_reply(&self, m: &Message) {
+        let Some(r) = self.decode::<crate::types::rep_messages::MOsdRepOpReply>(m, "repop reply") else {
+            return;
+        };
+        let key = PgKey {
+            pool: r.pgid.pool,
+            seed: r.pgid.seed,
+        };
+        let pg = self.pgs.lock().get(&key).cloned();
+        if let Some(pg) = pg {
+            pg.lock().on_reply(r.tid, r.from, r.result);
+        }
+    }
+}
+
+/// The scheduler's class of a client: one per client entity (hashed in place, no string).
+fn owner_of(req: &MOsdOp) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    req.client.hash(&mut h);
+    h.finish()
+}
+
+/// Priority of requeued client ops (`osd_client_op_priority`'s default).
+const CLIENT_PRIORITY: u16 = 63;
+
+/// Repops and their replies, on the cluster messenger.
+struct ClusterDispatch {
+    shared: Arc<Shared>,
+}
+
+impl Dispatcher for ClusterDispatch {
+    fn ms_dispatch(&self, m: Message) -> Option<Message> {
+        match m.ty {
+            crate::types::messages::MSG_OSD_REPOP => self.shared.handle_repop(&m),
+            crate::types::messages::MSG_OSD_REPOPREPLY => self.shared.handle_repop_reply(&m),
+            crate::types::messages::MSG_OSD_PG_SCAN => self.shared.handle_scan(m),
+            crate::types::messages::MSG_OSD_PG_PULL => self.shared.handle_pull(m),
+            crate::types::messages::MSG_OSD_PG_PUSH => self.shared.handle_push(m),
+            crate::types::messages::MSG_OSD_PG_PUSH_REPLY => self.shared.handle_push_reply(m),
+            _ => return Some(m),
+        }
+        None
+    }
 }
 
 impl Osd {
@@ -312,13 +641,28 @@ impl Osd {
         store.mount()?;
         let perf = osd_perf();
         ctx.perf().add(&perf);
+        let cluster = Messenger::new(ctx, &format!("osd.{whoami}"), None)?;
+        cluster.set_default_policy(Policy::stateless_server());
+        cluster.set_policy(crate::common::entity::EntityType::Osd, Policy::lossless_peer());
         let shared = Arc::new(Shared {
             whoami,
             store,
             map: RwLock::new(Arc::new(OsdMap::new([0; 16]))),
             colls: Mutex::new(HashSet::new()),
             perf,
+            pgs: Mutex::new(std::collections::HashMap::new()),
+            cluster: cluster.clone(),
+            next_repop_tid: std::sync::atomic::AtomicU64::new(1),
+            wq: std::sync::OnceLock::new(),
+            waiting_for_map: Mutex::new(Vec::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            recovery_waits: Mutex::new(std::collections::HashMap::new()),
+            recovery_queue: Mutex::new(std::collections::VecDeque::new()),
+            recovery_cv: parking_lot::Condvar::new(),
         });
+        cluster.add_dispatcher_tail(Arc::new(ClusterDispatch { shared: shared.clone() }));
+        cluster.bind(SocketAddr::new(cluster_ip(conf, bind)?, 0))?;
+        cluster.start()?;
         let s2 = shared.clone();
         let shards = conf.get_u64("osd_op_num_shards").max(1) as usize;
         let threads = conf.get_u64("osd_op_num_threads_per_shard").max(1) as usize;
@@ -329,6 +673,7 @@ impl Osd {
             cutoff,
             Arc::new(move |pg, op| s2.handle(pg, op)),
         )?);
+        let _ = shared.wq.set(Arc::downgrade(&wq));
         let tracker = OpTracker::from_conf(conf);
         let name = format!("osd.{whoami}");
         let msgr = Messenger::new(ctx, &name, None)?;
@@ -368,6 +713,14 @@ impl Osd {
                 ))
             }),
         )?);
+        // Last: an error above leaves no thread behind.
+        let recovery = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("osd_recovery".into())
+                .spawn(move || shared.recovery_loop())
+                .map_err(|e| Error::io(e, "spawning osd_recovery"))?
+        };
         Ok(Osd {
             ctx: ctx.clone(),
             shared,
@@ -375,6 +728,7 @@ impl Osd {
             monc: None,
             hb: None,
             addrs: None,
+            recovery: Mutex::new(Some(recovery)),
             wq,
             tracker,
             asok_ids,
@@ -394,14 +748,7 @@ impl Osd {
         use crate::types::messages::{FrontMessage, MOsdBoot};
         let mut osd = Osd::start(ctx, whoami, store, bind)?;
         let monc = Arc::new(crate::mon::client::MonClient::new(&osd.msgr, mon)?);
-        let back_ip = match ctx.conf().get_str("cluster_addr") {
-            s if s.is_empty() => bind.ip(),
-            s => s
-                .parse::<std::net::IpAddr>()
-                .ok()
-                .or_else(|| s.parse::<EntityAddr>().ok().and_then(|a| crate::msgr::addr::ip_of(&a)))
-                .ok_or_else(|| Error::inval(format!("cluster_addr '{s}' is not an address")))?,
-        };
+        let back_ip = cluster_ip(ctx.conf(), bind)?;
         let shared = osd.shared.clone();
         let map_src: heartbeat::MapSource = Arc::new(move || shared.map.read().clone());
         let (hb, hb_front, hb_back) = heartbeat::Heartbeat::new(
@@ -416,6 +763,7 @@ impl Osd {
         let (shared, weak_hb) = (osd.shared.clone(), Arc::downgrade(&hb));
         monc.set_map_callback(move |m| {
             *shared.map.write() = Arc::new(m.clone());
+            shared.on_map(m);
             if let Some(h) = weak_hb.upgrade() {
                 h.notify_map();
             }
@@ -424,7 +772,7 @@ impl Osd {
         let a = osd.addr();
         let addrs = crate::types::osdmap::OsdAddrs {
             public: a,
-            cluster: a,
+            cluster: osd.shared.cluster.my_addrs()[0],
             hb_front,
             hb_back,
         };
@@ -466,6 +814,10 @@ impl Osd {
     pub fn whoami(&self) -> i32 {
         self.shared.whoami
     }
+    /// The object store this OSD serves from.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.shared.store.clone()
+    }
     /// The address clients connect to.
     pub fn addr(&self) -> EntityAddr {
         self.msgr.my_addrs()[0]
@@ -478,10 +830,25 @@ impl Osd {
     }
     /// A new map: pools and their PG counts decide what the OSD serves.
     pub fn set_osdmap(&self, map: OsdMap) {
-        *self.shared.map.write() = Arc::new(map);
+        *self.shared.map.write() = Arc::new(map.clone());
+        self.shared.on_map(&map);
     }
     pub fn osdmap(&self) -> Arc<OsdMap> {
         self.shared.map.read().clone()
+    }
+
+    /// PGs this OSD leads that are still peering (not serving).
+    pub fn peering_pgs(&self) -> Vec<crate::types::placement::PgId> {
+        let mut v: Vec<_> = self
+            .shared
+            .pgs
+            .lock()
+            .iter()
+            .filter(|(_, p)| p.lock().peering)
+            .map(|(k, _)| crate::types::placement::PgId::new(k.pool, k.seed))
+            .collect();
+        v.sort();
+        v
     }
 
     /// The heartbeat peers and whether each is reported failed (empty without a monitor).
@@ -549,7 +916,21 @@ impl Osd {
         if let Some(m) = &self.monc {
             m.shutdown();
         }
+        self.shared.stopping.store(true, std::sync::atomic::Ordering::Release);
         self.msgr.shutdown();
+        self.shared.cluster.shutdown();
+        // Repops still waited for end now; ops parked in PGs are dropped (their clients resend
+        // to the PG's next primary).
+        for pg in self.shared.pgs.lock().values() {
+            let mut g = pg.lock();
+            g.on_new_acting(&[], self.shared.whoami);
+            g.parked.clear();
+        }
+        self.shared.waiting_for_map.lock().clear();
+        self.shared.recovery_cv.notify_all();
+        if let Some(t) = self.recovery.lock().take() {
+            let _ = t.join();
+        }
         self.wq.shutdown();
         for id in &self.asok_ids {
             self.ctx.admin_socket().unregister_command(*id);

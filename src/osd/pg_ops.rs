@@ -431,7 +431,14 @@ pub fn list_pg(
     let after = (!start_after.is_empty()).then(|| ObjectId::new(coll.pool, "", start_after));
     let max = if max == 0 { 1024 } else { max.min(100_000) as usize };
     let (objs, more) = store.list_objects(coll, after.as_ref(), max).map_err(|e| errno(&e))?;
-    Ok((objs.into_iter().map(|o| o.name).collect(), more))
+    // The empty name is the PG's metadata object (`pg::pgmeta`), not a client's.
+    Ok((
+        objs.into_iter()
+            .filter(|o| !o.name.is_empty())
+            .map(|o| o.name)
+            .collect(),
+        more,
+    ))
 }
 
 #[cfg(test)]

@@ -1,0 +1,313 @@
+//! A placement group's replication state on one OSD: its last version, its log of recent
+//! requests (for duplicate detection when a client resends), the repops it waits for as
+//! primary and the ops parked until it can serve.
+//!
+//! Persistence: the `pgmeta` object of the PG's collection (the empty name, which clients
+//! cannot use) holds the PG's `last_update` under omap key `_info` and each object's version
+//! under `o:<namespace>\0<name>`, written in the same transaction as the object itself — on
+//! the primary and, through the repop, on every replica. The request log is kept in memory
+//! only (a restarted OSD does not recognise resends of requests from before the restart).
+
+use crate::os::{CollId, ObjectId, ObjectStore, Op, Transaction};
+use crate::osd::OpItem;
+use crate::types::osd_op::OsdReqId;
+use crate::types::osdmap::OsdId;
+pub use crate::types::rep_messages::{DigestEntry, Eversion};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// Requests remembered per PG for duplicate detection (Ceph keeps its log between
+/// `osd_min_pg_log_entries` 250 and `osd_max_pg_log_entries` 10000).
+pub const PG_LOG_ENTRIES: usize = 3000;
+
+const INFO_KEY: &str = "_info";
+
+/// The PG's metadata object.
+pub fn pgmeta(coll: &CollId) -> ObjectId {
+    ObjectId::new(coll.pool, "", "")
+}
+
+/// The omap key of `oid`'s version in the pgmeta object.
+pub fn version_key(oid: &ObjectId) -> String {
+    format!("o:{}\0{}", oid.namespace, oid.name)
+}
+
+/// The object a version key names.
+pub fn object_of_key(pool: i64, key: &str) -> Option<ObjectId> {
+    let (ns, name) = key.strip_prefix("o:")?.split_once('\0')?;
+    Some(ObjectId::new(pool, ns, name))
+}
+
+/// The stored form of an object's version: 12 bytes, plus a 1 for a removal (a tombstone, so
+/// recovery can tell "removed at v" from "never written").
+pub fn version_value(v: Eversion, deleted: bool) -> Bytes {
+    if !deleted {
+        return v.to_bytes();
+    }
+    let mut b = v.to_bytes().to_vec();
+    b.push(1);
+    Bytes::from(b)
+}
+
+fn parse_version_value(b: &[u8]) -> Option<(Eversion, bool)> {
+    match b.len() {
+        12 => Some((Eversion::from_bytes(b)?, false)),
+        13 if b[12] == 1 => Some((Eversion::from_bytes(&b[..12])?, true)),
+        _ => None,
+    }
+}
+
+/// Adds to `txn` the pgmeta updates of a write at `v`: the PG's `last_update` and the version
+/// of every object `txn` writes or (a tombstone) removes last.
+pub fn stamp(coll: &CollId, txn: &mut Transaction, v: Eversion) {
+    let mut live: BTreeMap<&ObjectId, bool> = BTreeMap::new();
+    for op in &txn.ops {
+        if let Some(oid) = op.oid() {
+            live.insert(oid, !matches!(op, Op::Remove(_)));
+        }
+    }
+    let mut set = BTreeMap::from([(INFO_KEY.to_string(), v.to_bytes())]);
+    for (oid, alive) in live {
+        set.insert(version_key(oid), version_value(v, !alive));
+    }
+    let meta = pgmeta(coll);
+    txn.touch(&meta);
+    txn.omap_setkeys(&meta, set);
+}
+
+/// The PG's `last_update` as stored (zero for a PG never written).
+pub fn load_last_update(store: &dyn ObjectStore, coll: &CollId) -> Eversion {
+    // "_info" sorts before every "o:" key: it is the first key when present.
+    store
+        .omap_get_vals(coll, &pgmeta(coll), None, 1)
+        .ok()
+        .and_then(|(m, _)| m.get(INFO_KEY).and_then(|b| Eversion::from_bytes(b)))
+        .unwrap_or_default()
+}
+
+/// Every object's version in the PG (tombstones included), from the pgmeta object.
+pub fn load_versions(store: &dyn ObjectStore, coll: &CollId) -> Vec<DigestEntry> {
+    let meta = pgmeta(coll);
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let Ok((page, more)) = store.omap_get_vals(coll, &meta, after.as_deref(), 4096) else {
+            return out;
+        };
+        after = page.keys().next_back().cloned();
+        for (k, v) in &page {
+            if let (Some(oid), Some((version, deleted))) = (object_of_key(coll.pool, k), parse_version_value(v)) {
+                out.push(DigestEntry { oid, version, deleted });
+            }
+        }
+        if !more || after.is_none() {
+            return out;
+        }
+    }
+}
+
+/// How a repop ended for the primary waiting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepopOutcome {
+    /// Durable on every replica still in the acting set.
+    Committed,
+    /// A replica failed to apply it (its errno).
+    Failed(i32),
+    /// This OSD is no longer the PG's primary: the client will resend to the new one.
+    Deposed,
+}
+
+pub struct Repop {
+    pub waiting: BTreeSet<OsdId>,
+    pub done: crossbeam_channel::Sender<RepopOutcome>,
+}
+
+/// The request log: which requests this PG holds, and what they returned.
+#[derive(Default)]
+pub struct PgLog {
+    order: VecDeque<OsdReqId>,
+    by_reqid: HashMap<OsdReqId, (Eversion, i32)>,
+}
+
+impl PgLog {
+    pub fn add(&mut self, reqid: OsdReqId, v: Eversion, result: i32) {
+        if self.by_reqid.insert(reqid.clone(), (v, result)).is_none() {
+            self.order.push_back(reqid);
+        }
+        while self.order.len() > PG_LOG_ENTRIES {
+            if let Some(old) = self.order.pop_front() {
+                self.by_reqid.remove(&old);
+            }
+        }
+    }
+    pub fn lookup(&self, reqid: &OsdReqId) -> Option<(Eversion, i32)> {
+        self.by_reqid.get(reqid).copied()
+    }
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+/// One PG on this OSD.
+#[derive(Default)]
+pub struct Pg {
+    /// Read from the store on first use.
+    pub loaded: bool,
+    pub last_update: Eversion,
+    pub log: PgLog,
+    /// Repops in flight (we are primary), by their tid.
+    pub repops: HashMap<u64, Repop>,
+    /// Client ops waiting for the PG to have `min_size` OSDs or to finish peering, in
+    /// arrival order.
+    pub parked: Vec<OpItem>,
+    /// The acting set of the current interval, as this OSD last computed it.
+    pub acting: Vec<OsdId>,
+    /// We are primary and have not yet brought the acting set in line with every copy.
+    pub peering: bool,
+}
+
+impl Pg {
+    /// Applies a new acting set to the repops in flight: replicas that left it are no longer
+    /// waited for; if we are no longer primary every repop ends `Deposed`.
+    pub fn on_new_acting(&mut self, acting: &[OsdId], me: OsdId) {
+        let primary = acting.first() == Some(&me);
+        self.repops.retain(|_, r| {
+            if !primary {
+                let _ = r.done.send(RepopOutcome::Deposed);
+                return false;
+            }
+            r.waiting.retain(|o| acting.contains(o));
+            if r.waiting.is_empty() {
+                let _ = r.done.send(RepopOutcome::Committed);
+                return false;
+            }
+            true
+        });
+    }
+
+    /// A replica's answer to repop `tid`.
+    pub fn on_reply(&mut self, tid: u64, from: OsdId, result: i32) {
+        let Some(r) = self.repops.get_mut(&tid) else { return };
+        if result < 0 {
+            let _ = r.done.send(RepopOutcome::Failed(result));
+            self.repops.remove(&tid);
+            return;
+        }
+        r.waiting.remove(&from);
+        if r.waiting.is_empty() {
+            let _ = r.done.send(RepopOutcome::Committed);
+            self.repops.remove(&tid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reqid(tid: u64) -> OsdReqId {
+        OsdReqId {
+            name: "client.1".parse().unwrap(),
+            inc: 1,
+            tid,
+        }
+    }
+
+    #[test]
+    fn the_log_remembers_recent_requests_only() {
+        let mut l = PgLog::default();
+        for t in 0..(PG_LOG_ENTRIES as u64 + 10) {
+            l.add(
+                reqid(t),
+                Eversion {
+                    epoch: 1,
+                    version: t + 1,
+                },
+                0,
+            );
+        }
+        assert_eq!(l.len(), PG_LOG_ENTRIES);
+        assert_eq!(l.lookup(&reqid(5)), None, "trimmed");
+        let last = PG_LOG_ENTRIES as u64 + 9;
+        assert_eq!(
+            l.lookup(&reqid(last)),
+            Some((
+                Eversion {
+                    epoch: 1,
+                    version: last + 1
+                },
+                0
+            ))
+        );
+    }
+
+    #[test]
+    fn repops_end_on_replies_or_when_the_acting_set_changes() {
+        let mut pg = Pg::default();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        pg.repops.insert(
+            1,
+            Repop {
+                waiting: BTreeSet::from([1, 2]),
+                done: tx.clone(),
+            },
+        );
+        pg.repops.insert(
+            2,
+            Repop {
+                waiting: BTreeSet::from([2]),
+                done: tx.clone(),
+            },
+        );
+        pg.on_reply(1, 1, 0);
+        assert!(rx.try_recv().is_err(), "osd.2 still owes repop 1");
+        // osd.2 leaves the acting set: both repops are complete without it.
+        pg.on_new_acting(&[0, 1], 0);
+        assert_eq!(rx.try_recv(), Ok(RepopOutcome::Committed));
+        assert_eq!(rx.try_recv(), Ok(RepopOutcome::Committed));
+        assert!(pg.repops.is_empty());
+        pg.repops.insert(
+            3,
+            Repop {
+                waiting: BTreeSet::from([1]),
+                done: tx.clone(),
+            },
+        );
+        pg.on_reply(3, 1, -5);
+        assert_eq!(rx.try_recv(), Ok(RepopOutcome::Failed(-5)));
+        pg.repops.insert(
+            4,
+            Repop {
+                waiting: BTreeSet::from([1]),
+                done: tx,
+            },
+        );
+        pg.on_new_acting(&[1, 0], 0);
+        assert_eq!(rx.try_recv(), Ok(RepopOutcome::Deposed), "osd.1 is primary now");
+    }
+
+    #[test]
+    fn stamp_records_versions_of_written_and_removed_objects() {
+        let c = CollId::new(1, 2);
+        let (a, b) = (ObjectId::new(1, "", "a"), ObjectId::new(1, "n", "b"));
+        let mut t = Transaction::new();
+        t.write(&a, 0, Bytes::from_static(b"x")).remove(&b);
+        let v = Eversion { epoch: 4, version: 9 };
+        stamp(&c, &mut t, v);
+        let meta = pgmeta(&c);
+        let set = t.ops.iter().find_map(|o| match o {
+            Op::OmapSetKeys { oid, kv } if *oid == meta => Some(kv.clone()),
+            _ => None,
+        });
+        let set = set.expect("an omap set on pgmeta");
+        assert_eq!(set.get("_info"), Some(&v.to_bytes()));
+        assert_eq!(set.get(&version_key(&a)), Some(&version_value(v, false)));
+        assert_eq!(set.get(&version_key(&b)), Some(&version_value(v, true)), "a tombstone");
+        assert_eq!(parse_version_value(&version_value(v, true)), Some((v, true)));
+        assert_eq!(parse_version_value(b"garbage"), None);
+        assert_eq!(object_of_key(1, &version_key(&b)), Some(b));
+    }
+}
