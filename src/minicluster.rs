@@ -268,14 +268,48 @@ impl MiniCluster {
         r
     }
 
-    /// The running `osd.<id>`'s heartbeat peers and whether each is reported failed.
-    pub fn heartbeat_peers(&self, id: i32) -> Result<Vec<(i32, bool)>> {
+    /// Waits until the cluster is clean: every running OSD has the monitor's map, every PG has
+    /// `size` OSDs in its acting set and no PG is peering. `-ETIMEDOUT` after `timeout`.
+    pub fn wait_for_clean(&self, timeout: Duration) -> Result<()> {
+        // Twice in a row, a moment apart: an OSD may hold a new map a moment before it has
+        // marked the PGs that map makes it peer.
+        let clean = || {
+            let map = self.mon.osdmap();
+            let osds = self.osds.lock();
+            let running: Vec<&RunningOsd> = osds.iter().flatten().collect();
+            let current = running.iter().all(|o| o.osd.osdmap().epoch == map.epoch);
+            let sized = map.pools.values().all(|p| {
+                (0..p.pg_num)
+                    .all(|s| map.pg_to_up_osds(crate::types::placement::PgId::new(p.id, s)).len() == p.size as usize)
+            });
+            current && sized && running.iter().all(|o| o.osd.peering_pgs().is_empty())
+        };
+        wait_until("the cluster to be clean", timeout, || {
+            clean() && {
+                std::thread::sleep(Duration::from_millis(20));
+                clean()
+            }
+        })
+    }
+
+    /// `f` of the running `osd.<id>`; `-ENOENT` if it is stopped.
+    fn with_osd<T>(&self, id: i32, f: impl FnOnce(&Osd) -> T) -> Result<T> {
         let i = self.slot(id)?;
         let osds = self.osds.lock();
         let o = osds[i]
             .as_ref()
             .ok_or_else(|| Error::noent(format!("osd.{id} is not running")))?;
-        Ok(o.osd.heartbeat_peers())
+        Ok(f(&o.osd))
+    }
+
+    /// The object store of the running `osd.<id>` (to look at replicas directly).
+    pub fn osd_store(&self, id: i32) -> Result<Arc<dyn ObjectStore>> {
+        self.with_osd(id, Osd::store)
+    }
+
+    /// The running `osd.<id>`'s heartbeat peers and whether each is reported failed.
+    pub fn heartbeat_peers(&self, id: i32) -> Result<Vec<(i32, bool)>> {
+        self.with_osd(id, Osd::heartbeat_peers)
     }
 
     /// (Re)starts `osd.<id>` on its store (the same directory for `kv`, the same memory store
