@@ -5,6 +5,7 @@ pub mod context;
 pub mod entity;
 pub mod error;
 pub mod formatter;
+pub mod hash;
 pub mod log;
 pub mod options;
 pub mod perf;

@@ -15,7 +15,7 @@
 use super::scheduler::WeightedPriorityQueue;
 use crate::common::error::{Error, Result};
 use parking_lot::{Condvar, Mutex};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -44,7 +44,7 @@ struct Slot<T> {
 
 struct ShardState<T> {
     sched: WeightedPriorityQueue<(PgKey, T), u64>,
-    slots: HashMap<PgKey, Slot<T>>,
+    slots: crate::common::hash::FxHashMap<PgKey, Slot<T>>,
     stop: bool,
 }
 
@@ -87,7 +87,7 @@ impl<T: Send + 'static> ShardedOpWQ<T> {
                 .map(|i| Shard {
                     state: Mutex::new(ShardState {
                         sched: WeightedPriorityQueue::with_seed(cutoff, 0x9e37_79b9 ^ (i as u64 + 1) << 20),
-                        slots: HashMap::new(),
+                        slots: crate::common::hash::FxHashMap::default(),
                         stop: false,
                     }),
                     cond: Condvar::new(),
@@ -306,6 +306,7 @@ fn run_one<T: Send>(shard: &Shard<T>, pg: PgKey, item: T, handler: &Handler<T>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
