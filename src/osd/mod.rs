@@ -114,15 +114,17 @@ struct Shared {
     colls: Mutex<HashSet<CollId>>,
     perf: Arc<PerfCounters>,
     /// Replication state of the PGs this OSD has seen.
-    pgs: Mutex<std::collections::HashMap<PgKey, Arc<Mutex<pg::Pg>>>>,
+    pgs: Mutex<crate::common::hash::FxHashMap<PgKey, Arc<Mutex<pg::Pg>>>>,
     /// The cluster messenger: repops to and from the other OSDs.
     cluster: Messenger,
     next_repop_tid: std::sync::atomic::AtomicU64,
     wq: std::sync::OnceLock<std::sync::Weak<ShardedOpWQ<OpItem>>>,
     /// Ops from clients whose map is newer than ours: run again when ours catches up.
     waiting_for_map: Mutex<Vec<(PgKey, OpItem)>>,
-    /// Set first thing on the way down: workers waiting on repops give up.
+    /// Set first thing on the way down.
     stopping: std::sync::atomic::AtomicBool,
+    /// Ourselves, for completions that outlive the call that made them.
+    me: std::sync::OnceLock<std::sync::Weak<Shared>>,
     /// Peering steps waiting for an answer, by tid.
     recovery_waits: Mutex<std::collections::HashMap<u64, crossbeam_channel::Sender<Message>>>,
     /// PGs to peer, for the `osd_recovery` thread.
@@ -219,8 +221,6 @@ impl Dispatcher for FastDispatch {
         tracked.mark_event("queued_for_pg");
         let cost: u64 = req.ops.iter().map(|o| o.indata.len() as u64).sum::<u64>().max(1);
         let owner = owner_of(&req);
-        // A replicated write waits for its replicas: never on a messenger thread.
-        let unreplicated = pool.size <= 1;
         let Some(wq) = self.wq.upgrade() else { return };
         let key = PgKey {
             pool: pg.pool,
@@ -233,7 +233,7 @@ impl Dispatcher for FastDispatch {
             received,
         };
         // A large write's copy would stall the messenger's reads; it goes to a worker.
-        let queued = if self.inline && unreplicated && cost <= INLINE_MAX_COST {
+        let queued = if self.inline && cost <= INLINE_MAX_COST {
             wq.enqueue_or_run(key, owner, self.priority, cost, item)
         } else {
             wq.enqueue(key, owner, self.priority, cost, item)
@@ -352,6 +352,10 @@ impl Shared {
         }
         let min_size = map.pool(key.pool).map_or(1, |p| p.min_size as usize);
         let pg = self.pg(key);
+        let is_write = op.req.has_write();
+        let reqid = op.req.reqid();
+        let mut reply = MOsdOpReply::for_request(&op.req, epoch);
+        reply.pgid = pgid;
         {
             let mut g = pg.lock();
             if !acting.is_empty() && acting.len() < min_size {
@@ -365,30 +369,34 @@ impl Shared {
                 g.parked.push(op);
                 return;
             }
-        }
-        let coll = CollId::new(key.pool, key.seed);
-        if let Err(e) = self.ensure_coll(&coll) {
-            return reply_error(&op.conn, op.req.tid, -e.errno.abs(), epoch);
-        }
-        op.tracked.mark_event("started");
-        let mut reply = MOsdOpReply::for_request(&op.req, epoch);
-        reply.pgid = pgid;
-        let is_write = op.req.has_write();
-        let in_bytes: u64 = op.req.ops.iter().map(|o| o.indata.len() as u64).sum();
-        let reqid = op.req.reqid();
-        if is_write {
-            if let Some((v, result)) = pg.lock().log.lookup(&reqid) {
+            // Writes pipeline (replicas apply them in order); a read, or a resend of a write
+            // still replicating, waits until the PG's writes are committed, and so does
+            // everything after it, to keep the PG's order.
+            let dup = if is_write { g.log.lookup(&reqid) } else { None };
+            let must_wait = !is_write || dup.is_some();
+            if !g.waiting_for_commit.is_empty() || (must_wait && !g.repops.is_empty()) {
+                op.tracked.mark_event("waiting_for_commit");
+                g.waiting_for_commit.push(op);
+                return;
+            }
+            if let Some((v, result)) = dup {
                 // A resend of a write this PG already holds: answer it, do not apply it twice.
+                drop(g);
                 op.tracked.mark_event("duplicate");
                 reply.result = result;
                 reply.version = v.version;
                 for r in reply.ops.iter_mut() {
                     r.outdata = bytes::Bytes::new();
                 }
-                return self.send_reply(&op, reply, epoch);
+                return self.finish(op, reply, true, 0);
             }
         }
-        let mut outcome = pg::RepopOutcome::Committed;
+        let coll = CollId::new(key.pool, key.seed);
+        if let Err(e) = self.ensure_coll(&coll) {
+            return reply_error(&op.conn, op.req.tid, -e.errno.abs(), epoch);
+        }
+        op.tracked.mark_event("started");
+        let in_bytes: u64 = op.req.ops.iter().map(|o| o.indata.len() as u64).sum();
         if op.req.ops.len() == 1 && op.req.ops[0].op == CEPH_OSD_OP_PGNLS {
             let o = &op.req.ops[0];
             match pg_ops::list_pg(&*self.store, &coll, &o.name, o.length) {
@@ -407,34 +415,22 @@ impl Shared {
                 r.rval = o.rval;
                 r.outdata = o.outdata;
             }
-            if let Some(mut txn) = done.txn {
-                let version;
-                (outcome, version) =
-                    self.replicate_and_apply(key, &pg, &acting, &reqid, reply.result, &mut txn, &coll, epoch);
-                reply.version = version.version;
-                match outcome {
-                    pg::RepopOutcome::Committed => op.tracked.mark_event("commit_sent"),
-                    pg::RepopOutcome::Failed(e) => {
-                        reply.result = e;
-                        for r in reply.ops.iter_mut() {
-                            r.outdata = bytes::Bytes::new();
-                        }
-                    }
-                    pg::RepopOutcome::Deposed => op.tracked.mark_event("deposed"),
-                }
+            if let Some(txn) = done.txn {
+                return self.submit_write(key, &pg, &acting, reqid, txn, &coll, op, reply, in_bytes);
             }
         }
-        if outcome == pg::RepopOutcome::Deposed {
-            // Applied here and maybe on replicas, but the PG has a new primary: the client
-            // resends there, and the new primary finds the request in its log.
-            return;
-        }
-        if !is_write {
-            reply.flags = CEPH_OSD_FLAG_ACK;
+        self.finish(op, reply, is_write, in_bytes);
+    }
+
+    /// Sends the reply and counts the op.
+    fn finish(&self, op: OpItem, mut reply: MOsdOpReply, is_write: bool, in_bytes: u64) {
+        reply.flags = if is_write {
+            CEPH_OSD_FLAG_ACK | CEPH_OSD_FLAG_ONDISK
         } else {
-            reply.flags = CEPH_OSD_FLAG_ACK | CEPH_OSD_FLAG_ONDISK;
-        }
+            CEPH_OSD_FLAG_ACK
+        };
         let out_bytes: u64 = reply.ops.iter().map(|o| o.outdata.len() as u64).sum();
+        let epoch = reply.epoch;
         self.send_reply(&op, reply, epoch);
         let lat = op.received.elapsed();
         self.perf.inc(L_OP, 1);
@@ -451,25 +447,25 @@ impl Shared {
     }
 
     /// Versions `txn` (the PG's next version, stamped into its pgmeta), logs the request,
-    /// sends it to the replicas of `acting`, applies it here and waits until every replica
-    /// still in the acting set has it. Blocking on the commit keeps the PG's later ops behind
-    /// it (a read after a write sees the write); replicas apply on their messenger's dispatch
-    /// thread, never waiting on anything, so two primaries waiting on each other cannot stall.
+    /// sends it to the replicas of `acting` and applies it here. The client's reply goes out
+    /// when the last replica still in the acting set has it — from the thread that reads that
+    /// reply, so neither this worker nor a messenger thread ever waits on another OSD.
     #[allow(clippy::too_many_arguments)]
-    fn replicate_and_apply(
+    fn submit_write(
         &self,
         key: PgKey,
-        pg: &Mutex<pg::Pg>,
+        pg: &Arc<Mutex<pg::Pg>>,
         acting: &[i32],
-        reqid: &crate::types::osd_op::OsdReqId,
-        result: i32,
-        txn: &mut Transaction,
+        reqid: crate::types::osd_op::OsdReqId,
+        mut txn: Transaction,
         coll: &CollId,
-        epoch: u32,
-    ) -> (pg::RepopOutcome, pg::Eversion) {
+        op: OpItem,
+        mut reply: MOsdOpReply,
+        in_bytes: u64,
+    ) {
         let map = self.map.read().clone();
+        let epoch = reply.epoch;
         let replicas: Vec<i32> = acting.iter().copied().filter(|o| *o != self.whoami).collect();
-        let (tx, rx) = crossbeam_channel::bounded(1);
         let tid = self.next_repop_tid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let version = {
             let mut g = pg.lock();
@@ -478,65 +474,92 @@ impl Shared {
                 version: g.last_update.version + 1,
             };
             g.last_update = v;
-            g.log.add(reqid.clone(), v, result);
-            if !replicas.is_empty() {
-                g.repops.insert(
-                    tid,
-                    pg::Repop {
-                        waiting: replicas.iter().copied().collect(),
-                        done: tx,
-                    },
-                );
-            }
+            g.log.add(reqid.clone(), v, reply.result);
             v
         };
-        pg::stamp(coll, txn, version);
-        if !replicas.is_empty() {
-            let m = crate::types::rep_messages::MOsdRepOp {
-                pgid: crate::types::placement::PgId::new(key.pool, key.seed),
-                tid,
-                from: self.whoami,
-                map_epoch: epoch,
-                version,
-                reqid: reqid.clone(),
-                txn: txn.clone(),
-            };
-            for r in &replicas {
-                let sent = map
-                    .osd(*r)
-                    .filter(|o| o.up)
-                    .ok_or_else(|| Error::noent(format!("osd.{r} is not up")))
-                    .and_then(|o| {
-                        self.cluster
-                            .connect_to(crate::common::entity::EntityType::Osd, &o.addrs.cluster)
-                    })
-                    .and_then(|c| c.send_message(crate::types::messages::FrontMessage::to_message(&m)));
-                if let Err(e) = sent {
-                    // The map will drop it from the acting set, which ends the wait for it.
-                    log::warn!(target: "osd", "osd.{}: repop to osd.{r}: {e}", self.whoami);
-                }
+        reply.version = version.version;
+        pg::stamp(coll, &mut txn, version);
+        let repop = (!replicas.is_empty()).then(|| crate::types::rep_messages::MOsdRepOp {
+            pgid: crate::types::placement::PgId::new(key.pool, key.seed),
+            tid,
+            from: self.whoami,
+            map_epoch: epoch,
+            version,
+            reqid,
+            txn: txn.clone(),
+        });
+        if let Err(e) = self.store.apply_transaction(coll, txn) {
+            reply.result = -e.errno.abs();
+            for r in reply.ops.iter_mut() {
+                r.outdata = bytes::Bytes::new();
             }
+            return self.finish(op, reply, true, in_bytes);
         }
-        if let Err(e) = self.store.apply_transaction(coll, std::mem::take(txn)) {
-            pg.lock().repops.remove(&tid);
-            return (pg::RepopOutcome::Failed(-e.errno.abs()), version);
-        }
-        if replicas.is_empty() {
-            return (pg::RepopOutcome::Committed, version);
-        }
-        let outcome = loop {
-            match rx.recv_timeout(std::time::Duration::from_millis(100)) {
-                Ok(o) => break o,
-                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break pg::RepopOutcome::Deposed,
-                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    if self.stopping.load(std::sync::atomic::Ordering::Acquire) {
-                        pg.lock().repops.remove(&tid);
-                        break pg::RepopOutcome::Deposed;
-                    }
-                }
-            }
+        let Some(repop) = repop else {
+            op.tracked.mark_event("commit_sent");
+            return self.finish(op, reply, true, in_bytes);
         };
-        (outcome, version)
+        let me = self.me.get().cloned().unwrap_or_default();
+        let done: pg::OnRepop = Box::new(move |outcome| {
+            let Some(shared) = me.upgrade() else { return };
+            match outcome {
+                pg::RepopOutcome::Committed => {
+                    op.tracked.mark_event("commit_sent");
+                    shared.finish(op, reply, true, in_bytes);
+                }
+                pg::RepopOutcome::Failed(e) => {
+                    reply.result = e;
+                    for r in reply.ops.iter_mut() {
+                        r.outdata = bytes::Bytes::new();
+                    }
+                    shared.finish(op, reply, true, in_bytes);
+                }
+                // Applied here and maybe on replicas, but the PG has a new primary: the client
+                // resends there, and the new primary finds the request in its log.
+                pg::RepopOutcome::Deposed => op.tracked.mark_event("deposed"),
+            }
+        });
+        pg.lock().repops.insert(
+            tid,
+            pg::Repop {
+                waiting: replicas.iter().copied().collect(),
+                done,
+            },
+        );
+        let m = crate::types::messages::FrontMessage::to_message(&repop);
+        for r in &replicas {
+            let sent = map
+                .osd(*r)
+                .filter(|o| o.up)
+                .ok_or_else(|| Error::noent(format!("osd.{r} is not up")))
+                .and_then(|o| {
+                    self.cluster
+                        .connect_to(crate::common::entity::EntityType::Osd, &o.addrs.cluster)
+                })
+                .and_then(|c| c.send_message(m.clone_for_send()));
+            if let Err(e) = sent {
+                // The map will drop it from the acting set, which ends the wait for it.
+                log::warn!(target: "osd", "osd.{}: repop to osd.{r}: {e}", self.whoami);
+            }
+        }
+    }
+
+    /// Runs finished repops' completions (outside the PG lock), then, once the PG has no
+    /// write in flight, the ops that waited for that.
+    fn complete_repops(&self, key: PgKey, pg: &Mutex<pg::Pg>, done: Vec<(pg::OnRepop, pg::RepopOutcome)>) {
+        for (f, outcome) in done {
+            f(outcome);
+        }
+        let waiting = {
+            let mut g = pg.lock();
+            if !g.repops.is_empty() {
+                return;
+            }
+            std::mem::take(&mut g.waiting_for_commit)
+        };
+        for op in waiting {
+            self.requeue(key, op);
+        }
     }
 
     /// A replica's side of a repop: log it, apply it, answer once it is durable. Runs on the
@@ -596,17 +619,15 @@ impl Shared {
         };
         let pg = self.pgs.lock().get(&key).cloned();
         if let Some(pg) = pg {
-            pg.lock().on_reply(r.tid, r.from, r.result);
+            let done = pg.lock().on_reply(r.tid, r.from, r.result);
+            self.complete_repops(key, &pg, done);
         }
     }
 }
 
 /// The scheduler's class of a client: one per client entity (hashed in place, no string).
 fn owner_of(req: &MOsdOp) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    req.client.hash(&mut h);
-    h.finish()
+    crate::common::hash::fx_hash(&req.client)
 }
 
 /// Priority of requeued client ops (`osd_client_op_priority`'s default).
@@ -618,6 +639,21 @@ struct ClusterDispatch {
 }
 
 impl Dispatcher for ClusterDispatch {
+    // Repops and their replies are handled on the messenger worker that read them: in order
+    // per connection (what replicas need), and without a hand-off to the dispatch thread, which
+    // cost two thread wake-ups per replicated write. Neither waits on anything: the replica's
+    // store commit completes through a callback.
+    fn ms_can_fast_dispatch(&self, m: &Message) -> bool {
+        matches!(
+            m.ty,
+            crate::types::messages::MSG_OSD_REPOP | crate::types::messages::MSG_OSD_REPOPREPLY
+        )
+    }
+    fn ms_fast_dispatch(&self, m: Message) {
+        if let Some(m) = self.ms_dispatch(m) {
+            log::debug!(target: "osd", "osd.{}: unexpected fast message type {}", self.shared.whoami, m.ty);
+        }
+    }
     fn ms_dispatch(&self, m: Message) -> Option<Message> {
         match m.ty {
             crate::types::messages::MSG_OSD_REPOP => self.shared.handle_repop(&m),
@@ -641,28 +677,45 @@ impl Osd {
         store.mount()?;
         let perf = osd_perf();
         ctx.perf().add(&perf);
-        let cluster = Messenger::new(ctx, &format!("osd.{whoami}"), None)?;
-        cluster.set_default_policy(Policy::stateless_server());
-        cluster.set_policy(crate::common::entity::EntityType::Osd, Policy::lossless_peer());
+        let name = format!("osd.{whoami}");
+        let msgr = Messenger::new(ctx, &name, None)?;
+        msgr.set_default_policy(Policy::stateless_server());
+        msgr.set_policy(crate::common::entity::EntityType::Osd, Policy::lossless_peer());
+        // Without a cluster network of its own, replication shares the public messenger:
+        // a client op, its repops and their replies then meet on the same workers, without a
+        // hand-off between messengers' threads for each.
+        let separate_cluster = !conf.get_str("cluster_addr").is_empty();
+        let cluster = if separate_cluster {
+            let c = Messenger::new(ctx, &name, None)?;
+            c.set_default_policy(Policy::stateless_server());
+            c.set_policy(crate::common::entity::EntityType::Osd, Policy::lossless_peer());
+            c
+        } else {
+            msgr.clone()
+        };
         let shared = Arc::new(Shared {
             whoami,
             store,
             map: RwLock::new(Arc::new(OsdMap::new([0; 16]))),
             colls: Mutex::new(HashSet::new()),
             perf,
-            pgs: Mutex::new(std::collections::HashMap::new()),
+            pgs: Mutex::new(crate::common::hash::FxHashMap::default()),
             cluster: cluster.clone(),
             next_repop_tid: std::sync::atomic::AtomicU64::new(1),
             wq: std::sync::OnceLock::new(),
             waiting_for_map: Mutex::new(Vec::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            me: std::sync::OnceLock::new(),
             recovery_waits: Mutex::new(std::collections::HashMap::new()),
             recovery_queue: Mutex::new(std::collections::VecDeque::new()),
             recovery_cv: parking_lot::Condvar::new(),
         });
+        let _ = shared.me.set(Arc::downgrade(&shared));
         cluster.add_dispatcher_tail(Arc::new(ClusterDispatch { shared: shared.clone() }));
-        cluster.bind(SocketAddr::new(cluster_ip(conf, bind)?, 0))?;
-        cluster.start()?;
+        if separate_cluster {
+            cluster.bind(SocketAddr::new(cluster_ip(conf, bind)?, 0))?;
+            cluster.start()?;
+        }
         let s2 = shared.clone();
         let shards = conf.get_u64("osd_op_num_shards").max(1) as usize;
         let threads = conf.get_u64("osd_op_num_threads_per_shard").max(1) as usize;
@@ -675,10 +728,6 @@ impl Osd {
         )?);
         let _ = shared.wq.set(Arc::downgrade(&wq));
         let tracker = OpTracker::from_conf(conf);
-        let name = format!("osd.{whoami}");
-        let msgr = Messenger::new(ctx, &name, None)?;
-        msgr.set_default_policy(Policy::stateless_server());
-        msgr.set_policy(crate::common::entity::EntityType::Osd, Policy::lossless_peer());
         msgr.add_dispatcher_head(Arc::new(FastDispatch {
             shared: shared.clone(),
             wq: Arc::downgrade(&wq),
@@ -921,10 +970,21 @@ impl Osd {
         self.shared.cluster.shutdown();
         // Repops still waited for end now; ops parked in PGs are dropped (their clients resend
         // to the PG's next primary).
-        for pg in self.shared.pgs.lock().values() {
-            let mut g = pg.lock();
-            g.on_new_acting(&[], self.shared.whoami);
-            g.parked.clear();
+        let pgs: Vec<_> = self.shared.pgs.lock().values().cloned().collect();
+        for pg in pgs {
+            let (done, parked, waiting) = {
+                let mut g = pg.lock();
+                let done = g.on_new_acting(&[], self.shared.whoami);
+                (
+                    done,
+                    std::mem::take(&mut g.parked),
+                    std::mem::take(&mut g.waiting_for_commit),
+                )
+            };
+            for (f, o) in done {
+                f(o);
+            }
+            drop((parked, waiting));
         }
         self.shared.waiting_for_map.lock().clear();
         self.shared.recovery_cv.notify_all();

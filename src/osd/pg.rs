@@ -14,7 +14,7 @@ use crate::types::osd_op::OsdReqId;
 use crate::types::osdmap::OsdId;
 pub use crate::types::rep_messages::{DigestEntry, Eversion};
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Requests remembered per PG for duplicate detection (Ceph keeps its log between
 /// `osd_min_pg_log_entries` 250 and `osd_max_pg_log_entries` 10000).
@@ -117,16 +117,22 @@ pub enum RepopOutcome {
     Deposed,
 }
 
+/// What a finished repop runs (the client's reply), outside the PG lock.
+pub type OnRepop = Box<dyn FnOnce(RepopOutcome) + Send>;
+
 pub struct Repop {
     pub waiting: BTreeSet<OsdId>,
-    pub done: crossbeam_channel::Sender<RepopOutcome>,
+    pub done: OnRepop,
 }
+
+/// Finished repops and how each ended, for the caller to run once it dropped the PG lock.
+pub type Finished = Vec<(OnRepop, RepopOutcome)>;
 
 /// The request log: which requests this PG holds, and what they returned.
 #[derive(Default)]
 pub struct PgLog {
     order: VecDeque<OsdReqId>,
-    by_reqid: HashMap<OsdReqId, (Eversion, i32)>,
+    by_reqid: crate::common::hash::FxHashMap<OsdReqId, (Eversion, i32)>,
 }
 
 impl PgLog {
@@ -159,7 +165,7 @@ pub struct Pg {
     pub last_update: Eversion,
     pub log: PgLog,
     /// Repops in flight (we are primary), by their tid.
-    pub repops: HashMap<u64, Repop>,
+    pub repops: crate::common::hash::FxHashMap<u64, Repop>,
     /// Client ops waiting for the PG to have `min_size` OSDs or to finish peering, in
     /// arrival order.
     pub parked: Vec<OpItem>,
@@ -167,40 +173,53 @@ pub struct Pg {
     pub acting: Vec<OsdId>,
     /// We are primary and have not yet brought the acting set in line with every copy.
     pub peering: bool,
+    /// Ops that must not pass the writes in flight (reads, resends), in arrival order.
+    pub waiting_for_commit: Vec<OpItem>,
 }
 
 impl Pg {
     /// Applies a new acting set to the repops in flight: replicas that left it are no longer
     /// waited for; if we are no longer primary every repop ends `Deposed`.
-    pub fn on_new_acting(&mut self, acting: &[OsdId], me: OsdId) {
+    #[must_use]
+    pub fn on_new_acting(&mut self, acting: &[OsdId], me: OsdId) -> Finished {
         let primary = acting.first() == Some(&me);
-        self.repops.retain(|_, r| {
-            if !primary {
-                let _ = r.done.send(RepopOutcome::Deposed);
-                return false;
-            }
-            r.waiting.retain(|o| acting.contains(o));
-            if r.waiting.is_empty() {
-                let _ = r.done.send(RepopOutcome::Committed);
-                return false;
-            }
-            true
-        });
+        let mut done = Vec::new();
+        let tids: Vec<u64> = self.repops.keys().copied().collect();
+        for tid in tids {
+            let r = self.repops.get_mut(&tid).expect("listed");
+            let outcome = if !primary {
+                RepopOutcome::Deposed
+            } else {
+                r.waiting.retain(|o| acting.contains(o));
+                if !r.waiting.is_empty() {
+                    continue;
+                }
+                RepopOutcome::Committed
+            };
+            let r = self.repops.remove(&tid).expect("listed");
+            done.push((r.done, outcome));
+        }
+        // Completions in version order, as replies would have come.
+        done
     }
 
     /// A replica's answer to repop `tid`.
-    pub fn on_reply(&mut self, tid: u64, from: OsdId, result: i32) {
-        let Some(r) = self.repops.get_mut(&tid) else { return };
-        if result < 0 {
-            let _ = r.done.send(RepopOutcome::Failed(result));
-            self.repops.remove(&tid);
-            return;
-        }
-        r.waiting.remove(&from);
-        if r.waiting.is_empty() {
-            let _ = r.done.send(RepopOutcome::Committed);
-            self.repops.remove(&tid);
-        }
+    #[must_use]
+    pub fn on_reply(&mut self, tid: u64, from: OsdId, result: i32) -> Finished {
+        let Some(r) = self.repops.get_mut(&tid) else {
+            return Vec::new();
+        };
+        let outcome = if result < 0 {
+            RepopOutcome::Failed(result)
+        } else {
+            r.waiting.remove(&from);
+            if !r.waiting.is_empty() {
+                return Vec::new();
+            }
+            RepopOutcome::Committed
+        };
+        let r = self.repops.remove(&tid).expect("present");
+        vec![(r.done, outcome)]
     }
 }
 
@@ -248,44 +267,30 @@ mod tests {
     fn repops_end_on_replies_or_when_the_acting_set_changes() {
         let mut pg = Pg::default();
         let (tx, rx) = crossbeam_channel::unbounded();
-        pg.repops.insert(
-            1,
+        let repop = |waiting: &[OsdId]| {
+            let tx = tx.clone();
             Repop {
-                waiting: BTreeSet::from([1, 2]),
-                done: tx.clone(),
-            },
-        );
-        pg.repops.insert(
-            2,
-            Repop {
-                waiting: BTreeSet::from([2]),
-                done: tx.clone(),
-            },
-        );
-        pg.on_reply(1, 1, 0);
+                waiting: waiting.iter().copied().collect(),
+                done: Box::new(move |o| tx.send(o).unwrap()),
+            }
+        };
+        let run = |f: Finished| f.into_iter().for_each(|(d, o)| d(o));
+        pg.repops.insert(1, repop(&[1, 2]));
+        pg.repops.insert(2, repop(&[2]));
+        run(pg.on_reply(1, 1, 0));
         assert!(rx.try_recv().is_err(), "osd.2 still owes repop 1");
+        run(pg.on_reply(9, 1, 0));
+        assert!(rx.try_recv().is_err(), "an unknown tid ends nothing");
         // osd.2 leaves the acting set: both repops are complete without it.
-        pg.on_new_acting(&[0, 1], 0);
+        run(pg.on_new_acting(&[0, 1], 0));
         assert_eq!(rx.try_recv(), Ok(RepopOutcome::Committed));
         assert_eq!(rx.try_recv(), Ok(RepopOutcome::Committed));
         assert!(pg.repops.is_empty());
-        pg.repops.insert(
-            3,
-            Repop {
-                waiting: BTreeSet::from([1]),
-                done: tx.clone(),
-            },
-        );
-        pg.on_reply(3, 1, -5);
+        pg.repops.insert(3, repop(&[1]));
+        run(pg.on_reply(3, 1, -5));
         assert_eq!(rx.try_recv(), Ok(RepopOutcome::Failed(-5)));
-        pg.repops.insert(
-            4,
-            Repop {
-                waiting: BTreeSet::from([1]),
-                done: tx,
-            },
-        );
-        pg.on_new_acting(&[1, 0], 0);
+        pg.repops.insert(4, repop(&[1]));
+        run(pg.on_new_acting(&[1, 0], 0));
         assert_eq!(rx.try_recv(), Ok(RepopOutcome::Deposed), "osd.1 is primary now");
     }
 

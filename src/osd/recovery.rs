@@ -547,16 +547,19 @@ impl Shared {
                     None if acting.first() == Some(&self.whoami) => self.pgs.lock().entry(key).or_default().clone(),
                     None => continue,
                 };
-                let mut g = pg.lock();
-                g.on_new_acting(&acting, self.whoami);
-                if g.acting == acting {
-                    continue;
-                }
-                g.acting = acting.clone();
-                g.peering = acting.first() == Some(&self.whoami);
-                if g.peering {
-                    queued.push(key);
-                }
+                let done = {
+                    let mut g = pg.lock();
+                    let done = g.on_new_acting(&acting, self.whoami);
+                    if g.acting != acting {
+                        g.acting = acting.clone();
+                        g.peering = acting.first() == Some(&self.whoami);
+                        if g.peering {
+                            queued.push(key);
+                        }
+                    }
+                    done
+                };
+                self.complete_repops(key, &pg, done);
             }
         }
         if !queued.is_empty() {
