@@ -60,6 +60,11 @@ impl DispatcherChain {
         v.push(d);
         *l = Arc::new(v);
     }
+    /// Drops every dispatcher (after the messenger stopped: one that holds the messenger's
+    /// owner would otherwise keep both alive).
+    pub fn clear(&self) {
+        *self.list.write() = Arc::new(Vec::new());
+    }
     /// A snapshot: callbacks run on it without any lock held.
     pub fn snapshot(&self) -> Arc<Vec<Arc<dyn Dispatcher>>> {
         self.list.read().clone()

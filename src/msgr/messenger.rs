@@ -309,6 +309,8 @@ impl Messenger {
         self.inner.out_sessions.lock().clear();
         self.inner.in_sessions.lock().clear();
         self.wait();
+        // A dispatcher often holds what holds this messenger (an OSD's state): release them.
+        self.inner.chain.clear();
     }
 
     /// Waits for the threads to exit (after `shutdown`).

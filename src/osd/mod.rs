@@ -633,9 +633,10 @@ fn owner_of(req: &MOsdOp) -> u64 {
 /// Priority of requeued client ops (`osd_client_op_priority`'s default).
 const CLIENT_PRIORITY: u16 = 63;
 
-/// Repops and their replies, on the cluster messenger.
+/// Repops, recovery messages and their replies, on the cluster messenger. Weak: the shared
+/// state holds that messenger, whose dispatcher chain holds this.
 struct ClusterDispatch {
-    shared: Arc<Shared>,
+    shared: std::sync::Weak<Shared>,
 }
 
 impl Dispatcher for ClusterDispatch {
@@ -651,17 +652,20 @@ impl Dispatcher for ClusterDispatch {
     }
     fn ms_fast_dispatch(&self, m: Message) {
         if let Some(m) = self.ms_dispatch(m) {
-            log::debug!(target: "osd", "osd.{}: unexpected fast message type {}", self.shared.whoami, m.ty);
+            log::debug!(target: "osd", "unexpected fast message type {}", m.ty);
         }
     }
     fn ms_dispatch(&self, m: Message) -> Option<Message> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Some(m);
+        };
         match m.ty {
-            crate::types::messages::MSG_OSD_REPOP => self.shared.handle_repop(&m),
-            crate::types::messages::MSG_OSD_REPOPREPLY => self.shared.handle_repop_reply(&m),
-            crate::types::messages::MSG_OSD_PG_SCAN => self.shared.handle_scan(m),
-            crate::types::messages::MSG_OSD_PG_PULL => self.shared.handle_pull(m),
-            crate::types::messages::MSG_OSD_PG_PUSH => self.shared.handle_push(m),
-            crate::types::messages::MSG_OSD_PG_PUSH_REPLY => self.shared.handle_push_reply(m),
+            crate::types::messages::MSG_OSD_REPOP => shared.handle_repop(&m),
+            crate::types::messages::MSG_OSD_REPOPREPLY => shared.handle_repop_reply(&m),
+            crate::types::messages::MSG_OSD_PG_SCAN => shared.handle_scan(m),
+            crate::types::messages::MSG_OSD_PG_PULL => shared.handle_pull(m),
+            crate::types::messages::MSG_OSD_PG_PUSH => shared.handle_push(m),
+            crate::types::messages::MSG_OSD_PG_PUSH_REPLY => shared.handle_push_reply(m),
             _ => return Some(m),
         }
         None
@@ -711,7 +715,9 @@ impl Osd {
             recovery_cv: parking_lot::Condvar::new(),
         });
         let _ = shared.me.set(Arc::downgrade(&shared));
-        cluster.add_dispatcher_tail(Arc::new(ClusterDispatch { shared: shared.clone() }));
+        cluster.add_dispatcher_tail(Arc::new(ClusterDispatch {
+            shared: Arc::downgrade(&shared),
+        }));
         if separate_cluster {
             cluster.bind(SocketAddr::new(cluster_ip(conf, bind)?, 0))?;
             cluster.start()?;
