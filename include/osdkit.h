@@ -337,6 +337,17 @@ int osdkit_cluster_start(const char *dir,
                          const char *store,
                          osdkit_cluster **out_cluster);
 
+// As `osdkit_cluster_start`, with pool `data` of `pool_size` replicas and `options`, a
+// NULL-terminated array of name, value, name, value, ... set on every daemon (NULL: none),
+// e.g. {"osd_heartbeat_grace", "4", NULL}. -EINVAL for an odd array, an unknown option or a
+// bad value, or `pool_size` outside 1..=n_osds.
+int osdkit_cluster_start_opts(const char *dir,
+                              int n_osds,
+                              const char *store,
+                              int pool_size,
+                              const char *const *options,
+                              osdkit_cluster **out_cluster);
+
 // Copies the monitor's address (e.g. "v2:127.0.0.1:40123/0", what `osdkit_client_connect`
 // takes) NUL-terminated into `buf` of `len` bytes. Returns its length without the NUL,
 // -ERANGE (nothing written; 128 bytes always suffice) or -EINVAL.
@@ -351,6 +362,21 @@ int osdkit_cluster_num_osds(const osdkit_cluster *c);
 // stopped). Ops sent to it meanwhile wait for its restart (or time out).
 int osdkit_cluster_stop_osd(const osdkit_cluster *c,
                             int id);
+
+// Stops osd.`id` as a crash would: no mark-me-down, so the monitor learns of it from the
+// other OSDs' heartbeats after `osd_heartbeat_grace`. Returns 0, -EINVAL, -ENOENT.
+int osdkit_cluster_kill_osd(const osdkit_cluster *c,
+                            int id);
+
+// 1 when the monitor's map has osd.`id` up, 0 when down; -EINVAL for a bad handle, -ENOENT
+// for an id the map does not know.
+int osdkit_cluster_osd_up(const osdkit_cluster *c,
+                          int id);
+
+// Waits up to `timeout_ms` until every PG has its full acting set and none is peering or
+// recovering. Returns 0, -EINVAL or -ETIMEDOUT.
+int osdkit_cluster_wait_for_clean(const osdkit_cluster *c,
+                                  uint32_t timeout_ms);
 
 // Starts a stopped osd.`id` again on the same store (the same directory for "kv", the same
 // memory for "mem") and waits until it is up and serves the pool. Returns 0, -EINVAL,

@@ -111,6 +111,22 @@ pub extern "C" fn osdkit_cluster_start(
     store: *const c_char,
     out_cluster: *mut *mut osdkit_cluster,
 ) -> c_int {
+    osdkit_cluster_start_opts(dir, n_osds, store, 1, std::ptr::null(), out_cluster)
+}
+
+/// As `osdkit_cluster_start`, with pool `data` of `pool_size` replicas and `options`, a
+/// NULL-terminated array of name, value, name, value, ... set on every daemon (NULL: none),
+/// e.g. {"osd_heartbeat_grace", "4", NULL}. -EINVAL for an odd array, an unknown option or a
+/// bad value, or `pool_size` outside 1..=n_osds.
+#[no_mangle]
+pub extern "C" fn osdkit_cluster_start_opts(
+    dir: *const c_char,
+    n_osds: c_int,
+    store: *const c_char,
+    pool_size: c_int,
+    options: *const *const c_char,
+    out_cluster: *mut *mut osdkit_cluster,
+) -> c_int {
     guard(|| {
         if out_cluster.is_null() {
             return Err(Error::inval("out is NULL"));
@@ -118,7 +134,27 @@ pub extern "C" fn osdkit_cluster_start(
         let dir = cstr(dir, "dir")?;
         let store = super::opt_cstr(store, "store")?.unwrap_or("mem");
         let n = usize::try_from(n_osds).map_err(|_| Error::inval(format!("n_osds {n_osds} < 0")))?;
-        let c = MiniCluster::start(std::path::Path::new(dir), n, store, 1)?;
+        let size = u32::try_from(pool_size).map_err(|_| Error::inval(format!("pool_size {pool_size} < 0")))?;
+        let mut opts: Vec<(&str, &str)> = Vec::new();
+        if !options.is_null() {
+            let mut i = 0;
+            loop {
+                // SAFETY: the caller passes a NULL-terminated array of C strings; we read
+                // entries until the first NULL, one at a time, and never past it.
+                let k = unsafe { *options.add(i) };
+                if k.is_null() {
+                    break;
+                }
+                // SAFETY: as above; `k` was not the terminator, so the array goes on.
+                let v = unsafe { *options.add(i + 1) };
+                if v.is_null() {
+                    return Err(Error::inval(format!("option {} has no value", cstr(k, "option")?)));
+                }
+                opts.push((cstr(k, "option")?, cstr(v, "value")?));
+                i += 2;
+            }
+        }
+        let c = MiniCluster::start_opts(std::path::Path::new(dir), n, store, size, None, &opts)?;
         out(out_cluster, Box::into_raw(Box::new(osdkit_cluster { c })), "out")?;
         Ok(0)
     })
@@ -143,6 +179,36 @@ pub extern "C" fn osdkit_cluster_num_osds(c: *const osdkit_cluster) -> c_int {
 #[no_mangle]
 pub extern "C" fn osdkit_cluster_stop_osd(c: *const osdkit_cluster, id: c_int) -> c_int {
     guard(|| handle(c, "cluster")?.c.stop_osd(id).map(|_| 0))
+}
+
+/// Stops osd.`id` as a crash would: no mark-me-down, so the monitor learns of it from the
+/// other OSDs' heartbeats after `osd_heartbeat_grace`. Returns 0, -EINVAL, -ENOENT.
+#[no_mangle]
+pub extern "C" fn osdkit_cluster_kill_osd(c: *const osdkit_cluster, id: c_int) -> c_int {
+    guard(|| handle(c, "cluster")?.c.kill_osd(id).map(|_| 0))
+}
+
+/// 1 when the monitor's map has osd.`id` up, 0 when down; -EINVAL for a bad handle, -ENOENT
+/// for an id the map does not know.
+#[no_mangle]
+pub extern "C" fn osdkit_cluster_osd_up(c: *const osdkit_cluster, id: c_int) -> c_int {
+    guard(|| {
+        let map = handle(c, "cluster")?.c.monitor().osdmap();
+        let o = map
+            .osd(id)
+            .ok_or_else(|| Error::noent(format!("osd.{id} does not exist")))?;
+        Ok(c_int::from(o.up))
+    })
+}
+
+/// Waits up to `timeout_ms` until every PG has its full acting set and none is peering or
+/// recovering. Returns 0, -EINVAL or -ETIMEDOUT.
+#[no_mangle]
+pub extern "C" fn osdkit_cluster_wait_for_clean(c: *const osdkit_cluster, timeout_ms: u32) -> c_int {
+    guard(|| {
+        let t = std::time::Duration::from_millis(u64::from(timeout_ms));
+        handle(c, "cluster")?.c.wait_for_clean(t).map(|_| 0)
+    })
 }
 
 /// Starts a stopped osd.`id` again on the same store (the same directory for "kv", the same

@@ -5,6 +5,8 @@
  */
 #include "test_util.h"
 
+#include <unistd.h>
+
 typedef struct names_seen {
     int n;
     char first[64];
@@ -66,6 +68,62 @@ static void test_bad_args(void) {
     osdkit_buffer_free(NULL);
     osdkit_names_free(NULL, 0);
     osdkit_op_list_free(NULL);
+}
+
+/* Size 2 on three OSDs: one killed (no mark-me-down) is marked down by its peers after the
+ * grace, its objects are still served, and after its restart the cluster is clean again. */
+static void test_replicated_failover(void) {
+    const char *bad[] = {"osd_heartbeat_grace", NULL};
+    const char *unknown[] = {"no_such_option", "1", NULL};
+    const char *opts[] = {"osd_heartbeat_interval", "1", "osd_heartbeat_grace", "4",
+                          "mon_osd_down_out_interval", "0", NULL};
+    osdkit_cluster *cl = NULL;
+    char dir[256];
+    tu_mkdtemp(dir);
+    CHECK_EQ(osdkit_cluster_start_opts(dir, 3, "mem", 2, bad, &cl), -EINVAL);
+    CHECK_CONTAINS(osdkit_last_error(), "no value");
+    CHECK(osdkit_cluster_start_opts(dir, 3, "mem", 2, unknown, &cl) < 0);
+    CHECK_EQ(osdkit_cluster_start_opts(dir, 3, "mem", 4, opts, &cl), -EINVAL);
+    CHECK(cl == NULL);
+    CHECK_EQ(osdkit_cluster_start_opts(dir, 3, "mem", 2, opts, &cl), 0);
+    CHECK_EQ(osdkit_cluster_wait_for_clean(NULL, 10), -EINVAL);
+    CHECK_EQ(osdkit_cluster_osd_up(cl, 9), -ENOENT);
+    CHECK_EQ(osdkit_cluster_wait_for_clean(cl, 30000), 0);
+    char addr[128];
+    CHECK(osdkit_cluster_mon_addr(cl, addr, sizeof(addr)) > 0);
+    osdkit_client *c = NULL;
+    CHECK_EQ(osdkit_client_connect(addr, NULL, &c), 0);
+    for (int i = 0; i < 30; i++) {
+        char oid[32];
+        snprintf(oid, sizeof(oid), "r-%02d", i);
+        CHECK_EQ(osdkit_client_put(c, "data", oid, oid, strlen(oid)), 0);
+    }
+    CHECK_EQ(osdkit_cluster_osd_up(cl, 1), 1);
+    CHECK_EQ(osdkit_cluster_kill_osd(cl, 1), 0);
+    CHECK_EQ(osdkit_cluster_kill_osd(cl, 1), -ENOENT);
+    int waited = 0;
+    while (osdkit_cluster_osd_up(cl, 1) == 1 && waited < 30000) {
+        usleep(50 * 1000);
+        waited += 50;
+    }
+    CHECK_EQ(osdkit_cluster_osd_up(cl, 1), 0);
+    CHECK(waited >= 1000); /* the peers' reports, not an instant mark-me-down */
+    for (int i = 0; i < 30; i++) {
+        char oid[32];
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        snprintf(oid, sizeof(oid), "r-%02d", i);
+        CHECK_EQ(osdkit_client_get(c, "data", oid, &buf, &len), 0);
+        CHECK_EQ(len, strlen(oid));
+        CHECK(memcmp(buf, oid, len) == 0);
+        osdkit_buffer_free(buf);
+    }
+    CHECK_EQ(osdkit_cluster_start_osd(cl, 1), 0);
+    CHECK_EQ(osdkit_cluster_wait_for_clean(cl, 60000), 0);
+    CHECK_EQ(osdkit_cluster_osd_up(cl, 1), 1);
+    osdkit_client_free(c);
+    osdkit_cluster_free(cl);
+    tu_rm_rf(dir);
 }
 
 int main(void) {
@@ -264,6 +322,7 @@ int main(void) {
     osdkit_client_free(c);
     osdkit_cluster_free(cl);
     tu_rm_rf(dir);
+    test_replicated_failover();
     printf("test_client: ok\n");
     return 0;
 }
