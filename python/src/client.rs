@@ -79,10 +79,21 @@ impl Cluster {
 #[pymethods]
 impl Cluster {
     #[new]
-    #[pyo3(signature = (dir, osds = 3, store = "mem"))]
-    fn new(py: Python<'_>, dir: PathBuf, osds: usize, store: &str) -> PyResult<Self> {
+    #[pyo3(signature = (dir, osds = 3, store = "mem", size = 1, options = None))]
+    fn new(
+        py: Python<'_>,
+        dir: PathBuf,
+        osds: usize,
+        store: &str,
+        size: u32,
+        options: Option<BTreeMap<String, String>>,
+    ) -> PyResult<Self> {
         let store = store.to_string();
-        let c = blocking(py, move || MiniCluster::start(&dir, osds, &store, 1))?;
+        let opts: Vec<(String, String)> = options.unwrap_or_default().into_iter().collect();
+        let c = blocking(py, move || {
+            let o: Vec<(&str, &str)> = opts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            MiniCluster::start_opts(&dir, osds, &store, size, None, &o)
+        })?;
         let inner = Arc::new(ClusterInner {
             c: Arc::new(c),
             closed: AtomicBool::new(false),
@@ -115,6 +126,29 @@ impl Cluster {
     fn stop_osd(&self, py: Python<'_>, id: i32) -> PyResult<()> {
         let c = self.cluster()?;
         blocking(py, move || c.stop_osd(id))
+    }
+
+    /// Stops `osd.<id>` as a crash would: no mark-me-down, so the monitor learns of it from
+    /// the other OSDs' heartbeats after `osd_heartbeat_grace`. Errors as `stop_osd`.
+    fn kill_osd(&self, py: Python<'_>, id: i32) -> PyResult<()> {
+        let c = self.cluster()?;
+        blocking(py, move || c.kill_osd(id))
+    }
+
+    /// Waits until every PG has its full acting set and none is peering or recovering;
+    /// TimeoutError (ETIMEDOUT) after `timeout` seconds.
+    #[pyo3(signature = (timeout = 60.0))]
+    fn wait_for_clean(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
+        let c = self.cluster()?;
+        let t = std::time::Duration::from_secs_f64(timeout.clamp(0.0, 86_400.0));
+        blocking(py, move || c.wait_for_clean(t))
+    }
+
+    /// The monitor's OSD map as a dict (`epoch`, `osds` with `up`/`in`, `pools`), as
+    /// `osd dump --format json` shows it.
+    fn osdmap<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = self.cluster()?.monitor().osdmap().to_json().to_string();
+        py.import("json")?.call_method1("loads", (text,))
     }
 
     /// Starts a stopped `osd.<id>` again on the same store (same directory for `kv`) and waits
