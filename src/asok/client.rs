@@ -4,7 +4,7 @@
 use super::cmddesc::{request_from_words, CmdDesc};
 use crate::common::error::{Error, Result};
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,7 +36,7 @@ impl AdminSocketClient {
         s.set_write_timeout(Some(self.timeout)).map_err(ctx)?;
         let mut msg = request.to_vec();
         msg.push(0);
-        s.write_all(&msg).map_err(ctx)?;
+        crate::common::net::send_all(std::os::fd::AsRawFd::as_raw_fd(&s), &msg).map_err(ctx)?;
         let mut len = [0u8; 4];
         s.read_exact(&mut len)
             .map_err(|e| Error::io(e, "no data returned from admin socket"))?;

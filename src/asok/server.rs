@@ -10,7 +10,7 @@ use crate::common::error::{Error, Result};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -183,7 +183,10 @@ fn read_request(c: &mut Conn, table: &Weak<AdminSocket>) -> Step {
 /// Writes what the socket takes; true when the whole reply is out.
 fn write_some(c: &mut Conn) -> std::io::Result<bool> {
     while c.written < c.out.len() {
-        match c.stream.write(&c.out[c.written..]) {
+        match crate::common::net::send_vectored(
+            std::os::fd::AsRawFd::as_raw_fd(&c.stream),
+            &[std::io::IoSlice::new(&c.out[c.written..])],
+        ) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => c.written += n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),

@@ -8,7 +8,7 @@ use super::v2::frame::FrameLimits;
 use super::v2::protocol::{ClientSession, Event, LocalInfo, Protocol};
 use crate::common::entity::EntityType;
 use crate::common::error::{Error, Result};
-use std::io::{IoSlice, Read, Write};
+use std::io::{IoSlice, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,8 @@ impl Conn {
         let mut slices: Vec<IoSlice<'_>> = out.iter().map(|b| IoSlice::new(b)).collect();
         let mut bufs = &mut slices[..];
         while !bufs.is_empty() {
-            let n = self.sock.write_vectored(bufs).map_err(|e| Error::io(e, "send"))?;
+            let n = crate::common::net::send_vectored(std::os::fd::AsRawFd::as_raw_fd(&self.sock), bufs)
+                .map_err(|e| Error::io(e, "send"))?;
             if n == 0 {
                 return Err(Error::new(libc::ECONNRESET, "peer closed the connection"));
             }

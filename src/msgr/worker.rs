@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{HashMap, VecDeque};
-use std::io::{ErrorKind, IoSlice, Write};
+use std::io::{ErrorKind, IoSlice};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -1041,7 +1041,7 @@ impl Worker {
         }
         while !s.wq.is_empty() {
             let slices: Vec<IoSlice<'_>> = s.wq.iter().take(64).map(|b| IoSlice::new(b)).collect();
-            match s.stream.write_vectored(&slices) {
+            match crate::common::net::send_vectored(std::os::fd::AsRawFd::as_raw_fd(&s.stream), &slices) {
                 Ok(0) => return Verdict::Fault("write returned 0".into()),
                 Ok(mut n) => {
                     self.perf.inc(L_SEND_BYTES, n as u64);
