@@ -5,43 +5,17 @@
 
 mod common;
 
-use common::wait_for;
+use common::{osdkit_ok, wait_for, StopCluster};
 use osdkit::minicluster::Client;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 10;
 const WRITERS: usize = 4;
-
-fn osdkit(args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_osdkit"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "osdkit {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-struct Stop(String);
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = Command::new(env!("CARGO_BIN_EXE_osdkit"))
-            .args(["stop", "--dir", &self.0])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 fn osd_pid(dir: &Path) -> i32 {
     std::fs::read_to_string(dir.join("run/osd.0.pid"))
@@ -79,8 +53,8 @@ fn kill9_osd_under_writes_loses_no_acknowledged_write() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
     let d = dir.to_str().unwrap().to_string();
-    osdkit(&["vstart", "--dir", &d, "--osds", "1", "--store", "kv", "--size", "1"]);
-    let _stop = Stop(d.clone());
+    osdkit_ok(&["vstart", "--dir", &d, "--osds", "1", "--store", "kv", "--size", "1"]);
+    let _stop = StopCluster(d.clone());
     let conf = std::fs::read_to_string(dir.join("osdkit.conf")).unwrap();
     let mon = conf
         .lines()
@@ -137,7 +111,7 @@ fn kill9_osd_under_writes_loses_no_acknowledged_write() {
             !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"))
         });
         let t1 = Instant::now();
-        osdkit(&["osd", "-c", dir.join("osdkit.conf").to_str().unwrap(), "-i", "0"]);
+        osdkit_ok(&["osd", "-c", dir.join("osdkit.conf").to_str().unwrap(), "-i", "0"]);
         eprintln!("round {round}: restart took {:?}", t1.elapsed());
         assert_ne!(osd_pid(&dir), pid, "round {round}: the OSD was not restarted");
         stop.store(true, Ordering::Relaxed);

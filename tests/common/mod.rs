@@ -50,3 +50,30 @@ pub fn worker_counter(c: &Context, counter: &str) -> u64 {
         })
         .sum()
 }
+
+/// Runs the `osdkit` command (the test's build) to success and returns its stdout.
+pub fn osdkit_ok(args: &[&str]) -> String {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_osdkit"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "osdkit {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// `osdkit stop --dir` of a vstart cluster when dropped (also when the test fails).
+pub struct StopCluster(pub String);
+impl Drop for StopCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(env!("CARGO_BIN_EXE_osdkit"))
+            .args(["stop", "--dir", &self.0])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}

@@ -1,0 +1,125 @@
+//! Replication at the process level: `osdkit vstart --osds 3 --store kv --size 2`, a write
+//! load, and each OSD process in turn killed with SIGKILL. The monitor must mark it down from
+//! the other OSDs' reports (a killed process sends no mark-me-down) within the grace and a
+//! few seconds, writes must go on at the new primaries, and after the OSD's restart the
+//! cluster must serve every acknowledged write with its last acknowledged content.
+
+mod common;
+
+use common::{osdkit_ok, wait_for, StopCluster};
+use osdkit::minicluster::Client;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const GRACE: u64 = 4;
+
+fn pid_of(dir: &Path, name: &str) -> i32 {
+    std::fs::read_to_string(dir.join(format!("run/{name}.pid")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn content(oid: &str, seq: u64) -> Vec<u8> {
+    let mut v = format!("{oid}:{seq}:").into_bytes();
+    v.resize(4096, b'.');
+    v
+}
+
+#[test]
+fn kill9_each_osd_of_a_replicated_cluster_in_turn_loses_no_acknowledged_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let d = dir.to_str().unwrap().to_string();
+    osdkit_ok(&["vstart", "--dir", &d, "--osds", "3", "--store", "kv", "--size", "2"]);
+    let _stop = StopCluster(d.clone());
+    // Restart the cluster with a short grace (the monitor applies it too).
+    osdkit_ok(&["stop", "--dir", &d]);
+    let conf_path = dir.join("osdkit.conf");
+    let conf = conf_path.to_str().unwrap().to_string();
+    let mut text = std::fs::read_to_string(&conf_path).unwrap();
+    text = text.replacen(
+        "[global]\n",
+        &format!("[global]\n\tosd_heartbeat_interval = 1\n\tosd_heartbeat_grace = {GRACE}\n\tmon_osd_down_out_interval = 0\n"),
+        1,
+    );
+    std::fs::write(&conf_path, text).unwrap();
+    osdkit_ok(&["mon", "-c", &conf, "-i", "a"]);
+    for i in 0..3 {
+        osdkit_ok(&["osd", "-c", &conf, "-i", &i.to_string()]);
+    }
+    let mon = std::fs::read_to_string(&conf_path)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("mon_host = ").map(str::to_string))
+        .unwrap();
+    let client = Arc::new(Client::connect(&mon, "client.kill9r").unwrap());
+    let up = |id: i32| client.objecter().osdmap().osd(id).is_some_and(|o| o.up);
+    wait_for("three OSDs up", 30, || (0..3).all(up));
+
+    let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let (client, acked, stop) = (client.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seq = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    seq += 1;
+                    let oid = format!("t{t}-{}", seq % 25);
+                    if client.put("data", &oid, &content(&oid, seq)).is_ok() {
+                        acked.lock().insert(oid, seq);
+                    }
+                }
+            })
+        })
+        .collect();
+    let progress = || acked.lock().values().sum::<u64>();
+    wait_for("writes", 30, || acked.lock().len() >= 30);
+    for victim in 0..3 {
+        let name = format!("osd.{victim}");
+        let pid = pid_of(&dir, &name);
+        let t0 = Instant::now();
+        // SAFETY: kill(2) on an OSD process this test started; no memory involved.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        wait_for("the killed OSD marked down", 60, || !up(victim));
+        let took = t0.elapsed();
+        eprintln!(
+            "osd.{victim} (pid {pid}) SIGKILLed: marked down after {:.2} s (interval 1 s, grace {GRACE} s)",
+            took.as_secs_f64()
+        );
+        assert!(took <= Duration::from_secs(GRACE + 8), "{took:?}");
+        let before = progress();
+        wait_for("writes with the OSD down", 30, || progress() > before + 60);
+        osdkit_ok(&["osd", "-c", &conf, "-i", &victim.to_string()]);
+        wait_for("the OSD up again", 30, || up(victim));
+        let before = progress();
+        wait_for("writes after its return", 30, || progress() > before + 60);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    for (oid, seq) in acked.lock().iter() {
+        let got = client
+            .get("data", oid)
+            .unwrap_or_else(|e| panic!("acknowledged {oid} lost: {e}"));
+        let got_seq: u64 = String::from_utf8_lossy(&got[..64])
+            .split(':')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{oid}: unreadable"));
+        // A write that committed but whose ack was lost to the kill may be newer.
+        assert!(
+            got_seq >= *seq,
+            "{oid}: seq {got_seq} older than the acknowledged {seq}"
+        );
+        assert!(got[..] == content(oid, got_seq)[..], "{oid} corrupt");
+    }
+    client.shutdown();
+}
