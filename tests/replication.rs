@@ -349,3 +349,65 @@ fn below_min_size_writes_wait_and_complete_when_an_osd_returns() {
     assert_eq!(&cl.get("data", "blocked").unwrap()[..], b"waited");
     assert_eq!(&cl.get("data", "before").unwrap()[..], b"safe");
 }
+
+#[test]
+fn dump_pgs_on_the_admin_socket_shows_each_pgs_state() {
+    let dir = tempfile::tempdir().unwrap();
+    // Unix socket paths are short: a run dir of its own under /tmp.
+    let run = tempfile::Builder::new()
+        .prefix("osdkit-pgs")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let grace = GRACE.to_string();
+    let c = MiniCluster::start_opts(
+        dir.path(),
+        3,
+        "mem",
+        2,
+        Some(run.path()),
+        &[("osd_heartbeat_interval", "1"), ("osd_heartbeat_grace", grace.as_str())],
+    )
+    .unwrap();
+    c.wait_for_clean(Duration::from_secs(30)).unwrap();
+    let dump = |osd: i32| -> serde_json::Value {
+        let client = osdkit::asok::client::AdminSocketClient::new(run.path().join(format!("osd.{osd}.asok")));
+        let out = client
+            .request(&serde_json::json!({"prefix": "dump_pgs", "format": "json"}))
+            .unwrap();
+        serde_json::from_str(&out).unwrap()
+    };
+    let states = |osd: i32, role: &str| -> Vec<String> {
+        dump(osd)["pg_stats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["role"] == role)
+            .map(|p| p["state"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Every one of the 32 PGs has one primary among the three OSDs, all active+clean.
+    let primaries: Vec<String> = (0..3).flat_map(|o| states(o, "primary")).collect();
+    assert_eq!(primaries.len(), 32, "{primaries:?}");
+    assert!(primaries.iter().all(|s| s == "active+clean"), "{primaries:?}");
+    assert!((0..3).any(|o| !states(o, "replica").is_empty()));
+    // Two OSDs gone: every PG has one copy left, undersized and degraded, still active
+    // (min_size 1 for size 2).
+    c.stop_osd(1).unwrap();
+    c.stop_osd(2).unwrap();
+    assert!(
+        c.wait_for_clean(Duration::from_millis(300)).is_err(),
+        "clean with one OSD of size 2"
+    );
+    wait_for("every PG peered on osd.0", 30, || {
+        let s = states(0, "primary");
+        s.len() == 32 && s.iter().all(|s| s != "peering")
+    });
+    let after = states(0, "primary");
+    assert!(after.iter().all(|s| s == "active+undersized+degraded"), "{after:?}");
+    // Back to two: clean again.
+    c.start_osd(1).unwrap();
+    c.wait_for_clean(Duration::from_secs(30)).unwrap();
+    let back: Vec<String> = (0..2).flat_map(|o| states(o, "primary")).collect();
+    assert_eq!(back.len(), 32);
+    assert!(back.iter().all(|s| s == "active+clean"), "{back:?}");
+}

@@ -274,6 +274,55 @@ impl Shared {
         pg
     }
 
+    /// Each PG this OSD knows, as `dump_pgs` shows it: Ceph's state words for a primary
+    /// (`peering`; `active` or, below `min_size`, `peered`; `undersized+degraded` with fewer
+    /// than `size` OSDs; `clean` with all of them), `replica` or `stray` otherwise.
+    fn pg_states(&self) -> Vec<serde_json::Value> {
+        let map = self.map.read().clone();
+        let mut pgs: Vec<(PgKey, Arc<Mutex<pg::Pg>>)> = self.pgs.lock().iter().map(|(k, v)| (*k, v.clone())).collect();
+        pgs.sort_by_key(|(k, _)| *k);
+        pgs.into_iter()
+            .filter_map(|(key, pg)| {
+                let pool = map.pool(key.pool)?;
+                let pgid = crate::types::placement::PgId::new(key.pool, key.seed);
+                let acting = map.pg_to_up_osds(pgid);
+                let g = pg.lock();
+                let (role, state) = if acting.first() == Some(&self.whoami) {
+                    let state = if g.peering {
+                        "peering".to_string()
+                    } else {
+                        let mut w = vec![if acting.len() >= pool.min_size as usize {
+                            "active"
+                        } else {
+                            "peered"
+                        }];
+                        if acting.len() < pool.size as usize {
+                            w.extend(["undersized", "degraded"]);
+                        } else {
+                            w.push("clean");
+                        }
+                        w.join("+")
+                    };
+                    ("primary", state)
+                } else if acting.contains(&self.whoami) {
+                    ("replica", "replica".to_string())
+                } else {
+                    ("stray", "stray".to_string())
+                };
+                Some(serde_json::json!({
+                    "pgid": pgid.to_string(),
+                    "state": state,
+                    "role": role,
+                    "acting": acting,
+                    "last_update": g.last_update.to_string(),
+                    "log_size": g.log.len(),
+                    "repops_in_flight": g.repops.len(),
+                    "ops_waiting": g.parked.len() + g.waiting_for_commit.len(),
+                }))
+            })
+            .collect()
+    }
+
     /// Queues `op` again (a map or the PG's acting set changed while it waited).
     fn requeue(&self, key: PgKey, op: OpItem) {
         if let Some(wq) = self.wq.get().and_then(std::sync::Weak::upgrade) {
@@ -768,6 +817,15 @@ impl Osd {
                 ))
             }),
         )?);
+        let s4 = shared.clone();
+        asok_ids.push(ctx.register_command(
+            "dump_pgs",
+            "show the PGs this OSD holds: state, role, acting set, last_update, ops waiting",
+            Arc::new(move |r: &crate::asok::Request<'_>| {
+                let v = serde_json::json!({ "pg_stats": s4.pg_states() });
+                Ok(r.render(&crate::common::formatter::FVal::from(&v)))
+            }),
+        )?);
         // Last: an error above leaves no thread behind.
         let recovery = {
             let shared = shared.clone();
@@ -890,6 +948,11 @@ impl Osd {
     }
     pub fn osdmap(&self) -> Arc<OsdMap> {
         self.shared.map.read().clone()
+    }
+
+    /// What `dump_pgs` shows: one JSON object per PG this OSD knows.
+    pub fn pg_states(&self) -> Vec<serde_json::Value> {
+        self.shared.pg_states()
     }
 
     /// PGs this OSD leads that are still peering (not serving).
