@@ -465,7 +465,7 @@ impl Shared {
                 r.outdata = o.outdata;
             }
             if let Some(txn) = done.txn {
-                return self.submit_write(key, &pg, &acting, reqid, txn, &coll, op, reply, in_bytes);
+                return self.submit_write(&map, key, &pg, &acting, reqid, txn, &coll, op, reply, in_bytes);
             }
         }
         self.finish(op, reply, is_write, in_bytes);
@@ -502,6 +502,7 @@ impl Shared {
     #[allow(clippy::too_many_arguments)]
     fn submit_write(
         &self,
+        map: &OsdMap,
         key: PgKey,
         pg: &Arc<Mutex<pg::Pg>>,
         acting: &[i32],
@@ -512,7 +513,6 @@ impl Shared {
         mut reply: MOsdOpReply,
         in_bytes: u64,
     ) {
-        let map = self.map.read().clone();
         let epoch = reply.epoch;
         let replicas: Vec<i32> = acting.iter().copied().filter(|o| *o != self.whoami).collect();
         let tid = self.next_repop_tid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

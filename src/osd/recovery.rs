@@ -39,9 +39,8 @@ use std::time::Duration;
 
 /// How long a peering step waits for one OSD's answer.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Objects per push or pull message (and at most about this many bytes of data).
+/// Objects per push or pull message.
 const PUSH_OBJECTS: usize = 64;
-const PUSH_BYTES: usize = 8 << 20;
 
 fn pgid(key: PgKey) -> PgId {
     PgId::new(key.pool, key.seed)
@@ -191,7 +190,9 @@ impl Shared {
             pool: p.pgid.pool,
             seed: p.pgid.seed,
         };
-        let push = self.build_push(key, p.tid, &p.oids, true);
+        let (last_update, digest) = self.digest(key);
+        let versions = digest.iter().map(|e| (&e.oid, e)).collect();
+        let push = self.build_push(key, p.tid, &p.oids, true, last_update, &versions);
         if let Some(c) = m.conn {
             let _ = c.send_message(push.to_message());
         }
@@ -231,18 +232,20 @@ impl Shared {
 
     /// The objects `oids` of a PG as they are here; ones missing here go as removals at
     /// their recorded version.
-    fn build_push(&self, key: PgKey, tid: u64, oids: &[ObjectId], reply_to_pull: bool) -> MOsdPgPush {
+    /// `versions` and `last_update` are this OSD's digest of the PG, read once by the caller.
+    fn build_push(
+        &self,
+        key: PgKey,
+        tid: u64,
+        oids: &[ObjectId],
+        reply_to_pull: bool,
+        last_update: Eversion,
+        versions: &BTreeMap<&ObjectId, &DigestEntry>,
+    ) -> MOsdPgPush {
         let coll = CollId::new(key.pool, key.seed);
-        let (last_update, digest) = self.digest(key);
-        let versions: BTreeMap<&ObjectId, &DigestEntry> = digest.iter().map(|e| (&e.oid, e)).collect();
         let mut push = MOsdPgPush {
-            tid,
-            pgid: pgid(key),
-            from: self.whoami,
             reply_to_pull,
-            last_update,
-            objects: Vec::new(),
-            removed: Vec::new(),
+            ..self.removal_push(key, tid, last_update, Vec::new())
         };
         for oid in oids {
             let Some(v) = versions.get(oid) else { continue };
@@ -267,6 +270,19 @@ impl Shared {
             }
         }
         push
+    }
+
+    /// A push carrying no objects: `removed` (maybe none) and the PG's `last_update`.
+    fn removal_push(&self, key: PgKey, tid: u64, last_update: Eversion, removed: Vec<DigestEntry>) -> MOsdPgPush {
+        MOsdPgPush {
+            tid,
+            pgid: pgid(key),
+            from: self.whoami,
+            reply_to_pull: false,
+            last_update,
+            objects: Vec::new(),
+            removed,
+        }
     }
 
     /// Installs a push: each object replaces any local copy, each removal removes; the pgmeta
@@ -339,47 +355,25 @@ impl Shared {
                 }
             }
             if !remove.is_empty() {
-                self.apply_push(&MOsdPgPush {
-                    tid: 0,
-                    pgid: pgid(key),
-                    from: self.whoami,
-                    reply_to_pull: false,
-                    last_update,
-                    objects: Vec::new(),
-                    removed: remove.to_vec(),
-                })?;
+                self.apply_push(&self.removal_push(key, 0, last_update, remove.to_vec()))?;
             }
             return Ok(());
         }
         // Push: our copies (we are current by now), batched by count and bytes.
         let oids: Vec<ObjectId> = copy.iter().map(|(e, _)| e.oid.clone()).collect();
-        let mut batches: Vec<MOsdPgPush> = Vec::new();
-        let mut start = 0;
-        while start < oids.len() {
-            let end = (start + PUSH_OBJECTS).min(oids.len());
-            let push = self.build_push(key, self.new_tid(), &oids[start..end], false);
-            batches.push(push);
-            start = end;
-        }
+        let (mine_lu, digest) = self.digest(key);
+        let versions: BTreeMap<&ObjectId, &DigestEntry> = digest.iter().map(|e| (&e.oid, e)).collect();
+        let mut batches: Vec<MOsdPgPush> = oids
+            .chunks(PUSH_OBJECTS)
+            .map(|chunk| self.build_push(key, self.new_tid(), chunk, false, mine_lu, &versions))
+            .collect();
         if batches.is_empty() || !remove.is_empty() {
-            batches.push(MOsdPgPush {
-                tid: self.new_tid(),
-                pgid: pgid(key),
-                from: self.whoami,
-                reply_to_pull: false,
-                last_update,
-                objects: Vec::new(),
-                removed: Vec::new(),
-            });
+            batches.push(self.removal_push(key, self.new_tid(), last_update, Vec::new()));
         }
         if let Some(last) = batches.last_mut() {
             last.removed = remove.to_vec();
         }
         for b in batches {
-            let bytes: usize = b.objects.iter().map(|o| o.data.len()).sum();
-            if bytes > PUSH_BYTES {
-                log::debug!(target: "osd", "osd.{}: large push of {bytes} bytes to osd.{osd}", self.whoami);
-            }
             let tid = b.tid;
             let answer = self.request(osd, tid, b.to_message())?;
             let r = MOsdPgPushReply::from_message(&answer)?;
@@ -456,15 +450,7 @@ impl Shared {
             self.sync_osd(key, self.whoami, &copy, &remove)?;
         }
         // Make sure the merged last_update is on disk even when nothing was copied.
-        self.apply_push(&MOsdPgPush {
-            tid: 0,
-            pgid: pgid(key),
-            from: self.whoami,
-            reply_to_pull: false,
-            last_update,
-            objects: Vec::new(),
-            removed: Vec::new(),
-        })?;
+        self.apply_push(&self.removal_push(key, 0, last_update, Vec::new()))?;
         for &r in acting.iter().skip(1) {
             if !still(&acting) {
                 return Ok(false);

@@ -668,3 +668,36 @@ mod tests {
         }
     }
 }
+
+/// Encode, Decode and FrontMessage (version 1) for a message struct whose fields go in order
+/// in one envelope: `field: any` uses the field's own codec, `field: pgid` the PG id helpers
+/// in scope at the call site. Names used in the expansion (`Encode`, `FrontMessage`, ...)
+/// resolve where it is called.
+macro_rules! envelope_message {
+    ($t:ident, $ty:expr, { $($f:ident : $kind:tt),* $(,)? }) => {
+        impl Encode for $t {
+            fn encode(&self, e: &mut Encoder) {
+                e.envelope(Self::HEAD_VERSION, Self::COMPAT_VERSION, |e| {
+                    $( envelope_message!(@put e, self.$f, $kind); )*
+                });
+            }
+        }
+        impl Decode for $t {
+            fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
+                d.envelope(Self::HEAD_VERSION, |_, d| {
+                    Ok($t { $( $f: envelope_message!(@get d, $kind), )* })
+                })
+            }
+        }
+        impl FrontMessage for $t {
+            const MSG_TYPE: u16 = $ty;
+            const HEAD_VERSION: u8 = 1;
+            const COMPAT_VERSION: u8 = 1;
+        }
+    };
+    (@put $e:ident, $v:expr, pgid) => { put_pgid($e, &$v) };
+    (@put $e:ident, $v:expr, any) => { $e.put(&$v) };
+    (@get $d:ident, pgid) => { get_pgid($d)? };
+    (@get $d:ident, any) => { $d.get()? };
+}
+pub(crate) use envelope_message;

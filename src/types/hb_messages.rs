@@ -2,7 +2,7 @@
 //! `MOSDMarkMeDown` from an OSD to the monitor. Type numbers and fields are Ceph's; the byte
 //! layouts are ours (one versioned envelope each), as for the other cluster messages.
 
-use super::encoding::{DResult, Decode, Decoder, Encode, Encoder};
+use super::encoding::{envelope_message, DResult, Decode, Decoder, Encode, Encoder};
 use super::messages::{FrontMessage, MSG_OSD_FAILURE, MSG_OSD_MARK_ME_DOWN, MSG_OSD_PING};
 use super::osdmap::{Epoch, OsdAddrs, OsdId};
 
@@ -104,39 +104,9 @@ impl MOsdFailure {
     }
 }
 
-impl Encode for MOsdFailure {
-    fn encode(&self, e: &mut Encoder) {
-        e.envelope(Self::HEAD_VERSION, Self::COMPAT_VERSION, |e| {
-            e.put(&self.fsid);
-            e.i32(self.from);
-            e.i32(self.target);
-            e.put(&self.target_addrs);
-            e.u32(self.epoch);
-            e.u8(self.flags);
-            e.u32(self.failed_for);
-        });
-    }
-}
-impl Decode for MOsdFailure {
-    fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
-        d.envelope(Self::HEAD_VERSION, |_, d| {
-            Ok(MOsdFailure {
-                fsid: d.get()?,
-                from: d.i32()?,
-                target: d.i32()?,
-                target_addrs: d.get()?,
-                epoch: d.u32()?,
-                flags: d.u8()?,
-                failed_for: d.u32()?,
-            })
-        })
-    }
-}
-impl FrontMessage for MOsdFailure {
-    const MSG_TYPE: u16 = MSG_OSD_FAILURE;
-    const HEAD_VERSION: u8 = 1;
-    const COMPAT_VERSION: u8 = 1;
-}
+envelope_message!(MOsdFailure, MSG_OSD_FAILURE, {
+    fsid: any, from: any, target: any, target_addrs: any, epoch: any, flags: any, failed_for: any,
+});
 
 /// `MSG_OSD_MARK_ME_DOWN` (74): a stopping OSD asks to be marked down now. The monitor answers
 /// with the same message (`request_ack` false) once the epoch marking it down is committed.
@@ -151,37 +121,9 @@ pub struct MOsdMarkMeDown {
     pub down_and_dead: bool,
 }
 
-impl Encode for MOsdMarkMeDown {
-    fn encode(&self, e: &mut Encoder) {
-        e.envelope(Self::HEAD_VERSION, Self::COMPAT_VERSION, |e| {
-            e.put(&self.fsid);
-            e.i32(self.target);
-            e.put(&self.target_addrs);
-            e.u32(self.epoch);
-            e.bool(self.request_ack);
-            e.bool(self.down_and_dead);
-        });
-    }
-}
-impl Decode for MOsdMarkMeDown {
-    fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
-        d.envelope(Self::HEAD_VERSION, |_, d| {
-            Ok(MOsdMarkMeDown {
-                fsid: d.get()?,
-                target: d.i32()?,
-                target_addrs: d.get()?,
-                epoch: d.u32()?,
-                request_ack: d.bool()?,
-                down_and_dead: d.bool()?,
-            })
-        })
-    }
-}
-impl FrontMessage for MOsdMarkMeDown {
-    const MSG_TYPE: u16 = MSG_OSD_MARK_ME_DOWN;
-    const HEAD_VERSION: u8 = 1;
-    const COMPAT_VERSION: u8 = 1;
-}
+envelope_message!(MOsdMarkMeDown, MSG_OSD_MARK_ME_DOWN, {
+    fsid: any, target: any, target_addrs: any, epoch: any, request_ack: any, down_and_dead: any,
+});
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 //! encoding), with the PG log entry's version and request id so a replica that becomes primary
 //! knows which requests it already holds.
 
-use super::encoding::{DResult, Decode, DecodeError, Decoder, Encode, Encoder};
+use super::encoding::{envelope_message, DResult, Decode, DecodeError, Decoder, Encode, Encoder};
 use super::messages::{
     FrontMessage, MSG_OSD_PG_PULL, MSG_OSD_PG_PUSH, MSG_OSD_PG_PUSH_REPLY, MSG_OSD_PG_SCAN, MSG_OSD_REPOP,
     MSG_OSD_REPOPREPLY,
@@ -396,34 +396,6 @@ pub struct MOsdPgPushReply {
     pub pgid: PgId,
     pub from: OsdId,
     pub result: i32,
-}
-
-macro_rules! envelope_message {
-    ($t:ident, $ty:expr, { $($f:ident : $kind:tt),* $(,)? }) => {
-        impl Encode for $t {
-            fn encode(&self, e: &mut Encoder) {
-                e.envelope(Self::HEAD_VERSION, Self::COMPAT_VERSION, |e| {
-                    $( envelope_message!(@put e, self.$f, $kind); )*
-                });
-            }
-        }
-        impl Decode for $t {
-            fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
-                d.envelope(Self::HEAD_VERSION, |_, d| {
-                    Ok($t { $( $f: envelope_message!(@get d, $kind), )* })
-                })
-            }
-        }
-        impl FrontMessage for $t {
-            const MSG_TYPE: u16 = $ty;
-            const HEAD_VERSION: u8 = 1;
-            const COMPAT_VERSION: u8 = 1;
-        }
-    };
-    (@put $e:ident, $v:expr, pgid) => { put_pgid($e, &$v) };
-    (@put $e:ident, $v:expr, any) => { $e.put(&$v) };
-    (@get $d:ident, pgid) => { get_pgid($d)? };
-    (@get $d:ident, any) => { $d.get()? };
 }
 
 envelope_message!(MOsdPgScan, MSG_OSD_PG_SCAN, {
