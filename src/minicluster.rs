@@ -302,6 +302,49 @@ impl MiniCluster {
         Ok(f(&o.osd))
     }
 
+    /// Scrubs `pg` (every PG of every pool: `None`) on its primary, comparing the copies of its
+    /// acting set; `deep` compares data and omap digests too. A PG whose primary is moving or
+    /// peering is tried again for up to `timeout`. Holds the cluster's OSD list meanwhile, so
+    /// OSDs cannot be started or stopped during a scrub.
+    pub fn scrub(
+        &self,
+        pg: Option<crate::types::placement::PgId>,
+        deep: bool,
+        timeout: Duration,
+    ) -> Result<Vec<crate::osd::scrub::ScrubReport>> {
+        let map = self.mon.osdmap();
+        let pgs: Vec<crate::types::placement::PgId> = match pg {
+            Some(p) => vec![p],
+            None => map
+                .pools
+                .values()
+                .flat_map(|p| (0..p.pg_num).map(move |s| crate::types::placement::PgId::new(p.id, s)))
+                .collect(),
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        for pgid in pgs {
+            loop {
+                let primary = self.mon.osdmap().pg_primary(pgid);
+                let r = match primary {
+                    Some(p) => self.with_osd(p, |o| o.scrub_pg(pgid, deep)).and_then(|r| r),
+                    None => Err(Error::new(libc::EAGAIN, format!("pg {pgid} has no OSD up"))),
+                };
+                match r {
+                    Ok(rep) => {
+                        out.push(rep);
+                        break;
+                    }
+                    Err(e) if e.errno == libc::EAGAIN && std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The object store of the running `osd.<id>` (to look at replicas directly).
     pub fn osd_store(&self, id: i32) -> Result<Arc<dyn ObjectStore>> {
         self.with_osd(id, Osd::store)

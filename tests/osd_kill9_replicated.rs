@@ -100,6 +100,20 @@ fn kill9_each_osd_of_a_replicated_cluster_in_turn_loses_no_acknowledged_write() 
         wait_for("the OSD up again", 30, || up(victim));
         let before = progress();
         wait_for("writes after its return", 30, || progress() > before + 60);
+        wait_clean(&conf);
+        // Every copy compared, the writers still going: `pg deep-scrub` exits 1 on any
+        // inconsistency.
+        let out: serde_json::Value =
+            serde_json::from_str(&osdkit_ok(&["pg", "deep-scrub", "-c", &conf, "--json"])).unwrap();
+        assert_eq!(
+            (out["pgs"].as_u64(), out["errors"].as_u64()),
+            (Some(32), Some(0)),
+            "{out}"
+        );
+        eprintln!(
+            "osd.{victim} back: clean; deep scrub of {} objects found no inconsistency",
+            out["objects"]
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -121,5 +135,40 @@ fn kill9_each_osd_of_a_replicated_cluster_in_turn_loses_no_acknowledged_write() 
         );
         assert!(got[..] == content(oid, got_seq)[..], "{oid} corrupt");
     }
+    // The operator's commands: out moves PGs away, in brings them back, down is undone by
+    // the running OSD booting again.
+    osdkit_ok(&["osd", "out", "-c", &conf, "2"]);
+    wait_for("osd.2 out of every acting set", 30, || {
+        pg_dump(&conf)
+            .iter()
+            .all(|p| p["state"] == "active+clean" && !p["acting"].as_array().unwrap().contains(&serde_json::json!(2)))
+    });
+    osdkit_ok(&["osd", "in", "-c", &conf, "osd.2"]);
+    wait_for("osd.2 back in some acting set", 30, || {
+        pg_dump(&conf)
+            .iter()
+            .any(|p| p["acting"].as_array().unwrap().contains(&serde_json::json!(2)))
+    });
+    wait_clean(&conf);
+    let said = osdkit_ok(&["osd", "down", "-c", &conf, "1"]);
+    assert!(said.contains("marked down osd.1"), "{said}");
+    wait_for("osd.1 up again by itself", 30, || up(1));
+    wait_clean(&conf);
+    let stat: serde_json::Value = serde_json::from_str(&osdkit_ok(&["pg", "stat", "-c", &conf, "--json"])).unwrap();
+    assert_eq!(stat["num_objects"].as_u64(), Some(acked.lock().len() as u64), "{stat}");
+    osdkit_ok(&["pg", "deep-scrub", "-c", &conf]);
     client.shutdown();
+}
+
+fn pg_dump(conf: &str) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(&osdkit_ok(&["pg", "dump", "-c", conf, "--json"])).unwrap();
+    v["pg_stats"].as_array().unwrap().clone()
+}
+
+/// Until `osdkit pg stat` shows all 32 PGs active+clean.
+fn wait_clean(conf: &str) {
+    wait_for("32 PGs active+clean", 60, || {
+        let stat: serde_json::Value = serde_json::from_str(&osdkit_ok(&["pg", "stat", "-c", conf, "--json"])).unwrap();
+        stat["num_pg_by_state"] == serde_json::json!([{"name": "active+clean", "num": 32}])
+    });
 }

@@ -253,10 +253,25 @@ fn each_osd_in_turn_killed_and_restarted_under_writes_the_cluster_returns_to_cle
         let t1 = Instant::now();
         c.start_osd(victim).unwrap();
         c.wait_for_clean(Duration::from_secs(60)).unwrap();
+        let clean_after = t1.elapsed();
+        // A deep scrub of every PG, with the writers still going, finds the copies equal.
+        let reports = c.scrub(None, true, Duration::from_secs(60)).unwrap();
+        assert_eq!(reports.len(), 32);
+        let bad: Vec<String> = reports
+            .iter()
+            .filter(|r| !r.inconsistent.is_empty())
+            .map(|r| r.to_json().to_string())
+            .collect();
+        assert!(bad.is_empty(), "round {victim}: inconsistent after recovery: {bad:?}");
+        assert!(
+            reports.iter().all(|r| r.osds.len() == 2),
+            "every PG compared two copies"
+        );
         eprintln!(
-            "round {victim}: osd.{victim} down after {:.2} s; restarted and clean after {:.2} s",
+            "round {victim}: osd.{victim} down after {:.2} s; restarted and clean after {:.2} s; deep scrub of {} objects: no inconsistency",
             down.as_secs_f64(),
-            t1.elapsed().as_secs_f64()
+            clean_after.as_secs_f64(),
+            reports.iter().map(|r| r.objects).sum::<usize>()
         );
         let before = sum();
         wait_for("writes after the return", 30, || sum() > before + 100);
@@ -265,6 +280,9 @@ fn each_osd_in_turn_killed_and_restarted_under_writes_the_cluster_returns_to_cle
     c.wait_for_clean(Duration::from_secs(60)).unwrap();
     check_all(&c, &acked);
     check_replicas(&c, &acked);
+    // And once the writers stopped: every copy equal, versions included.
+    let reports = c.scrub(None, true, Duration::from_secs(60)).unwrap();
+    assert!(reports.iter().all(|r| r.inconsistent.is_empty()));
 }
 
 #[test]
@@ -410,4 +428,215 @@ fn dump_pgs_on_the_admin_socket_shows_each_pgs_state() {
     let back: Vec<String> = (0..2).flat_map(|o| states(o, "primary")).collect();
     assert_eq!(back.len(), 32);
     assert!(back.iter().all(|s| s == "active+clean"), "{back:?}");
+}
+
+#[test]
+fn scrub_reports_copies_that_differ_and_deep_scrub_reads_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(dir.path(), 3, 2, &[]);
+    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    for i in 0..40 {
+        cl.put("data", &format!("s-{i}"), format!("scrub me {i:03}").as_bytes())
+            .unwrap();
+    }
+    cl.setxattr("data", "s-1", "owner", b"me").unwrap();
+    c.wait_for_clean(Duration::from_secs(30)).unwrap();
+    let all = c.scrub(None, true, Duration::from_secs(30)).unwrap();
+    assert_eq!(all.iter().map(|r| r.objects).sum::<usize>(), 40);
+    assert!(all.iter().all(|r| r.inconsistent.is_empty()));
+    // Behind the PG's back, on one replica each: same-size new bytes, a removal, an xattr.
+    let pool = c.pool_id();
+    let damage = |name: &str, f: &dyn Fn(&mut osdkit::os::Transaction, &ObjectId)| -> (i32, Vec<i32>) {
+        let (coll, acting) = placement(&c, name);
+        let oid = ObjectId::new(pool, "", name);
+        let mut t = osdkit::os::Transaction::new();
+        f(&mut t, &oid);
+        c.osd_store(acting[1]).unwrap().apply_transaction(&coll, t).unwrap();
+        (acting[1], acting)
+    };
+    let (flipped, _) = damage("s-2", &|t, o| {
+        t.write(o, 0, Bytes::from_static(b"SCRUB"));
+    });
+    let (lost, _) = damage("s-3", &|t, o| {
+        t.remove(o);
+    });
+    let (attr, _) = damage("s-1", &|t, o| {
+        t.setattr(o, "owner", Bytes::from_static(b"you"));
+    });
+    let pg_of = |name: &str| c.monitor().osdmap().object_placement(pool, name, "").unwrap().pg;
+    let find = |reports: &[osdkit::osd::scrub::ScrubReport], name: &str| {
+        reports
+            .iter()
+            .flat_map(|r| r.inconsistent.iter())
+            .find(|i| i.oid.name == name)
+            .cloned()
+    };
+    let scrub = |name: &str, deep: bool| c.scrub(Some(pg_of(name)), deep, Duration::from_secs(30)).unwrap();
+    // A shallow scrub sees the missing copy and the xattr, not same-size data.
+    let shallow = scrub("s-3", false);
+    let i = find(&shallow, "s-3").expect("the removed copy");
+    assert_eq!(i.shards[&lost].1, std::collections::BTreeSet::from(["missing"]));
+    assert!(
+        find(&scrub("s-2", false), "s-2").is_none(),
+        "same size: only a deep scrub reads it"
+    );
+    let i = find(&scrub("s-1", false), "s-1").expect("the changed xattr");
+    assert!(i.errors.contains("attr_value_mismatch"), "{:?}", i.errors);
+    assert!(i.shards[&attr].1.contains("attr_value_mismatch"));
+    // A deep scrub reads the bytes.
+    let deep = scrub("s-2", true);
+    let i = find(&deep, "s-2").expect("the flipped bytes");
+    assert_eq!(i.errors, std::collections::BTreeSet::from(["data_digest_mismatch"]));
+    assert!(i.shards[&flipped].1.contains("data_digest_mismatch"));
+    let primary = *i.shards.keys().find(|o| **o != flipped).unwrap();
+    assert!(i.shards[&primary].1.is_empty(), "the primary's copy is the reference");
+    // The PG shows as inconsistent, through the OSDs' command path as well.
+    let dump = osdkit::client::pg::pg_dump(cl.objecter(), Duration::from_secs(10)).unwrap();
+    assert_eq!(dump.len(), 32);
+    let line = dump.iter().find(|p| p["pgid"] == pg_of("s-2").to_string()).unwrap();
+    assert!(line["state"].as_str().unwrap().ends_with("+inconsistent"), "{line}");
+    assert!(line["num_scrub_errors"].as_u64().unwrap() >= 1);
+    assert!(line["last_deep_scrub_stamp"].is_string());
+    let stat = osdkit::client::pg::pg_stat(&dump);
+    assert_eq!(stat["num_objects"], 40, "{stat}");
+    let remote = osdkit::client::pg::scrub(cl.objecter(), pg_of("s-2"), true, Duration::from_secs(30)).unwrap();
+    assert_eq!(remote["errors"], 1, "{remote}");
+    assert_eq!(remote["inconsistents"][0]["errors"][0], "data_digest_mismatch");
+    // Put right (the lost copy by hand: scrub does not repair), a clean scrub clears the flag.
+    cl.put("data", "s-2", b"rewritten").unwrap();
+    damage("s-3", &|t, o| {
+        t.write(o, 0, Bytes::from_static(b"scrub me 003"));
+    });
+    cl.setxattr("data", "s-1", "owner", b"me").unwrap();
+    let again = c.scrub(None, true, Duration::from_secs(30)).unwrap();
+    assert!(again.iter().all(|r| r.inconsistent.is_empty()));
+    let dump = osdkit::client::pg::pg_dump(cl.objecter(), Duration::from_secs(10)).unwrap();
+    assert!(
+        dump.iter().all(|p| p["state"] == "active+clean"),
+        "{:?}",
+        dump.iter().map(|p| p["state"].to_string()).collect::<Vec<_>>()
+    );
+    // A bad request gets an errno, and the OSD carries on.
+    let e = osdkit::client::pg::scrub(
+        cl.objecter(),
+        osdkit::types::placement::PgId::new(pool, 999),
+        false,
+        Duration::from_secs(5),
+    )
+    .unwrap_err();
+    assert_eq!(e.errno, libc::ENOENT);
+    let e = cl
+        .objecter()
+        .osd_command(0, r#"{"prefix":"no such thing"}"#, Duration::from_secs(5))
+        .unwrap_err();
+    assert_eq!(e.errno, libc::EINVAL);
+    let e = cl
+        .objecter()
+        .osd_command(0, "not json", Duration::from_secs(5))
+        .unwrap_err();
+    assert_eq!(e.errno, libc::EINVAL);
+    assert_eq!(&cl.get("data", "s-0").unwrap()[..], b"scrub me 000");
+}
+
+/// Every message a test messenger receives, in order.
+#[derive(Default)]
+struct Inbox(parking_lot::Mutex<Vec<Message>>, parking_lot::Condvar);
+
+impl Dispatcher for Inbox {
+    fn ms_dispatch(&self, m: Message) -> Option<Message> {
+        self.0.lock().push(m);
+        self.1.notify_all();
+        None
+    }
+}
+
+impl Inbox {
+    /// The first message of type `ty` to arrive within `wait`, taken out of the inbox.
+    fn take(&self, ty: u16, wait: Duration) -> Option<Message> {
+        let deadline = Instant::now() + wait;
+        let mut g = self.0.lock();
+        loop {
+            if let Some(i) = g.iter().position(|m| m.ty == ty) {
+                return Some(g.remove(i));
+            }
+            if self.1.wait_until(&mut g, deadline).timed_out() {
+                return None;
+            }
+        }
+    }
+}
+
+#[test]
+fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes() {
+    use osdkit::types::messages::{FrontMessage, MSG_OSD_PG_SCAN, MSG_OSD_REPOPREPLY};
+    use osdkit::types::rep_messages::{Eversion, MOsdPgScan, MOsdRepOp, MOsdRepOpReply, SCAN_GET_DIGEST};
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(dir.path(), 3, 2, &[]);
+    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    cl.put("data", "before", b"v1").unwrap();
+    let map = c.monitor().osdmap();
+    let p = map.object_placement(c.pool_id(), "before", "").unwrap();
+    let replica = p.up[1];
+    let addr = map.osd(replica).unwrap().addrs.cluster;
+    // We play two primaries of the PG: a deposed one (at the current epoch) and, first, the
+    // one of a later interval collecting the PG (its scan announces epoch + 5).
+    let ctx = common::ctx("osd.77", &[]);
+    let msgr = Messenger::new(&ctx, "osd.77", None).unwrap();
+    let inbox = Arc::new(Inbox::default());
+    msgr.add_dispatcher_tail(inbox.clone());
+    msgr.start().unwrap();
+    let conn = msgr.connect_to(EntityType::Osd, &addr).unwrap();
+    let scan = MOsdPgScan {
+        op: SCAN_GET_DIGEST,
+        tid: 1,
+        pgid: p.pg,
+        from: 77,
+        epoch: map.epoch + 5,
+        last_update: Eversion::default(),
+        objects: Vec::new(),
+    };
+    conn.send_message(scan.to_message()).unwrap();
+    let digest = inbox.take(MSG_OSD_PG_SCAN, Duration::from_secs(10)).expect("a digest");
+    let digest = MOsdPgScan::from_message(&digest).unwrap();
+    assert!(digest.objects.iter().any(|e| e.oid.name == "before"), "{digest:?}");
+    let coll = CollId::new(p.pg.pool, p.pg.seed);
+    let oid = |n: &str| ObjectId::new(c.pool_id(), "", n);
+    let repop = |tid: u64, epoch: u32, name: &str| {
+        let mut txn = osdkit::os::Transaction::new();
+        txn.write(&oid(name), 0, Bytes::from_static(b"late"));
+        MOsdRepOp {
+            pgid: p.pg,
+            tid,
+            from: 77,
+            map_epoch: epoch,
+            version: Eversion {
+                epoch,
+                version: 1000 + tid,
+            },
+            reqid: osdkit::types::osd_op::OsdReqId {
+                name: "client.99".parse().unwrap(),
+                inc: 1,
+                tid,
+            },
+            txn,
+        }
+    };
+    // The deposed primary's write: not applied, not answered (it could not be acknowledged).
+    conn.send_message(repop(2, map.epoch, "stale").to_message()).unwrap();
+    assert!(inbox.take(MSG_OSD_REPOPREPLY, Duration::from_secs(1)).is_none());
+    let store = c.osd_store(replica).unwrap();
+    assert!(
+        !store.exists(&coll, &oid("stale")).unwrap(),
+        "a fenced repop was applied"
+    );
+    // The new interval's write goes through.
+    conn.send_message(repop(3, map.epoch + 5, "fresh").to_message())
+        .unwrap();
+    let r = inbox
+        .take(MSG_OSD_REPOPREPLY, Duration::from_secs(10))
+        .expect("an answer");
+    let r = MOsdRepOpReply::from_message(&r).unwrap();
+    assert_eq!((r.tid, r.result), (3, 0));
+    assert!(store.exists(&coll, &oid("fresh")).unwrap());
+    msgr.shutdown();
 }

@@ -139,21 +139,32 @@ enum Cmd {
         foreground: bool,
     },
     /// Run one OSD (osd.ID): its store per osd_objectstore/osd_data, bound to public_addr (or
-    /// 127.0.0.1:0), booted to mon_host.
+    /// 127.0.0.1:0), booted to mon_host. Or, with a subcommand, mark OSDs: `osd down|out|in ID...`.
     ///
     /// Forks into the background unless -f; the parent exits 0 once the monitor's map shows the
     /// OSD up, or 1 with the reason. Pid file $run_dir/$name.pid, admin socket per admin_socket,
     /// log to log_file; SIGTERM stops it cleanly.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Osd {
+        #[command(subcommand)]
+        mark: Option<OsdSub>,
         /// The cluster's config file.
         #[arg(short = 'c', long = "conf", default_value = DEFAULT_CONF)]
         conf: std::path::PathBuf,
         /// The OSD's id (osd.ID), a number.
-        #[arg(short = 'i', long = "id")]
-        id: String,
+        #[arg(short = 'i', long = "id", required = true)]
+        id: Option<String>,
         /// Stay in the foreground and log to stderr.
         #[arg(short = 'f', long = "foreground")]
         foreground: bool,
+    },
+    /// Placement groups, asked of the OSDs that lead them: `pg stat`, `pg dump`,
+    /// `pg scrub|deep-scrub [PGID|POOL]...`.
+    Pg {
+        #[command(flatten)]
+        a: CmdArgs,
+        #[command(subcommand)]
+        what: PgSub,
     },
     /// Write FILE (`-`: stdin) as object OBJ, replacing it (like `rados put`).
     Put {
@@ -228,6 +239,58 @@ enum PoolSub {
         /// The pool to remove.
         name: String,
     },
+}
+
+/// `-c CONF` and `--json`, for the cluster commands.
+#[derive(clap::Args)]
+struct CmdArgs {
+    /// The cluster's config file.
+    #[arg(short = 'c', long = "conf", default_value = DEFAULT_CONF, global = true)]
+    conf: std::path::PathBuf,
+    /// Print one JSON object.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum OsdSub {
+    /// Mark OSDs down (like `ceph osd down`); a running OSD boots again.
+    Down {
+        #[command(flatten)]
+        a: CmdArgs,
+        /// OSD ids (`3` or `osd.3`).
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Mark OSDs out: their PGs move elsewhere (like `ceph osd out`).
+    Out {
+        #[command(flatten)]
+        a: CmdArgs,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Mark OSDs in again (like `ceph osd in`).
+    In {
+        #[command(flatten)]
+        a: CmdArgs,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PgSub {
+    /// PGs by state, objects and bytes, in one line (like `ceph pg stat`).
+    Stat,
+    /// Every PG: state, objects, bytes, last_update, acting set, scrub stamps (like
+    /// `ceph pg dump pgs`).
+    Dump,
+    /// Compare the replicas of PGs (the given PGs like 1.a, every PG of the named pools, or
+    /// every PG): presence, size, version and xattrs of each object. Exits 1 on any
+    /// inconsistency, listing each.
+    Scrub { targets: Vec<String> },
+    /// As scrub, reading all data and omap too (crc32c digests compared).
+    DeepScrub { targets: Vec<String> },
 }
 
 #[derive(clap::Args)]
@@ -421,6 +484,19 @@ fn bench_msgr(cmd: BenchCmd) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let serves = matches!(
+        cli.cmd,
+        Cmd::Mon { .. } | Cmd::Osd { mark: None, .. } | Cmd::Vstart { .. } | Cmd::Demo { .. } | Cmd::Bench { .. }
+    );
+    if !serves {
+        // A command whose output goes to `head` ends quietly when the pipe closes, as Unix
+        // tools do (Rust ignores SIGPIPE, which made println! panic). Sockets are written
+        // with MSG_NOSIGNAL, so this touches only stdout and stderr.
+        // SAFETY: setting a signal's disposition to the default, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.cmd {
         Cmd::Daemon {
             asok_path,
@@ -519,7 +595,33 @@ fn main() -> ExitCode {
             code(cluster::cli::pool(&conf, cmd, json))
         }
         Cmd::Mon { conf, id, foreground } => code(cluster::daemons::run_mon(&conf, &id, foreground)),
-        Cmd::Osd { conf, id, foreground } => code(cluster::daemons::run_osd(&conf, &id, foreground)),
+        Cmd::Osd { mark: Some(m), .. } => {
+            let (what, a, ids) = match m {
+                OsdSub::Down { a, ids } => ("down", a, ids),
+                OsdSub::Out { a, ids } => ("out", a, ids),
+                OsdSub::In { a, ids } => ("in", a, ids),
+            };
+            code(cluster::cli::osd_mark(&a.conf, what, &ids, a.json))
+        }
+        Cmd::Osd {
+            conf,
+            id: Some(id),
+            foreground,
+            ..
+        } => code(cluster::daemons::run_osd(&conf, &id, foreground)),
+        Cmd::Osd { .. } => {
+            eprintln!("osdkit osd: give -i ID to run an OSD, or down|out|in ID...");
+            ExitCode::from(2)
+        }
+        Cmd::Pg { a, what } => {
+            let cmd = match what {
+                PgSub::Stat => cluster::cli::PgCmd::Stat,
+                PgSub::Dump => cluster::cli::PgCmd::Dump,
+                PgSub::Scrub { targets } => cluster::cli::PgCmd::Scrub { targets, deep: false },
+                PgSub::DeepScrub { targets } => cluster::cli::PgCmd::Scrub { targets, deep: true },
+            };
+            code(cluster::cli::pg(&a.conf, cmd, a.json))
+        }
         Cmd::Put { a, obj, file } => obj_cmd(a, cluster::cli::ObjCmd::Put { obj, file }),
         Cmd::Get { a, obj, file } => obj_cmd(a, cluster::cli::ObjCmd::Get { obj, file }),
         Cmd::Stat { a, obj } => obj_cmd(a, cluster::cli::ObjCmd::Stat { obj }),

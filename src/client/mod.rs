@@ -2,3 +2,4 @@
 //! to it.
 
 pub mod objecter;
+pub mod pg;

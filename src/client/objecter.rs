@@ -12,7 +12,8 @@ use crate::msgr::connection::ConnectionRef;
 use crate::msgr::dispatcher::Dispatcher;
 use crate::msgr::message::Message;
 use crate::msgr::messenger::Messenger;
-use crate::types::messages::CEPH_MSG_OSD_OPREPLY;
+use crate::types::messages::{FrontMessage, CEPH_MSG_OSD_OPREPLY, MSG_COMMAND_REPLY};
+use crate::types::mon_messages::{MCommand, MCommandReply};
 use crate::types::osd_op::{MOsdOp, MOsdOpReply, OsdOp};
 use crate::types::osdmap::OsdMap;
 use crate::types::placement::PgId;
@@ -46,6 +47,8 @@ struct Inner {
     timeout: Duration,
     stop: AtomicBool,
     timer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Commands sent to OSDs (`osd_command`), waiting for their replies by tid.
+    commands: Mutex<HashMap<u64, crossbeam_channel::Sender<MCommandReply>>>,
 }
 
 /// Cheap to clone; clones share the objecter.
@@ -58,10 +61,21 @@ struct ReplyDispatcher(Weak<Inner>);
 
 impl Dispatcher for ReplyDispatcher {
     fn ms_can_fast_dispatch(&self, m: &Message) -> bool {
-        m.ty == CEPH_MSG_OSD_OPREPLY
+        m.ty == CEPH_MSG_OSD_OPREPLY || m.ty == MSG_COMMAND_REPLY
     }
     fn ms_fast_dispatch(&self, m: Message) {
         let Some(o) = self.0.upgrade() else { return };
+        if m.ty == MSG_COMMAND_REPLY {
+            match MCommandReply::from_message(&m) {
+                Ok(r) => {
+                    if let Some(tx) = o.commands.lock().remove(&r.tid) {
+                        let _ = tx.send(r);
+                    }
+                }
+                Err(e) => log::warn!(target: "objecter", "bad command reply (tid {}): {e}", m.tid),
+            }
+            return;
+        }
         let reply = match MOsdOpReply::from_message(&m) {
             Ok(r) => r,
             Err(e) => {
@@ -194,6 +208,7 @@ impl Objecter {
             timeout,
             stop: AtomicBool::new(false),
             timer: Mutex::new(None),
+            commands: Mutex::new(HashMap::new()),
         });
         msgr.add_dispatcher_head(Arc::new(ReplyDispatcher(Arc::downgrade(&inner))));
         let weak = Arc::downgrade(&inner);
@@ -351,6 +366,36 @@ impl Objecter {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// Sends `cmd` (one JSON object with a `prefix`) to osd.`osd`, as `ceph tell osd.N` does,
+    /// and waits up to `timeout` for its answer: the output, or the OSD's errno and text.
+    pub fn osd_command(&self, osd: i32, cmd: &str, timeout: Duration) -> Result<bytes::Bytes> {
+        let o = &self.inner;
+        let addr = o
+            .osd_addr(osd)
+            .ok_or_else(|| Error::new(libc::ENXIO, format!("osd.{osd} is not up")))?;
+        let tid = o.next_tid.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        o.commands.lock().insert(tid, tx);
+        let sent = o
+            .msgr
+            .connect_to(EntityType::Osd, &addr)
+            .and_then(|c| c.send_message(MCommand { tid, cmd: cmd.into() }.to_msg()));
+        let r = sent.and_then(|()| {
+            rx.recv_timeout(timeout).map_err(|_| {
+                Error::new(
+                    libc::ETIMEDOUT,
+                    format!("osd.{osd} did not answer '{cmd}' in {timeout:?}"),
+                )
+            })
+        });
+        o.commands.lock().remove(&tid);
+        let r = r?;
+        if r.r < 0 {
+            return Err(Error::new(-r.r, format!("osd.{osd}: {}", r.rs)));
+        }
+        Ok(r.outbl)
     }
 
     /// Fails what is in flight with -ESHUTDOWN and stops the timer.

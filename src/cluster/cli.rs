@@ -328,3 +328,138 @@ fn run_object(c: &ClusterClient, pool: &str, cmd: ObjCmd, as_json: bool) -> crat
     }
     Ok(())
 }
+
+/// `osdkit osd down|out|in ID...`: the monitor marks the OSDs (`ceph osd down|out|in`).
+pub fn osd_mark(conf: &Path, what: &str, ids: &[String], as_json: bool) -> i32 {
+    let cmd = format!("osd {what}");
+    let c = match connect(&cmd, conf, as_json) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let r = c.mon_command(&json!({"prefix": cmd, "ids": ids}));
+    c.shutdown();
+    match r {
+        Ok((rs, _)) => {
+            if as_json {
+                println!("{}", json!({"result": rs, "ids": ids}));
+            } else {
+                println!("{rs}");
+            }
+            0
+        }
+        Err(e) => fail(&cmd, &e, as_json),
+    }
+}
+
+/// `osdkit pg ...`.
+pub enum PgCmd {
+    Stat,
+    Dump,
+    /// PGs (`1.a`), pools (by name) or nothing (every PG).
+    Scrub {
+        targets: Vec<String>,
+        deep: bool,
+    },
+}
+
+/// How long a PG command waits for an OSD.
+const PG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+pub fn pg(conf: &Path, cmd: PgCmd, as_json: bool) -> i32 {
+    let what = match &cmd {
+        PgCmd::Stat => "pg stat",
+        PgCmd::Dump => "pg dump",
+        PgCmd::Scrub { deep: false, .. } => "pg scrub",
+        PgCmd::Scrub { deep: true, .. } => "pg deep-scrub",
+    };
+    let c = match connect(what, conf, as_json) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let r = run_pg(&c, cmd, as_json);
+    c.shutdown();
+    match r {
+        Ok(code) => code,
+        Err(e) => fail(what, &e, as_json),
+    }
+}
+
+fn run_pg(c: &ClusterClient, cmd: PgCmd, as_json: bool) -> crate::Result<i32> {
+    use crate::client::pg as pgs;
+    let o = c.objecter();
+    match cmd {
+        PgCmd::Stat => {
+            let stat = pgs::pg_stat(&pgs::pg_dump(o, PG_TIMEOUT)?);
+            if as_json {
+                println!("{stat}");
+            } else {
+                println!("{}", pgs::pg_stat_line(&stat));
+            }
+        }
+        PgCmd::Dump => {
+            let dump = pgs::pg_dump(o, PG_TIMEOUT)?;
+            if as_json {
+                println!("{}", json!({"pg_stats": dump, "epoch": o.osdmap().epoch}));
+            } else {
+                println!("PG_STAT\tSTATE\tOBJECTS\tBYTES\tLAST_UPDATE\tACTING\tLAST_SCRUB\tLAST_DEEP_SCRUB");
+                for p in &dump {
+                    let s = |k: &str| p[k].as_str().map_or_else(|| p[k].to_string(), str::to_string);
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        s("pgid"),
+                        s("state"),
+                        s("num_objects"),
+                        s("num_bytes"),
+                        s("last_update"),
+                        p["acting"],
+                        s("last_scrub_stamp"),
+                        s("last_deep_scrub_stamp")
+                    );
+                }
+            }
+        }
+        PgCmd::Scrub { targets, deep } => {
+            let mut ids = Vec::new();
+            if targets.is_empty() {
+                ids = pgs::pgs_of(o, None)?;
+            }
+            for t in &targets {
+                match t.parse::<crate::types::placement::PgId>() {
+                    Ok(id) => ids.push(id),
+                    Err(_) => ids.extend(pgs::pgs_of(o, Some(c.pool_id(t)?))?),
+                }
+            }
+            let mut reports = Vec::new();
+            let (mut objects, mut errors) = (0u64, 0u64);
+            for id in ids {
+                let r = pgs::scrub(o, id, deep, PG_TIMEOUT)?;
+                objects += r["objects"].as_u64().unwrap_or(0);
+                let e = r["errors"].as_u64().unwrap_or(0);
+                errors += e;
+                if !as_json {
+                    println!(
+                        "pg {id}: {}scrub ok on osds {}: {} objects, {e} errors",
+                        if deep { "deep-" } else { "" },
+                        r["osds"],
+                        r["objects"]
+                    );
+                    for i in r["inconsistents"].as_array().into_iter().flatten() {
+                        println!("  inconsistent: {i}");
+                    }
+                }
+                reports.push(r);
+            }
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"deep": deep, "pgs": reports.len(), "objects": objects, "errors": errors, "reports": reports})
+                );
+            } else {
+                println!("{} pgs scrubbed: {objects} objects, {errors} errors", reports.len());
+            }
+            // Like a failed check: inconsistencies make the command fail.
+            return Ok(i32::from(errors > 0));
+        }
+    }
+    Ok(0)
+}

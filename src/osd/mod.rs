@@ -17,6 +17,7 @@ pub mod pg;
 pub mod pg_ops;
 mod recovery;
 pub mod scheduler;
+pub mod scrub;
 
 use op_tracker::{OpRef, OpTracker};
 use op_wq::{PgKey, ShardedOpWQ};
@@ -130,7 +131,14 @@ struct Shared {
     /// PGs to peer, for the `osd_recovery` thread.
     recovery_queue: Mutex<std::collections::VecDeque<PgKey>>,
     recovery_cv: parking_lot::Condvar,
+    /// One scrub at a time.
+    scrub_lock: Mutex<()>,
+    /// Scrub commands started and not yet answered.
+    scrubs_waiting: std::sync::atomic::AtomicUsize,
 }
+
+/// Scrub commands an OSD takes before it answers `-EBUSY`.
+const MAX_SCRUBS_WAITING: usize = 64;
 
 pub struct Osd {
     ctx: Context,
@@ -180,6 +188,10 @@ impl Dispatcher for FastDispatch {
         // The monitor's mark-me-down ack: `mark_me_down` waits for the map it announces.
         if m.ty == crate::types::messages::MSG_OSD_MARK_ME_DOWN {
             log::debug!(target: "osd", "osd.{}: mark-me-down acked", self.shared.whoami);
+            return None;
+        }
+        if m.ty == crate::types::messages::MSG_COMMAND {
+            self.shared.handle_command(m);
             return None;
         }
         Some(m)
@@ -275,9 +287,12 @@ impl Shared {
     }
 
     /// Each PG this OSD knows, as `dump_pgs` shows it: Ceph's state words for a primary
-    /// (`peering`; `active` or, below `min_size`, `peered`; `undersized+degraded` with fewer
-    /// than `size` OSDs; `clean` with all of them), `replica` or `stray` otherwise.
-    fn pg_states(&self) -> Vec<serde_json::Value> {
+    /// (`peering`, `recovering` or `backfilling` while it peers; then `active` or, below
+    /// `min_size`, `peered`; `undersized+degraded` with fewer than `size` OSDs, `clean` with all
+    /// of them; `scrubbing[+deep]` and `inconsistent` after a scrub that found errors),
+    /// `replica` or `stray` otherwise. `objects` adds each PG's object count and bytes, which
+    /// costs a look at every object.
+    fn pg_states(&self, objects: bool) -> Vec<serde_json::Value> {
         let map = self.map.read().clone();
         let mut pgs: Vec<(PgKey, Arc<Mutex<pg::Pg>>)> = self.pgs.lock().iter().map(|(k, v)| (*k, v.clone())).collect();
         pgs.sort_by_key(|(k, _)| *k);
@@ -288,39 +303,132 @@ impl Shared {
                 let acting = map.pg_to_up_osds(pgid);
                 let g = pg.lock();
                 let (role, state) = if acting.first() == Some(&self.whoami) {
-                    let state = if g.peering {
-                        "peering".to_string()
+                    let mut w = Vec::new();
+                    if g.peering {
+                        w.push(g.phase);
                     } else {
-                        let mut w = vec![if acting.len() >= pool.min_size as usize {
+                        w.push(if acting.len() >= pool.min_size as usize {
                             "active"
                         } else {
                             "peered"
-                        }];
-                        if acting.len() < pool.size as usize {
-                            w.extend(["undersized", "degraded"]);
-                        } else {
-                            w.push("clean");
-                        }
-                        w.join("+")
-                    };
-                    ("primary", state)
+                        });
+                    }
+                    if acting.len() < pool.size as usize {
+                        w.extend(["undersized", "degraded"]);
+                    } else if g.peering && g.phase != "peering" {
+                        w.push("degraded");
+                    } else if !g.peering {
+                        w.push("clean");
+                    }
+                    match g.scrubbing {
+                        Some(true) => w.extend(["scrubbing", "deep"]),
+                        Some(false) => w.push("scrubbing"),
+                        None => {}
+                    }
+                    if g.scrub.errors > 0 {
+                        w.push("inconsistent");
+                    }
+                    ("primary", w.join("+"))
                 } else if acting.contains(&self.whoami) {
                     ("replica", "replica".to_string())
                 } else {
                     ("stray", "stray".to_string())
                 };
-                Some(serde_json::json!({
+                let stamp = |t: Option<std::time::SystemTime>| t.map(crate::cluster::client::format_time);
+                let mut v = serde_json::json!({
                     "pgid": pgid.to_string(),
                     "state": state,
                     "role": role,
                     "acting": acting,
+                    "acting_primary": acting.first(),
                     "last_update": g.last_update.to_string(),
+                    "reported_epoch": map.epoch,
                     "log_size": g.log.len(),
                     "repops_in_flight": g.repops.len(),
                     "ops_waiting": g.parked.len() + g.waiting_for_commit.len(),
-                }))
+                    "last_scrub_stamp": stamp(g.scrub.last_scrub),
+                    "last_deep_scrub_stamp": stamp(g.scrub.last_deep_scrub),
+                    "num_scrub_errors": g.scrub.errors,
+                    "num_objects_inconsistent": g.scrub.inconsistent,
+                });
+                drop(g);
+                if objects {
+                    let coll = CollId::new(key.pool, key.seed);
+                    let live: Vec<ObjectId> = pg::load_versions(&*self.store, &coll)
+                        .into_iter()
+                        .filter(|e| !e.deleted)
+                        .map(|e| e.oid)
+                        .collect();
+                    let bytes: u64 = live
+                        .iter()
+                        .filter_map(|o| self.store.stat(&coll, o).ok())
+                        .map(|s| s.size)
+                        .sum();
+                    v["num_objects"] = live.len().into();
+                    v["num_bytes"] = bytes.into();
+                }
+                Some(v)
             })
             .collect()
+    }
+
+    /// A command sent to this OSD (`MCommand`, like `ceph tell osd.N`): `pg dump` answers
+    /// with this OSD's PGs; `pg scrub` and `pg deep-scrub` (`pgid`) answer once the scrub is
+    /// done, from a thread of their own. Anything else gets `-EINVAL`.
+    fn handle_command(&self, m: Message) {
+        use crate::types::mon_messages::{MCommand, MCommandReply};
+        let Some(conn) = m.conn.clone() else { return };
+        let reply = move |tid: u64, r: Result<serde_json::Value>| {
+            let ack = match r {
+                Ok(v) => MCommandReply {
+                    tid,
+                    r: 0,
+                    rs: String::new(),
+                    outbl: bytes::Bytes::from(v.to_string()),
+                },
+                Err(e) => MCommandReply {
+                    tid,
+                    r: -e.errno.abs(),
+                    rs: e.to_string(),
+                    outbl: bytes::Bytes::new(),
+                },
+            };
+            let _ = conn.send_message(ack.to_msg());
+        };
+        let Some(c) = self.decode::<MCommand>(&m, "command") else {
+            return reply(m.tid, Err(Error::inval("malformed command message")));
+        };
+        let args: serde_json::Value = match serde_json::from_str(&c.cmd) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => return reply(c.tid, Err(Error::inval("a command is one JSON object"))),
+        };
+        let prefix = args["prefix"].as_str().unwrap_or_default();
+        match prefix {
+            "pg dump" => reply(c.tid, Ok(serde_json::json!({ "pg_stats": self.pg_states(true) }))),
+            "pg scrub" | "pg deep-scrub" => {
+                let pgid = match args["pgid"].as_str().map(str::parse::<crate::types::placement::PgId>) {
+                    Some(Ok(p)) => p,
+                    _ => return reply(c.tid, Err(Error::inval(format!("{prefix}: missing or bad 'pgid'")))),
+                };
+                let deep = prefix == "pg deep-scrub";
+                if self.scrubs_waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_SCRUBS_WAITING {
+                    self.scrubs_waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    return reply(c.tid, Err(Error::new(libc::EBUSY, "too many scrubs waiting")));
+                }
+                let me = self.me.get().cloned().unwrap_or_default();
+                let spawned = std::thread::Builder::new().name("osd_scrub".into()).spawn(move || {
+                    let Some(shared) = me.upgrade() else { return };
+                    let r = shared.scrub_pg(pgid, deep).map(|rep| rep.to_json());
+                    shared.scrubs_waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    reply(c.tid, r);
+                });
+                if let Err(e) = spawned {
+                    self.scrubs_waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    log::warn!(target: "osd", "osd.{}: no scrub thread: {e}", self.whoami);
+                }
+            }
+            _ => reply(c.tid, Err(Error::inval(format!("unknown command '{prefix}'")))),
+        }
     }
 
     /// Queues `op` again (a map or the PG's acting set changed while it waited).
@@ -340,7 +448,7 @@ impl Shared {
         for (key, pg) in pgs {
             let parked = {
                 let mut g = pg.lock();
-                if g.peering {
+                if g.peering || g.scrubbing.is_some() {
                     continue;
                 }
                 std::mem::take(&mut g.parked)
@@ -418,6 +526,18 @@ impl Shared {
                 g.parked.push(op);
                 return;
             }
+            if g.scrubbing.is_some() {
+                op.tracked.mark_event("waiting_for_scrub");
+                g.parked.push(op);
+                return;
+            }
+            if epoch < g.fence {
+                // A newer interval is peering this PG elsewhere: our map is behind, and the
+                // op is judged again when it catches up.
+                op.tracked.mark_event("waiting_for_map");
+                g.parked.push(op);
+                return;
+            }
             // Writes pipeline (replicas apply them in order); a read, or a resend of a write
             // still replicating, waits until the PG's writes are committed, and so does
             // everything after it, to keep the PG's order.
@@ -439,9 +559,20 @@ impl Shared {
                 }
                 return self.finish(op, reply, true, 0);
             }
+            if is_write {
+                // Until its transaction is applied (in `submit_write`) or it fails: fencing
+                // and scrubbing wait for this count to reach zero.
+                g.applying += 1;
+            }
         }
+        let release = || {
+            if is_write {
+                pg.lock().applying -= 1;
+            }
+        };
         let coll = CollId::new(key.pool, key.seed);
         if let Err(e) = self.ensure_coll(&coll) {
+            release();
             return reply_error(&op.conn, op.req.tid, -e.errno.abs(), epoch);
         }
         op.tracked.mark_event("started");
@@ -468,6 +599,7 @@ impl Shared {
                 return self.submit_write(&map, key, &pg, &acting, reqid, txn, &coll, op, reply, in_bytes);
             }
         }
+        release();
         self.finish(op, reply, is_write, in_bytes);
     }
 
@@ -496,6 +628,7 @@ impl Shared {
     }
 
     /// Versions `txn` (the PG's next version, stamped into its pgmeta), logs the request,
+    /// ends the op's count in `applying` (taken by `handle`),
     /// sends it to the replicas of `acting` and applies it here. The client's reply goes out
     /// when the last replica still in the acting set has it — from the thread that reads that
     /// reply, so neither this worker nor a messenger thread ever waits on another OSD.
@@ -537,7 +670,11 @@ impl Shared {
             reqid,
             txn: txn.clone(),
         });
-        if let Err(e) = self.store.apply_transaction(coll, txn) {
+        let applied = self.store.apply_transaction(coll, txn);
+        if applied.is_err() || repop.is_none() {
+            pg.lock().applying -= 1;
+        }
+        if let Err(e) = applied {
             reply.result = -e.errno.abs();
             for r in reply.ops.iter_mut() {
                 r.outdata = bytes::Bytes::new();
@@ -568,13 +705,18 @@ impl Shared {
                 pg::RepopOutcome::Deposed => op.tracked.mark_event("deposed"),
             }
         });
-        pg.lock().repops.insert(
-            tid,
-            pg::Repop {
-                waiting: replicas.iter().copied().collect(),
-                done,
-            },
-        );
+        {
+            // One step: a scrub or peering that sees nothing applying sees this repop.
+            let mut g = pg.lock();
+            g.applying -= 1;
+            g.repops.insert(
+                tid,
+                pg::Repop {
+                    waiting: replicas.iter().copied().collect(),
+                    done,
+                },
+            );
+        }
         let m = crate::types::messages::FrontMessage::to_message(&repop);
         for r in &replicas {
             let sent = map
@@ -635,17 +777,25 @@ impl Shared {
             let _ = conn.send_message(reply(-e.errno.abs()).to_message());
             return;
         }
+        let pg = self.pg(key);
         {
-            let pg = self.pg(key);
             let mut g = pg.lock();
+            if r.map_epoch < g.fence {
+                // From a primary of an interval that a newer primary has peered: not applied
+                // and not answered; that primary learns from its next map that it is deposed.
+                log::debug!(target: "osd", "osd.{}: dropped repop of e{} for pg {} fenced at e{}", self.whoami, r.map_epoch, r.pgid, g.fence);
+                return;
+            }
             g.last_update = g.last_update.max(r.version);
             g.log.add(r.reqid.clone(), r.version, 0);
+            g.applying += 1;
         }
         let ack = reply(0);
         self.store.queue_transaction(
             &coll,
             r.txn,
             Box::new(move |res| {
+                pg.lock().applying -= 1;
                 let ack = match res {
                     Ok(()) => ack,
                     Err(e) => MOsdRepOpReply {
@@ -715,6 +865,8 @@ impl Dispatcher for ClusterDispatch {
             crate::types::messages::MSG_OSD_PG_PULL => shared.handle_pull(m),
             crate::types::messages::MSG_OSD_PG_PUSH => shared.handle_push(m),
             crate::types::messages::MSG_OSD_PG_PUSH_REPLY => shared.handle_push_reply(m),
+            crate::types::messages::MSG_OSD_REP_SCRUB => shared.handle_rep_scrub(m),
+            crate::types::messages::MSG_OSD_REP_SCRUBMAP => shared.handle_rep_scrub_map(m),
             _ => return Some(m),
         }
         None
@@ -762,6 +914,8 @@ impl Osd {
             recovery_waits: Mutex::new(std::collections::HashMap::new()),
             recovery_queue: Mutex::new(std::collections::VecDeque::new()),
             recovery_cv: parking_lot::Condvar::new(),
+            scrub_lock: Mutex::new(()),
+            scrubs_waiting: std::sync::atomic::AtomicUsize::new(0),
         });
         let _ = shared.me.set(Arc::downgrade(&shared));
         cluster.add_dispatcher_tail(Arc::new(ClusterDispatch {
@@ -822,7 +976,7 @@ impl Osd {
             "dump_pgs",
             "show the PGs this OSD holds: state, role, acting set, last_update, ops waiting",
             Arc::new(move |r: &crate::asok::Request<'_>| {
-                let v = serde_json::json!({ "pg_stats": s4.pg_states() });
+                let v = serde_json::json!({ "pg_stats": s4.pg_states(true) });
                 Ok(r.render(&crate::common::formatter::FVal::from(&v)))
             }),
         )?);
@@ -950,9 +1104,15 @@ impl Osd {
         self.shared.map.read().clone()
     }
 
+    /// Scrubs `pgid`, which this OSD must lead, comparing every OSD of its acting set (deep:
+    /// data and omap digests too). Blocks until done; the PG's client ops wait meanwhile.
+    pub fn scrub_pg(&self, pgid: crate::types::placement::PgId, deep: bool) -> Result<scrub::ScrubReport> {
+        self.shared.scrub_pg(pgid, deep)
+    }
+
     /// What `dump_pgs` shows: one JSON object per PG this OSD knows.
     pub fn pg_states(&self) -> Vec<serde_json::Value> {
-        self.shared.pg_states()
+        self.shared.pg_states(true)
     }
 
     /// PGs this OSD leads that are still peering (not serving).

@@ -175,6 +175,28 @@ pub struct Pg {
     pub peering: bool,
     /// Ops that must not pass the writes in flight (reads, resends), in arrival order.
     pub waiting_for_commit: Vec<OpItem>,
+    /// The newest epoch a peering primary announced for this PG: writes of an older
+    /// interval are refused from then on (ours park, repops are dropped), so that a deposed
+    /// primary cannot acknowledge a write the new one did not collect.
+    pub fence: u32,
+    /// Writes given a version here whose store transaction has not completed yet.
+    pub applying: usize,
+    /// A scrub holds the PG's ops (`Some(deep)`).
+    pub scrubbing: Option<bool>,
+    /// What peering is doing now: `peering` (asking for digests), `recovering` or
+    /// `backfilling` (copying objects).
+    pub phase: &'static str,
+    pub scrub: ScrubStats,
+}
+
+/// The PG's last scrubs and what they found.
+#[derive(Default, Clone, Copy)]
+pub struct ScrubStats {
+    pub last_scrub: Option<std::time::SystemTime>,
+    pub last_deep_scrub: Option<std::time::SystemTime>,
+    /// Errors the last scrub found (one per object per kind).
+    pub errors: usize,
+    pub inconsistent: usize,
 }
 
 impl Pg {

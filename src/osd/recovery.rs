@@ -93,6 +93,21 @@ impl Shared {
             .ok()
     }
 
+    /// Refuses this PG's writes of intervals before `epoch`, then waits for the writes already
+    /// given a version to reach the store: a digest taken after this holds every write this
+    /// OSD can still acknowledge or has acknowledged.
+    pub(super) fn fence(&self, key: PgKey, epoch: u32) {
+        let pg = self.pg(key);
+        {
+            let mut g = pg.lock();
+            g.fence = g.fence.max(epoch);
+        }
+        let deadline = std::time::Instant::now() + PEER_TIMEOUT;
+        while pg.lock().applying > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
     /// This OSD's digest of a PG.
     fn digest(&self, key: PgKey) -> (Eversion, Vec<DigestEntry>) {
         let coll = CollId::new(key.pool, key.seed);
@@ -114,7 +129,7 @@ impl Shared {
     }
 
     /// Sends `m` (carrying `tid`) to `osd` and waits for the answer with the same tid.
-    fn request(&self, osd: OsdId, tid: u64, m: Message) -> Result<Message> {
+    pub(super) fn request(&self, osd: OsdId, tid: u64, m: Message) -> Result<Message> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.recovery_waits.lock().insert(tid, tx);
         let r = self.send_to_osd(osd, m).and_then(|()| {
@@ -138,12 +153,12 @@ impl Shared {
         r
     }
 
-    fn new_tid(&self) -> u64 {
+    pub(super) fn new_tid(&self) -> u64 {
         self.next_repop_tid.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Routes an answer to the peering step waiting for it; false when nobody waits.
-    fn deliver(&self, tid: u64, m: Message) -> bool {
+    pub(super) fn deliver(&self, tid: u64, m: Message) -> bool {
         match self.recovery_waits.lock().remove(&tid) {
             Some(tx) => {
                 let _ = tx.send(m);
@@ -168,12 +183,14 @@ impl Shared {
             pool: s.pgid.pool,
             seed: s.pgid.seed,
         };
+        self.fence(key, s.epoch);
         let (last_update, objects) = self.digest(key);
         let answer = MOsdPgScan {
             op: SCAN_DIGEST,
             tid: s.tid,
             pgid: s.pgid,
             from: self.whoami,
+            epoch: s.epoch,
             last_update,
             objects,
         };
@@ -397,6 +414,7 @@ impl Shared {
         }
         let still = |map_acting: &[OsdId]| self.pg(key).lock().acting == map_acting;
         let mut digests: BTreeMap<OsdId, Vec<DigestEntry>> = BTreeMap::new();
+        self.fence(key, map.epoch);
         let (mine_lu, mine) = self.digest(key);
         let mut last_update = mine_lu;
         digests.insert(self.whoami, mine);
@@ -410,6 +428,7 @@ impl Shared {
                 tid,
                 pgid: pgid(key),
                 from: self.whoami,
+                epoch: map.epoch,
                 last_update: Eversion::default(),
                 objects: Vec::new(),
             };

@@ -22,6 +22,7 @@ pub const MSG_OSD_ALIVE: u16 = 73;
 pub const MSG_OSD_MARK_ME_DOWN: u16 = 74;
 pub const MSG_OSD_FULL: u16 = 75;
 pub const MSG_OSD_BEACON: u16 = 79;
+pub const MSG_OSD_REP_SCRUB: u16 = 84;
 pub const MSG_OSD_PG_SCAN: u16 = 94;
 pub const MSG_COMMAND: u16 = 97;
 pub const MSG_COMMAND_REPLY: u16 = 98;
@@ -30,6 +31,7 @@ pub const MSG_OSD_PG_PULL: u16 = 106;
 pub const MSG_OSD_PG_PUSH_REPLY: u16 = 107;
 pub const MSG_OSD_REPOP: u16 = 112;
 pub const MSG_OSD_REPOPREPLY: u16 = 113;
+pub const MSG_OSD_REP_SCRUBMAP: u16 = 117;
 pub const MSG_OSD_MARK_ME_DEAD: u16 = 123;
 
 /// A message body that lives entirely in the front segment, as one versioned envelope.

@@ -1,5 +1,7 @@
-//! Monitor command messages: `MMonCommand` (`CEPH_MSG_MON_COMMAND`, 50) and `MMonCommandAck`
-//! (`CEPH_MSG_MON_COMMAND_ACK`, 51).
+//! Command messages: `MMonCommand` (`CEPH_MSG_MON_COMMAND`, 50) and `MMonCommandAck`
+//! (`CEPH_MSG_MON_COMMAND_ACK`, 51) for the monitor; `MCommand` (`MSG_COMMAND`, 97) and
+//! `MCommandReply` (`MSG_COMMAND_REPLY`, 98) for a daemon (`ceph tell osd.N ...`). Both pairs
+//! have the same bodies.
 //!
 //! The type numbers are Ceph's; the bodies are ours (one versioned envelope in the front
 //! segment). A command is one JSON object with a `prefix`, as `ceph` sends them
@@ -13,22 +15,28 @@ use bytes::Bytes;
 pub const CEPH_MSG_MON_COMMAND: u16 = 50;
 pub const CEPH_MSG_MON_COMMAND_ACK: u16 = 51;
 
-/// `CEPH_MSG_MON_COMMAND` (50): a JSON command for the monitor, matched to its ack by `tid`.
+/// A JSON command, matched to its ack by `tid`: for the monitor (`MMonCommand`) or a daemon
+/// (`MCommand`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MMonCommand {
+pub struct Command<const TY: u16> {
     pub tid: u64,
     /// One JSON object with a `prefix` and the command's arguments.
     pub cmd: String,
 }
 
-impl MMonCommand {
+/// `CEPH_MSG_MON_COMMAND` (50).
+pub type MMonCommand = Command<CEPH_MSG_MON_COMMAND>;
+/// `MSG_COMMAND` (97).
+pub type MCommand = Command<{ super::messages::MSG_COMMAND }>;
+
+impl<const TY: u16> Command<TY> {
     /// The message, with `tid` also in the header (a reply to a malformed body uses that one).
     pub fn to_msg(&self) -> crate::msgr::message::Message {
         self.to_message().with_tid(self.tid)
     }
 }
 
-impl Encode for MMonCommand {
+impl<const TY: u16> Encode for Command<TY> {
     fn encode(&self, e: &mut Encoder) {
         e.envelope(Self::HEAD_VERSION, Self::COMPAT_VERSION, |e| {
             e.u64(self.tid);
@@ -36,25 +44,25 @@ impl Encode for MMonCommand {
         });
     }
 }
-impl Decode for MMonCommand {
+impl<const TY: u16> Decode for Command<TY> {
     fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
         d.envelope(Self::HEAD_VERSION, |_, d| {
-            Ok(MMonCommand {
+            Ok(Command {
                 tid: d.u64()?,
                 cmd: d.string()?,
             })
         })
     }
 }
-impl FrontMessage for MMonCommand {
-    const MSG_TYPE: u16 = CEPH_MSG_MON_COMMAND;
+impl<const TY: u16> FrontMessage for Command<TY> {
+    const MSG_TYPE: u16 = TY;
     const HEAD_VERSION: u8 = 1;
     const COMPAT_VERSION: u8 = 1;
 }
 
-/// `CEPH_MSG_MON_COMMAND_ACK` (51): the outcome of the command with the same `tid`.
+/// The outcome of the command with the same `tid`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MMonCommandAck {
+pub struct CommandAck<const TY: u16> {
     pub tid: u64,
     /// 0 on success, else a negative errno (`-EEXIST`, `-ENOENT`, `-EINVAL`, ...).
     pub r: i32,
@@ -64,13 +72,18 @@ pub struct MMonCommandAck {
     pub outbl: Bytes,
 }
 
-impl MMonCommandAck {
+/// `CEPH_MSG_MON_COMMAND_ACK` (51).
+pub type MMonCommandAck = CommandAck<CEPH_MSG_MON_COMMAND_ACK>;
+/// `MSG_COMMAND_REPLY` (98).
+pub type MCommandReply = CommandAck<{ super::messages::MSG_COMMAND_REPLY }>;
+
+impl<const TY: u16> CommandAck<TY> {
     pub fn to_msg(&self) -> crate::msgr::message::Message {
         self.to_message().with_tid(self.tid)
     }
 }
 
-impl Encode for MMonCommandAck {
+impl<const TY: u16> Encode for CommandAck<TY> {
     fn encode(&self, e: &mut Encoder) {
         e.envelope(Self::HEAD_VERSION, Self::COMPAT_VERSION, |e| {
             e.u64(self.tid);
@@ -80,10 +93,10 @@ impl Encode for MMonCommandAck {
         });
     }
 }
-impl Decode for MMonCommandAck {
+impl<const TY: u16> Decode for CommandAck<TY> {
     fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
         d.envelope(Self::HEAD_VERSION, |_, d| {
-            Ok(MMonCommandAck {
+            Ok(CommandAck {
                 tid: d.u64()?,
                 r: d.i32()?,
                 rs: d.string()?,
@@ -92,8 +105,8 @@ impl Decode for MMonCommandAck {
         })
     }
 }
-impl FrontMessage for MMonCommandAck {
-    const MSG_TYPE: u16 = CEPH_MSG_MON_COMMAND_ACK;
+impl<const TY: u16> FrontMessage for CommandAck<TY> {
+    const MSG_TYPE: u16 = TY;
     const HEAD_VERSION: u8 = 1;
     const COMPAT_VERSION: u8 = 1;
 }
@@ -130,5 +143,19 @@ mod tests {
         check(&a);
         assert_eq!(a.to_msg().tid, 7);
         assert_eq!((CEPH_MSG_MON_COMMAND, CEPH_MSG_MON_COMMAND_ACK), (50, 51));
+        let t = MCommand {
+            tid: 8,
+            cmd: c.cmd.clone(),
+        };
+        check(&t);
+        assert_eq!(t.to_msg().ty, 97);
+        let r = MCommandReply {
+            tid: 8,
+            r: 0,
+            rs: String::new(),
+            outbl: Bytes::from_static(b"{}"),
+        };
+        check(&r);
+        assert_eq!(r.to_msg().ty, 98);
     }
 }

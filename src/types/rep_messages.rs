@@ -7,7 +7,7 @@
 use super::encoding::{envelope_message, DResult, Decode, DecodeError, Decoder, Encode, Encoder};
 use super::messages::{
     FrontMessage, MSG_OSD_PG_PULL, MSG_OSD_PG_PUSH, MSG_OSD_PG_PUSH_REPLY, MSG_OSD_PG_SCAN, MSG_OSD_REPOP,
-    MSG_OSD_REPOPREPLY,
+    MSG_OSD_REPOPREPLY, MSG_OSD_REP_SCRUB, MSG_OSD_REP_SCRUBMAP,
 };
 use super::osd_op::OsdReqId;
 use super::osdmap::{Epoch, OsdId, PoolId};
@@ -329,6 +329,9 @@ pub struct MOsdPgScan {
     pub tid: u64,
     pub pgid: PgId,
     pub from: OsdId,
+    /// The asking primary's map epoch: the answering OSD takes no write of an older interval
+    /// for this PG from then on.
+    pub epoch: u32,
     pub last_update: Eversion,
     pub objects: Vec<DigestEntry>,
 }
@@ -398,8 +401,74 @@ pub struct MOsdPgPushReply {
     pub result: i32,
 }
 
+/// One object as a scrub sees it on one OSD. `data_digest` and `omap_digest` (crc32c, as
+/// Ceph's deep scrub computes them) are only filled in by a deep scrub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScrubObject {
+    pub oid: ObjectId,
+    /// Present in the store (false: only the PG's record of its version says it should be).
+    pub exists: bool,
+    /// The version the PG records for it (none: the store has an object the PG never wrote).
+    pub version: Option<Eversion>,
+    pub size: u64,
+    /// crc32c over its xattrs, names and values in order.
+    pub attrs_digest: u32,
+    pub data_digest: Option<u32>,
+    pub omap_digest: Option<u32>,
+}
+
+impl Encode for ScrubObject {
+    fn encode(&self, e: &mut Encoder) {
+        e.put(&self.oid);
+        e.bool(self.exists);
+        e.put(&self.version);
+        e.put(&self.size);
+        e.put(&self.attrs_digest);
+        e.put(&self.data_digest);
+        e.put(&self.omap_digest);
+    }
+}
+impl Decode for ScrubObject {
+    fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
+        Ok(ScrubObject {
+            oid: d.get()?,
+            exists: d.bool()?,
+            version: d.get()?,
+            size: d.get()?,
+            attrs_digest: d.get()?,
+            data_digest: d.get()?,
+            omap_digest: d.get()?,
+        })
+    }
+}
+
+/// `MSG_OSD_REP_SCRUB` (84): a scrubbing primary asks a replica for its scrub map of a PG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MOsdRepScrub {
+    pub tid: u64,
+    pub pgid: PgId,
+    pub from: OsdId,
+    pub deep: bool,
+}
+
+/// `MSG_OSD_REP_SCRUBMAP` (117): the replica's scrub map (`result` < 0: it could not build one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MOsdRepScrubMap {
+    pub tid: u64,
+    pub pgid: PgId,
+    pub from: OsdId,
+    pub result: i32,
+    pub objects: Vec<ScrubObject>,
+}
+
+envelope_message!(MOsdRepScrub, MSG_OSD_REP_SCRUB, {
+    tid: any, pgid: pgid, from: any, deep: any,
+});
+envelope_message!(MOsdRepScrubMap, MSG_OSD_REP_SCRUBMAP, {
+    tid: any, pgid: pgid, from: any, result: any, objects: any,
+});
 envelope_message!(MOsdPgScan, MSG_OSD_PG_SCAN, {
-    op: any, tid: any, pgid: pgid, from: any, last_update: any, objects: any,
+    op: any, tid: any, pgid: pgid, from: any, epoch: any, last_update: any, objects: any,
 });
 envelope_message!(MOsdPgPush, MSG_OSD_PG_PUSH, {
     tid: any, pgid: pgid, from: any, reply_to_pull: any, last_update: any, objects: any, removed: any,
@@ -484,6 +553,7 @@ mod tests {
             tid: 5,
             pgid: PgId::new(1, 3),
             from: 2,
+            epoch: 9,
             last_update: e.version,
             objects: vec![e.clone()],
         };
@@ -501,7 +571,7 @@ mod tests {
                 attrs: BTreeMap::from([("x".to_string(), Bytes::from_static(b"1"))]),
                 omap: BTreeMap::from([("k".to_string(), Bytes::from_static(b"v"))]),
             }],
-            removed: vec![e],
+            removed: vec![e.clone()],
         };
         assert_eq!(MOsdPgPush::from_message(&push.to_message()).unwrap(), push);
         let pull = MOsdPgPull {
@@ -518,6 +588,29 @@ mod tests {
             result: 0,
         };
         assert_eq!(MOsdPgPushReply::from_message(&r.to_message()).unwrap(), r);
+        let scrub = MOsdRepScrub {
+            tid: 8,
+            pgid: PgId::new(1, 3),
+            from: 0,
+            deep: true,
+        };
+        assert_eq!(MOsdRepScrub::from_message(&scrub.to_message()).unwrap(), scrub);
+        let map = MOsdRepScrubMap {
+            tid: 8,
+            pgid: PgId::new(1, 3),
+            from: 2,
+            result: 0,
+            objects: vec![ScrubObject {
+                oid: ObjectId::new(1, "", "a"),
+                exists: true,
+                version: Some(e.version),
+                size: 4096,
+                attrs_digest: 7,
+                data_digest: Some(0xdead_beef),
+                omap_digest: None,
+            }],
+        };
+        assert_eq!(MOsdRepScrubMap::from_message(&map.to_message()).unwrap(), map);
         // A scan cut short does not decode.
         let m = scan.to_message();
         let mut cut = scan.to_message();
