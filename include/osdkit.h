@@ -378,6 +378,16 @@ int osdkit_cluster_osd_up(const osdkit_cluster *c,
 int osdkit_cluster_wait_for_clean(const osdkit_cluster *c,
                                   uint32_t timeout_ms);
 
+// Scrubs PG `pgid` ("1.a"; NULL: every PG of every pool) on its primary, comparing the
+// copies of its acting set: presence, size, version and xattrs of each object, and with
+// `deep` != 0 its data and omap digests. Blocks until done, trying a PG whose primary is
+// moving again for up to `timeout_ms`. Returns the number of inconsistent objects found
+// (0: the copies agree), -EINVAL (bad handle or PG id), -ENOENT (no such PG), -ETIMEDOUT.
+int osdkit_cluster_scrub(const osdkit_cluster *c,
+                         const char *pgid,
+                         int deep,
+                         uint32_t timeout_ms);
+
 // Starts a stopped osd.`id` again on the same store (the same directory for "kv", the same
 // memory for "mem") and waits until it is up and serves the pool. Returns 0, -EINVAL,
 // -EEXIST (it is running), -ETIMEDOUT.

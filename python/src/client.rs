@@ -151,6 +151,22 @@ impl Cluster {
         py.import("json")?.call_method1("loads", (text,))
     }
 
+    /// Scrubs PG `pgid` ("1.a"; None: every PG) on its primary, comparing the copies of its
+    /// acting set (presence, size, version, xattrs; with `deep`, data and omap digests too).
+    /// Returns one report dict per PG: `pgid`, `deep`, `osds`, `objects`, `errors` and
+    /// `inconsistents` (each object that differs, with every OSD's view and errors).
+    #[pyo3(signature = (pgid = None, deep = false, timeout = 60.0))]
+    fn scrub<'py>(&self, py: Python<'py>, pgid: Option<String>, deep: bool, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+        let c = self.cluster()?;
+        let t = std::time::Duration::from_secs_f64(timeout.clamp(0.0, 86_400.0));
+        let text = blocking(py, move || {
+            let pg = pgid.map(|p| p.parse::<osdkit::types::placement::PgId>()).transpose()?;
+            let reports = c.scrub(pg, deep, t)?;
+            Ok(serde_json::Value::Array(reports.iter().map(|r| r.to_json()).collect()).to_string())
+        })?;
+        py.import("json")?.call_method1("loads", (text,))
+    }
+
     /// Starts a stopped `osd.<id>` again on the same store (same directory for `kv`) and waits
     /// until it is up and serving. FileExistsError if it is running.
     fn start_osd(&self, py: Python<'_>, id: i32) -> PyResult<()> {

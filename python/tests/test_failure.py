@@ -67,6 +67,18 @@ def test_kill_an_osd_under_writes_then_bring_it_back(tmp_path):
         with osdkit.Client(c.mon_addr) as cl:
             for name, seq in acked.items():
                 assert cl.get("data", name) == f"{name}:{seq}".encode()
+        # Back to clean, a deep scrub of every PG finds the two copies of each equal.
+        reports = c.scrub(deep=True)
+        assert len(reports) == 32
+        assert sum(r["objects"] for r in reports) == len(acked)
+        assert all(r["errors"] == 0 and len(r["osds"]) == 2 for r in reports), [r for r in reports if r["errors"]]
+        one = c.scrub("1.0")
+        assert [r["pgid"] for r in one] == ["1.0"] and one[0]["deep"] is False
+        with pytest.raises(OSError) as ei:
+            c.scrub("1.999")
+        assert isinstance(ei.value, FileNotFoundError)
+        with pytest.raises(OSError):
+            c.scrub("nonsense")
 
 
 def test_clean_stop_is_noticed_at_once_and_wait_for_clean_times_out(tmp_path):

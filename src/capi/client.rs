@@ -211,6 +211,26 @@ pub extern "C" fn osdkit_cluster_wait_for_clean(c: *const osdkit_cluster, timeou
     })
 }
 
+/// Scrubs PG `pgid` ("1.a"; NULL: every PG of every pool) on its primary, comparing the
+/// copies of its acting set: presence, size, version and xattrs of each object, and with
+/// `deep` != 0 its data and omap digests. Blocks until done, trying a PG whose primary is
+/// moving again for up to `timeout_ms`. Returns the number of inconsistent objects found
+/// (0: the copies agree), -EINVAL (bad handle or PG id), -ENOENT (no such PG), -ETIMEDOUT.
+#[no_mangle]
+pub extern "C" fn osdkit_cluster_scrub(c: *const osdkit_cluster, pgid: *const c_char, deep: c_int, timeout_ms: u32) -> c_int {
+    guard(|| {
+        let c = &handle(c, "cluster")?.c;
+        let pg = if pgid.is_null() {
+            None
+        } else {
+            Some(cstr(pgid, "pgid")?.parse::<crate::types::placement::PgId>()?)
+        };
+        let t = std::time::Duration::from_millis(u64::from(timeout_ms));
+        let reports = c.scrub(pg, deep != 0, t)?;
+        Ok(reports.iter().map(|r| r.inconsistent.len() as c_int).sum())
+    })
+}
+
 /// Starts a stopped osd.`id` again on the same store (the same directory for "kv", the same
 /// memory for "mem") and waits until it is up and serves the pool. Returns 0, -EINVAL,
 /// -EEXIST (it is running), -ETIMEDOUT.

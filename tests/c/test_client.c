@@ -121,6 +121,12 @@ static void test_replicated_failover(void) {
     CHECK_EQ(osdkit_cluster_start_osd(cl, 1), 0);
     CHECK_EQ(osdkit_cluster_wait_for_clean(cl, 60000), 0);
     CHECK_EQ(osdkit_cluster_osd_up(cl, 1), 1);
+    /* Back to clean, the copies agree; bad arguments are refused. */
+    CHECK_EQ(osdkit_cluster_scrub(cl, NULL, 1, 30000), 0);
+    CHECK_EQ(osdkit_cluster_scrub(cl, "1.0", 0, 30000), 0);
+    CHECK_EQ(osdkit_cluster_scrub(NULL, NULL, 1, 10), -EINVAL);
+    CHECK_EQ(osdkit_cluster_scrub(cl, "not-a-pg", 1, 10), -EINVAL);
+    CHECK_EQ(osdkit_cluster_scrub(cl, "1.999", 1, 10), -ENOENT);
     osdkit_client_free(c);
     osdkit_cluster_free(cl);
     tu_rm_rf(dir);
