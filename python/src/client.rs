@@ -156,7 +156,13 @@ impl Cluster {
     /// Returns one report dict per PG: `pgid`, `deep`, `osds`, `objects`, `errors` and
     /// `inconsistents` (each object that differs, with every OSD's view and errors).
     #[pyo3(signature = (pgid = None, deep = false, timeout = 60.0))]
-    fn scrub<'py>(&self, py: Python<'py>, pgid: Option<String>, deep: bool, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+    fn scrub<'py>(
+        &self,
+        py: Python<'py>,
+        pgid: Option<String>,
+        deep: bool,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let c = self.cluster()?;
         let t = std::time::Duration::from_secs_f64(timeout.clamp(0.0, 86_400.0));
         let text = blocking(py, move || {

@@ -217,7 +217,12 @@ pub extern "C" fn osdkit_cluster_wait_for_clean(c: *const osdkit_cluster, timeou
 /// moving again for up to `timeout_ms`. Returns the number of inconsistent objects found
 /// (0: the copies agree), -EINVAL (bad handle or PG id), -ENOENT (no such PG), -ETIMEDOUT.
 #[no_mangle]
-pub extern "C" fn osdkit_cluster_scrub(c: *const osdkit_cluster, pgid: *const c_char, deep: c_int, timeout_ms: u32) -> c_int {
+pub extern "C" fn osdkit_cluster_scrub(
+    c: *const osdkit_cluster,
+    pgid: *const c_char,
+    deep: c_int,
+    timeout_ms: u32,
+) -> c_int {
     guard(|| {
         let c = &handle(c, "cluster")?.c;
         let pg = if pgid.is_null() {

@@ -466,6 +466,10 @@ fn table() -> Vec<OptDef> {
             .services(MON_OSD)
             .see_also(&["osd_heartbeat_interval"])
             .runtime(),
+        o("osd_heartbeat_min_healthy_ratio", Float, Advanced, "0.33")
+            .desc("Fraction of heartbeat peers that must answer on both networks before an OSD marked down boots again")
+            .services(OSD)
+            .runtime(),
         o("osd_heartbeat_min_peers", Int, Advanced, "10")
             .desc("Minimum number of peers an OSD pings")
             .services(OSD)

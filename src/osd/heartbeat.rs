@@ -112,6 +112,10 @@ struct State {
     /// We have seen ourselves up at our addresses: a later map showing us down is a mistake to
     /// correct by booting again.
     was_up: bool,
+    /// Marked down while running, since this instant: we boot again once enough peers answer
+    /// us on both networks (Ceph's `STATE_WAITING_FOR_HEALTHY`), so that an OSD cut off on
+    /// one network stays down instead of flapping.
+    waiting_for_healthy: Option<Instant>,
 }
 
 struct Inner {
@@ -331,21 +335,55 @@ impl Inner {
         }
         let me = *self.my_addrs.lock();
         let mine = map.osd(self.whoami).copied();
-        let reboot = match (mine, me) {
+        let marked_down = match (mine, me) {
             (Some(o), Some(a)) if o.up && o.addrs == a => {
                 st.was_up = true;
+                st.waiting_for_healthy = None;
                 false
             }
             (Some(o), Some(_)) => st.was_up && !o.up && !self.stopping.load(Ordering::Acquire),
             _ => false,
+        };
+        if marked_down {
+            log::warn!(
+                target: "osd",
+                "osd.{}: map e{} wrongly marked me down: booting again once my peers answer",
+                self.whoami,
+                map.epoch
+            );
+            st.was_up = false;
+            st.waiting_for_healthy = Some(now);
+        }
+        let reboot = match st.waiting_for_healthy {
+            Some(since) => {
+                let ratio = self
+                    .ctx
+                    .conf()
+                    .get_f64("osd_heartbeat_min_healthy_ratio")
+                    .clamp(0.0, 1.0);
+                let fresh = |t: Option<Instant>| t.is_some_and(|t| t > since && now.duration_since(t) < grace);
+                let healthy = st
+                    .peers
+                    .values()
+                    .filter(|p| fresh(p.last_rx_front) && fresh(p.last_rx_back))
+                    .count();
+                let total = st.peers.len();
+                let ok = total == 0 || healthy as f64 >= ratio * total as f64;
+                if ok {
+                    st.waiting_for_healthy = None;
+                } else {
+                    log::debug!(target: "osd", "osd.{}: waiting for healthy heartbeats: {healthy} of {total} peers", self.whoami);
+                }
+                ok
+            }
+            None => false,
         };
         drop(st);
         for r in reports {
             let _ = self.monc.send_message(r.to_message());
         }
         if reboot {
-            log::warn!(target: "osd", "osd.{}: map e{} wrongly marked me down: booting again", self.whoami, map.epoch);
-            self.st.lock().was_up = false;
+            log::warn!(target: "osd", "osd.{}: heartbeats healthy: booting again (e{})", self.whoami, map.epoch);
             let boot = self.boot.lock().clone();
             if let Some(mut b) = boot {
                 b.boot_epoch = map.epoch;
@@ -405,6 +443,7 @@ impl Heartbeat {
             st: Mutex::new(State {
                 peers: BTreeMap::new(),
                 was_up: false,
+                waiting_for_healthy: None,
             }),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
