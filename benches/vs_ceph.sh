@@ -3,8 +3,9 @@
 # side by side in one run on this machine: the same rados-bench-like cases on a throwaway Ceph
 # cluster (rados bench) and on a throwaway osdkit cluster (osdkit bench osd), mem and kv stores.
 #
-#   benches/vs_ceph.sh [--osds N] [--size S] [--seconds SECS] [--cases LIST]
+#   benches/vs_ceph.sh [--osds N] [--size S] [--seconds SECS] [--cases LIST] [--ms-threads T]
 #
+# --ms-threads T sets ms_async_op_threads to T on both sides (default: each side's default, 3).
 # LIST is comma separated, from w4k16,w4k1,seq4k16,w4m16 (default all). Nothing outside a temp
 # dir is touched (no /etc/ceph, /var/lib/ceph, systemd or root); every daemon started is killed
 # and the temp dirs removed on any exit.
@@ -14,6 +15,7 @@ CMDLINE="$0${*:+ $*}"
 OSDS=1
 SIZE=1
 SECS=10
+MS_THREADS=
 CASES="w4k16,w4k1,seq4k16,w4m16"
 ALL_CASES="w4k16 w4k1 seq4k16 w4m16"
 
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
     --size) SIZE="${2:?--size needs a value}"; shift 2 ;;
     --seconds) SECS="${2:?--seconds needs a value}"; shift 2 ;;
     --cases) CASES="${2:?--cases needs a value}"; shift 2 ;;
+    --ms-threads) MS_THREADS="${2:?--ms-threads needs a value}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -38,6 +41,7 @@ done
 [[ "$OSDS" =~ ^[1-9][0-9]*$ ]] || die "--osds must be a positive integer (got $OSDS)"
 [[ "$SIZE" =~ ^[1-9][0-9]*$ ]] || die "--size must be a positive integer (got $SIZE)"
 [[ "$SECS" =~ ^[1-9][0-9]*$ ]] || die "--seconds must be a positive integer (got $SECS)"
+[ -z "$MS_THREADS" ] || [[ "$MS_THREADS" =~ ^[1-9][0-9]*$ ]] || die "--ms-threads must be a positive integer (got $MS_THREADS)"
 [ "$SIZE" -le "$OSDS" ] || die "--size $SIZE needs at least $SIZE OSDs (got --osds $OSDS)"
 CASE_LIST=()
 IFS=',' read -r -a _cases <<<"$CASES"
@@ -260,6 +264,7 @@ mon data = $CEPH_DIR/mon.\$id
 mon initial members = a
 mon pg warn min per osd = 0
 mon max pg per osd = 1000
+${MS_THREADS:+ms async op threads = $MS_THREADS}
 
 [mgr]
 mgr data = $CEPH_DIR/mgr.\$id
@@ -438,7 +443,8 @@ osdkit_case() { # side dir case
 osdkit_side() { # store
     local store="$1" dir="$WORK/osdkit-$1"
     OSDKIT_DIRS+=("$dir")
-    if ! "$OSDKIT" vstart --dir "$dir" --osds "$OSDS" --store "$store" --size "$SIZE" >"$WORK/vstart-$store.out" 2>&1; then
+    if ! "$OSDKIT" vstart --dir "$dir" --osds "$OSDS" --store "$store" --size "$SIZE" \
+        ${MS_THREADS:+-o ms_async_op_threads=$MS_THREADS} >"$WORK/vstart-$store.out" 2>&1; then
         cat "$WORK/vstart-$store.out" >&2
         for f in "$dir"/*.log; do [ -f "$f" ] && log_tail "$f"; done
         die "osdkit vstart --store $store failed"

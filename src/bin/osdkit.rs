@@ -87,6 +87,10 @@ enum Cmd {
         /// Replicas of pool `data`.
         #[arg(long, default_value_t = 1)]
         size: u32,
+        /// An option for every daemon, KEY=VALUE, into [global] of the config (repeatable;
+        /// like Ceph's `vstart.sh -o`).
+        #[arg(short = 'o', long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
         /// Print one JSON object (the summary) instead of progress and text.
         #[arg(long)]
         json: bool,
@@ -566,8 +570,19 @@ fn main() -> ExitCode {
             osds,
             store,
             size,
+            set,
             json,
         } => {
+            let mut options = Vec::new();
+            for kv in set {
+                match kv.split_once('=') {
+                    Some((k, v)) if !k.trim().is_empty() => options.push((k.trim().to_string(), v.trim().to_string())),
+                    _ => {
+                        eprintln!("osdkit vstart: -o {kv}: give KEY=VALUE");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             let exe = match std::env::current_exe() {
                 Ok(e) => e,
                 Err(e) => {
@@ -581,6 +596,7 @@ fn main() -> ExitCode {
                 store,
                 size,
                 exe,
+                options,
             };
             code(cluster::cli::vstart(&o, json))
         }

@@ -32,6 +32,8 @@ pub struct VstartOpts {
     pub size: u32,
     /// The `osdkit` binary to run the daemons with.
     pub exe: PathBuf,
+    /// Extra `[global]` options (`-o KEY=VALUE`, like Ceph's `vstart.sh -o`).
+    pub options: Vec<(String, String)>,
 }
 
 /// The run directory of a vstart cluster.
@@ -145,8 +147,21 @@ pub fn vstart(o: &VstartOpts, progress: &mut dyn FnMut(&str)) -> Result<Value> {
     std::fs::create_dir_all(&run).map_err(|e| Error::io(e, format!("creating {}", run.display())))?;
     let conf = dir.join(CONF_NAME);
     let port = free_port()?;
-    std::fs::write(&conf, conf_text(&dir, port, &o.store))
-        .map_err(|e| Error::io(e, format!("writing {}", conf.display())))?;
+    let mut text = conf_text(&dir, port, &o.store);
+    if !o.options.is_empty() {
+        // Checked now, so a typo fails here and not in a daemon's log.
+        let probe = crate::common::config::Config::new(
+            crate::common::entity::EntityName::new(crate::common::entity::EntityType::Osd, "0"),
+            "ceph",
+        );
+        let mut extra = String::from("\t; given to vstart with -o\n");
+        for (k, v) in &o.options {
+            probe.set_val(k, v, crate::common::config::ConfLevel::File)?;
+            extra.push_str(&format!("\t{k} = {v}\n"));
+        }
+        text = text.replacen("\n[mon]\n", &format!("{extra}\n[mon]\n"), 1);
+    }
+    std::fs::write(&conf, text).map_err(|e| Error::io(e, format!("writing {}", conf.display())))?;
     progress(&format!("wrote {}", conf.display()));
 
     let mut started = || -> Result<Value> {
