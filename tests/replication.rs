@@ -593,6 +593,7 @@ fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes() {
         from: 77,
         epoch: map.epoch + 5,
         last_update: Eversion::default(),
+        log_tail: Eversion::default(),
         objects: Vec::new(),
     };
     conn.send_message(scan.to_message()).unwrap();
@@ -639,4 +640,66 @@ fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes() {
     assert_eq!((r.tid, r.result), (3, 0));
     assert!(store.exists(&coll, &oid("fresh")).unwrap());
     msgr.shutdown();
+}
+
+/// `last_recovery` of every PG whose acting set holds `osd`, from the primaries.
+fn recoveries_with(cl: &Client, osd: i32) -> Vec<serde_json::Value> {
+    osdkit::client::pg::pg_dump(cl.objecter(), Duration::from_secs(10))
+        .unwrap()
+        .into_iter()
+        .filter(|p| p["acting"].as_array().unwrap().contains(&serde_json::json!(osd)))
+        .map(|p| p["last_recovery"].clone())
+        .collect()
+}
+
+#[test]
+fn a_short_absence_is_caught_up_from_the_log_a_long_one_by_backfill() {
+    let dir = tempfile::tempdir().unwrap();
+    // A log of 8 entries per PG: 400 writes while away outrun it in most PGs.
+    let c = cluster(dir.path(), 3, 2, &[("osd_max_pg_log_entries", "8")]);
+    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    for i in 0..64 {
+        cl.put("data", &format!("l-{i}"), b"first").unwrap();
+    }
+    c.wait_for_clean(Duration::from_secs(30)).unwrap();
+    // Away for 6 writes: every PG it returns to is caught up from the log, and only the
+    // objects written meanwhile are copied.
+    c.stop_osd(2).unwrap();
+    for i in 0..6 {
+        cl.put("data", &format!("l-{i}"), b"second").unwrap();
+    }
+    cl.remove("data", "l-10").unwrap();
+    c.start_osd(2).unwrap();
+    c.wait_for_clean(Duration::from_secs(30)).unwrap();
+    let r = recoveries_with(&cl, 2);
+    assert!(!r.is_empty());
+    assert!(r.iter().all(|x| x["kind"] == "log"), "{r:?}");
+    let copied: u64 = r.iter().map(|x| x["objects"].as_u64().unwrap()).sum();
+    assert!(
+        (1..=7).contains(&copied),
+        "copied {copied} (7 changes at most reach osd.2's PGs): {r:?}"
+    );
+    let deep = c.scrub(None, true, Duration::from_secs(30)).unwrap();
+    assert!(deep.iter().all(|r| r.inconsistent.is_empty()));
+    assert!(cl.get("data", "l-10").is_err(), "the removal reached every copy");
+    // Away for 400 writes: the PGs whose log it fell behind are backfilled.
+    c.stop_osd(2).unwrap();
+    for i in 0..400 {
+        cl.put("data", &format!("l-{}", i % 64), format!("third {i}").as_bytes())
+            .unwrap();
+    }
+    c.start_osd(2).unwrap();
+    c.wait_for_clean(Duration::from_secs(30)).unwrap();
+    let r = recoveries_with(&cl, 2);
+    assert!(r.iter().any(|x| x["kind"] == "backfill"), "{r:?}");
+    let deep = c.scrub(None, true, Duration::from_secs(30)).unwrap();
+    assert!(deep.iter().all(|r| r.inconsistent.is_empty()));
+    for i in 336..400 {
+        let name = format!("l-{}", i % 64);
+        assert_eq!(
+            cl.get("data", &name).unwrap(),
+            format!("third {i}").as_bytes(),
+            "{name}"
+        );
+    }
 }

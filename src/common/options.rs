@@ -466,6 +466,9 @@ fn table() -> Vec<OptDef> {
             .services(MON_OSD)
             .see_also(&["osd_heartbeat_interval"])
             .runtime(),
+        o("osd_max_pg_log_entries", Uint, Dev, "10000")
+            .desc("Maximum number of entries a PG log keeps (writes after which an OSD that was away is backfilled, not caught up from the log)")
+            .services(OSD),
         o("osd_heartbeat_min_healthy_ratio", Float, Advanced, "0.33")
             .desc("Fraction of heartbeat peers that must answer on both networks before an OSD marked down boots again")
             .services(OSD)

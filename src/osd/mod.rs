@@ -135,6 +135,8 @@ struct Shared {
     scrub_lock: Mutex<()>,
     /// Scrub commands started and not yet answered.
     scrubs_waiting: std::sync::atomic::AtomicUsize,
+    /// `osd_max_pg_log_entries` (read at start).
+    max_log_entries: usize,
 }
 
 /// Scrub commands an OSD takes before it answers `-EBUSY`.
@@ -281,6 +283,8 @@ impl Shared {
             if !g.loaded {
                 g.loaded = true;
                 g.last_update = pg::load_last_update(&*self.store, &CollId::new(key.pool, key.seed));
+                let lu = g.last_update;
+                g.objlog.reset(lu);
             }
         }
         pg
@@ -349,6 +353,9 @@ impl Shared {
                     "last_scrub_stamp": stamp(g.scrub.last_scrub),
                     "last_deep_scrub_stamp": stamp(g.scrub.last_deep_scrub),
                     "num_scrub_errors": g.scrub.errors,
+                    "log_tail": g.objlog.tail.to_string(),
+                    "log_entries": g.objlog.len(),
+                    "last_recovery": g.last_recovery.map(|(kind, objects)| serde_json::json!({"kind": kind, "objects": objects})),
                     "num_objects_inconsistent": g.scrub.inconsistent,
                 });
                 drop(g);
@@ -657,6 +664,7 @@ impl Shared {
             };
             g.last_update = v;
             g.log.add(reqid.clone(), v, reply.result);
+            g.objlog.append(v, &txn, self.max_log_entries);
             v
         };
         reply.version = version.version;
@@ -788,6 +796,7 @@ impl Shared {
             }
             g.last_update = g.last_update.max(r.version);
             g.log.add(r.reqid.clone(), r.version, 0);
+            g.objlog.append(r.version, &r.txn, self.max_log_entries);
             g.applying += 1;
         }
         let ack = reply(0);
@@ -916,6 +925,7 @@ impl Osd {
             recovery_cv: parking_lot::Condvar::new(),
             scrub_lock: Mutex::new(()),
             scrubs_waiting: std::sync::atomic::AtomicUsize::new(0),
+            max_log_entries: conf.get_u64("osd_max_pg_log_entries").clamp(1, 1 << 20) as usize,
         });
         let _ = shared.me.set(Arc::downgrade(&shared));
         cluster.add_dispatcher_tail(Arc::new(ClusterDispatch {

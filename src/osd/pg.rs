@@ -57,18 +57,23 @@ fn parse_version_value(b: &[u8]) -> Option<(Eversion, bool)> {
     }
 }
 
+/// The objects `txn` changes, each with whether it removes it last.
+pub fn written_objects(txn: &Transaction) -> BTreeMap<&ObjectId, bool> {
+    let mut removed: BTreeMap<&ObjectId, bool> = BTreeMap::new();
+    for op in &txn.ops {
+        if let Some(oid) = op.oid() {
+            removed.insert(oid, matches!(op, Op::Remove(_)));
+        }
+    }
+    removed
+}
+
 /// Adds to `txn` the pgmeta updates of a write at `v`: the PG's `last_update` and the version
 /// of every object `txn` writes or (a tombstone) removes last.
 pub fn stamp(coll: &CollId, txn: &mut Transaction, v: Eversion) {
-    let mut live: BTreeMap<&ObjectId, bool> = BTreeMap::new();
-    for op in &txn.ops {
-        if let Some(oid) = op.oid() {
-            live.insert(oid, !matches!(op, Op::Remove(_)));
-        }
-    }
     let mut set = BTreeMap::from([(INFO_KEY.to_string(), v.to_bytes())]);
-    for (oid, alive) in live {
-        set.insert(version_key(oid), version_value(v, !alive));
+    for (oid, removed) in written_objects(txn) {
+        set.insert(version_key(oid), version_value(v, removed));
     }
     let meta = pgmeta(coll);
     txn.touch(&meta);
@@ -157,6 +162,76 @@ impl PgLog {
     }
 }
 
+/// The PG's recent writes on this OSD in version order, for log-based recovery: it holds
+/// every write with a version in `(tail, head]`, so an OSD whose `last_update` is the tail or
+/// one of its versions needs exactly the objects written after it. Kept in memory: a restarted
+/// OSD's log starts empty at its stored `last_update`, and one that received objects by
+/// recovery starts again after them.
+#[derive(Default)]
+pub struct ObjLog {
+    pub tail: Eversion,
+    entries: VecDeque<DigestEntry>,
+}
+
+impl ObjLog {
+    /// Empty, covering nothing before `at`.
+    pub fn reset(&mut self, at: Eversion) {
+        self.entries.clear();
+        self.tail = at;
+    }
+
+    pub fn head(&self) -> Eversion {
+        self.entries.back().map_or(self.tail, |e| e.version)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Records the write at `v` of `txn`; keeps at most `max` entries (the tail moves up).
+    pub fn append(&mut self, v: Eversion, txn: &Transaction, max: usize) {
+        if v <= self.head() {
+            return; // not after what we hold: the log would no longer be in order
+        }
+        for (oid, removed) in written_objects(txn) {
+            if oid.name.is_empty() {
+                continue; // the pgmeta object
+            }
+            self.entries.push_back(DigestEntry {
+                oid: oid.clone(),
+                version: v,
+                deleted: removed,
+            });
+        }
+        while self.entries.len() > max.max(1) {
+            if let Some(e) = self.entries.pop_front() {
+                self.tail = e.version;
+            }
+        }
+    }
+
+    /// Whether the log holds every write after `v`.
+    pub fn covers(&self, v: Eversion) -> bool {
+        v == self.tail || v == self.head() || self.entries.binary_search_by(|e| e.version.cmp(&v)).is_ok()
+    }
+
+    /// The newest entry of each object written after `v`, if the log covers `v`.
+    pub fn since(&self, v: Eversion) -> Option<Vec<DigestEntry>> {
+        if !self.covers(v) {
+            return None;
+        }
+        let mut newest: BTreeMap<&ObjectId, &DigestEntry> = BTreeMap::new();
+        for e in self.entries.iter().filter(|e| e.version > v) {
+            newest.insert(&e.oid, e);
+        }
+        Some(newest.into_values().cloned().collect())
+    }
+}
+
 /// One PG on this OSD.
 #[derive(Default)]
 pub struct Pg {
@@ -164,6 +239,11 @@ pub struct Pg {
     pub loaded: bool,
     pub last_update: Eversion,
     pub log: PgLog,
+    /// Recent writes by object, for log-based recovery.
+    pub objlog: ObjLog,
+    /// How the last peering brought the acting set in line: `log` or `backfill`, and the
+    /// objects (and removals) it copied.
+    pub last_recovery: Option<(&'static str, usize)>,
     /// Repops in flight (we are primary), by their tid.
     pub repops: crate::common::hash::FxHashMap<u64, Repop>,
     /// Client ops waiting for the PG to have `min_size` OSDs or to finish peering, in
@@ -283,6 +363,53 @@ mod tests {
                 0
             ))
         );
+    }
+
+    #[test]
+    fn the_object_log_knows_what_changed_since_a_version_it_covers() {
+        let v = |n: u64| Eversion { epoch: 3, version: n };
+        let w = |name: &str, remove: bool| {
+            let mut t = Transaction::new();
+            let o = ObjectId::new(1, "", name);
+            if remove {
+                t.remove(&o);
+            } else {
+                t.write(&o, 0, Bytes::from_static(b"x"));
+            }
+            stamp(&CollId::new(1, 0), &mut t, v(0));
+            t
+        };
+        let mut l = ObjLog::default();
+        l.reset(v(10));
+        l.append(v(11), &w("a", false), 4);
+        l.append(v(12), &w("b", false), 4);
+        l.append(v(13), &w("a", true), 4);
+        l.append(v(13), &w("c", false), 4); // not after the head: ignored
+        assert_eq!(l.len(), 3, "the pgmeta object is not logged");
+        fn since(l: &ObjLog, at: u64) -> Option<Vec<(String, u64, bool)>> {
+            l.since(Eversion { epoch: 3, version: at }).map(|es| {
+                es.iter()
+                    .map(|e| (e.oid.name.clone(), e.version.version, e.deleted))
+                    .collect()
+            })
+        }
+        assert_eq!(
+            since(&l, 10),
+            Some(vec![("a".into(), 13, true), ("b".into(), 12, false)])
+        );
+        assert_eq!(since(&l, 12), Some(vec![("a".into(), 13, true)]));
+        assert_eq!(since(&l, 13), Some(vec![]));
+        assert_eq!(since(&l, 9), None, "before the tail");
+        assert_eq!(
+            l.since(Eversion { epoch: 2, version: 12 }),
+            None,
+            "a version it never had"
+        );
+        // Trimmed to its maximum, the tail moves up.
+        l.append(v(14), &w("d", false), 2);
+        assert_eq!((l.len(), l.tail), (2, v(12)));
+        assert_eq!(since(&l, 11), None);
+        assert!(since(&l, 12).is_some());
     }
 
     #[test]

@@ -31,7 +31,8 @@ use crate::types::messages::FrontMessage;
 use crate::types::osdmap::OsdId;
 use crate::types::placement::PgId;
 use crate::types::rep_messages::{
-    MOsdPgPull, MOsdPgPush, MOsdPgPushReply, MOsdPgScan, PushObject, SCAN_DIGEST, SCAN_GET_DIGEST,
+    MOsdPgPull, MOsdPgPush, MOsdPgPushReply, MOsdPgScan, PushObject, SCAN_DIGEST, SCAN_GET_DIGEST, SCAN_GET_INFO,
+    SCAN_GET_LOG, SCAN_INFO, SCAN_LOG, SCAN_LOG_GAP,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -172,31 +173,144 @@ impl Shared {
         let Some(s) = self.decode::<MOsdPgScan>(&m, "pg scan") else {
             return;
         };
-        if s.op == SCAN_DIGEST {
+        if s.op % 2 == 1 {
+            // An answer (digest, info, log, gap) to a peering step of ours.
             self.deliver(s.tid, m);
-            return;
-        }
-        if s.op != SCAN_GET_DIGEST {
             return;
         }
         let key = PgKey {
             pool: s.pgid.pool,
             seed: s.pgid.seed,
         };
-        self.fence(key, s.epoch);
-        let (last_update, objects) = self.digest(key);
+        let (op, last_update, log_tail, objects) = match s.op {
+            SCAN_GET_DIGEST | SCAN_GET_INFO => {
+                self.fence(key, s.epoch);
+                if s.op == SCAN_GET_INFO {
+                    let (lu, tail) = self.info(key);
+                    (SCAN_INFO, lu, tail, Vec::new())
+                } else {
+                    let (lu, objects) = self.digest(key);
+                    (SCAN_DIGEST, lu, Eversion::default(), objects)
+                }
+            }
+            SCAN_GET_LOG => match self.pg(key).lock().objlog.since(s.last_update) {
+                Some(objects) => (SCAN_LOG, s.last_update, Eversion::default(), objects),
+                None => (SCAN_LOG_GAP, s.last_update, Eversion::default(), Vec::new()),
+            },
+            other => {
+                log::warn!(target: "osd", "osd.{}: pg scan op {other} from osd.{} ignored", self.whoami, s.from);
+                return;
+            }
+        };
         let answer = MOsdPgScan {
-            op: SCAN_DIGEST,
+            op,
             tid: s.tid,
             pgid: s.pgid,
             from: self.whoami,
             epoch: s.epoch,
             last_update,
+            log_tail,
             objects,
         };
         if let Some(c) = m.conn {
             let _ = c.send_message(answer.to_message());
         }
+    }
+
+    /// This OSD's `last_update` of a PG and the tail of its log.
+    fn info(&self, key: PgKey) -> (Eversion, Eversion) {
+        let pg = self.pg(key);
+        let g = pg.lock();
+        (g.last_update, g.objlog.tail)
+    }
+
+    /// Asks `osd` (maybe ourselves) for the objects written after `since`; None when its log
+    /// does not reach back that far.
+    fn log_since(&self, key: PgKey, osd: OsdId, since: Eversion, epoch: u32) -> Result<Option<Vec<DigestEntry>>> {
+        if osd == self.whoami {
+            return Ok(self.pg(key).lock().objlog.since(since));
+        }
+        let tid = self.new_tid();
+        let ask = MOsdPgScan {
+            op: SCAN_GET_LOG,
+            tid,
+            pgid: pgid(key),
+            from: self.whoami,
+            epoch,
+            last_update: since,
+            log_tail: Eversion::default(),
+            objects: Vec::new(),
+        };
+        let a = MOsdPgScan::from_message(&self.request(osd, tid, ask.to_message())?)?;
+        Ok((a.op == SCAN_LOG).then_some(a.objects))
+    }
+
+    /// Log-based recovery, when every up OSD's `last_update` is one the authoritative log (the
+    /// newest OSD's) holds: its history is then a prefix of that one, and the acting set needs
+    /// exactly the objects written since. Ok(None): some OSD's history is not in that log
+    /// (too old, or divergent): backfill. Ok(Some(n)): done, n objects and removals copied.
+    fn recover_from_log(
+        &self,
+        key: PgKey,
+        acting: &[OsdId],
+        infos: &BTreeMap<OsdId, Eversion>,
+        epoch: u32,
+    ) -> Result<Option<usize>> {
+        // The newest OSD; on a tie ourselves, then an acting member.
+        let rank = |o: &OsdId| (infos[o], *o == self.whoami, acting.contains(o));
+        let Some(auth) = infos.keys().copied().max_by_key(rank) else {
+            return Ok(Some(0));
+        };
+        let head = infos[&auth];
+        let mut since: BTreeMap<OsdId, Vec<DigestEntry>> = BTreeMap::new();
+        for (&osd, &lu) in infos {
+            if lu == head {
+                continue;
+            }
+            match self.log_since(key, auth, lu, epoch)? {
+                Some(entries) => {
+                    since.insert(osd, entries);
+                }
+                None => return Ok(None),
+            }
+        }
+        self.set_phase(key, "recovering");
+        let mut copied = 0;
+        let split = |entries: &[DigestEntry], from: OsdId| {
+            let copy: Vec<(DigestEntry, OsdId)> = entries
+                .iter()
+                .filter(|e| !e.deleted)
+                .map(|e| (e.clone(), from))
+                .collect();
+            let remove: Vec<DigestEntry> = entries.iter().filter(|e| e.deleted).cloned().collect();
+            (copy, remove)
+        };
+        if let Some(mine) = since.get(&self.whoami) {
+            let (copy, remove) = split(mine, auth);
+            copied += copy.len() + remove.len();
+            self.sync_osd(key, self.whoami, &copy, &remove)?;
+        }
+        self.apply_push(&self.removal_push(key, 0, head, Vec::new()))?;
+        for &r in acting.iter().skip(1) {
+            if let Some(theirs) = since.get(&r) {
+                let (copy, remove) = split(theirs, self.whoami);
+                copied += copy.len() + remove.len();
+                log::info!(
+                    target: "osd",
+                    "osd.{}: pg {}: osd.{r} catches up from the log: {} objects, {} removals",
+                    self.whoami,
+                    pgid(key),
+                    copy.len(),
+                    remove.len()
+                );
+                self.sync_osd(key, r, &copy, &remove)?;
+            }
+        }
+        Ok(Some(copied))
+    }
+
+    fn set_phase(&self, key: PgKey, phase: &'static str) {
+        self.pg(key).lock().phase = phase;
     }
 
     pub(super) fn handle_pull(&self, m: Message) {
@@ -343,6 +457,10 @@ impl Shared {
         t.touch(&m);
         t.omap_setkeys(&m, meta);
         self.store.apply_transaction(&coll, t)?;
+        if !p.objects.is_empty() || !p.removed.is_empty() || last_update > g.last_update {
+            // Changed by recovery, not by the writes the log records: it starts again here.
+            g.objlog.reset(last_update);
+        }
         g.last_update = last_update;
         Ok(())
     }
@@ -404,6 +522,44 @@ impl Shared {
         Ok(())
     }
 
+    /// Asks every other up OSD `op` about the PG (fencing it at our epoch): their answers. An
+    /// acting member must answer; others may hold nothing of it or be going away.
+    fn ask_all(
+        &self,
+        key: PgKey,
+        map: &crate::types::osdmap::OsdMap,
+        acting: &[OsdId],
+        op: u8,
+    ) -> Result<BTreeMap<OsdId, MOsdPgScan>> {
+        let mut out = BTreeMap::new();
+        for (&osd, info) in &map.osds {
+            if osd == self.whoami || !info.up || info.addrs.cluster.is_blank_ip() {
+                continue;
+            }
+            let tid = self.new_tid();
+            let ask = MOsdPgScan {
+                op,
+                tid,
+                pgid: pgid(key),
+                from: self.whoami,
+                epoch: map.epoch,
+                last_update: Eversion::default(),
+                log_tail: Eversion::default(),
+                objects: Vec::new(),
+            };
+            match self.request(osd, tid, ask.to_message()) {
+                Ok(m) => {
+                    out.insert(osd, MOsdPgScan::from_message(&m)?);
+                }
+                Err(e) if acting.contains(&osd) => return Err(e),
+                Err(e) => {
+                    log::info!(target: "osd", "osd.{}: pg {}: no answer from osd.{osd}: {e}", self.whoami, pgid(key))
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Peers one PG: Ok(true) when it is active, Ok(false) when the map moved on (peer again or
     /// not ours), Err on a failed step (retry).
     pub(super) fn peer_pg(&self, key: PgKey) -> Result<bool> {
@@ -413,38 +569,28 @@ impl Shared {
             return Ok(false);
         }
         let still = |map_acting: &[OsdId]| self.pg(key).lock().acting == map_acting;
-        let mut digests: BTreeMap<OsdId, Vec<DigestEntry>> = BTreeMap::new();
+        self.set_phase(key, "peering");
         self.fence(key, map.epoch);
+        let mut infos = BTreeMap::from([(self.whoami, self.info(key).0)]);
+        for (osd, a) in self.ask_all(key, &map, &acting, SCAN_GET_INFO)? {
+            infos.insert(osd, a.last_update);
+        }
+        if !still(&acting) {
+            return Ok(false);
+        }
+        if let Some(n) = self.recover_from_log(key, &acting, &infos, map.epoch)? {
+            self.pg(key).lock().last_recovery = Some(("log", n));
+            return Ok(still(&acting));
+        }
+        self.set_phase(key, "backfilling");
+        let mut digests: BTreeMap<OsdId, Vec<DigestEntry>> = BTreeMap::new();
         let (mine_lu, mine) = self.digest(key);
         let mut last_update = mine_lu;
         digests.insert(self.whoami, mine);
-        for (&osd, info) in &map.osds {
-            if osd == self.whoami || !info.up || info.addrs.cluster.is_blank_ip() {
-                continue;
-            }
-            let tid = self.new_tid();
-            let ask = MOsdPgScan {
-                op: SCAN_GET_DIGEST,
-                tid,
-                pgid: pgid(key),
-                from: self.whoami,
-                epoch: map.epoch,
-                last_update: Eversion::default(),
-                objects: Vec::new(),
-            };
-            match self.request(osd, tid, ask.to_message()) {
-                Ok(m) => {
-                    let d = MOsdPgScan::from_message(&m)?;
-                    last_update = last_update.max(d.last_update);
-                    if !d.objects.is_empty() {
-                        digests.insert(osd, d.objects);
-                    }
-                }
-                // An acting member must answer; others may hold nothing or be going away.
-                Err(e) if acting.contains(&osd) => return Err(e),
-                Err(e) => {
-                    log::info!(target: "osd", "osd.{}: pg {}: no digest from osd.{osd}: {e}", self.whoami, pgid(key))
-                }
+        for (osd, d) in self.ask_all(key, &map, &acting, SCAN_GET_DIGEST)? {
+            last_update = last_update.max(d.last_update);
+            if !d.objects.is_empty() {
+                digests.insert(osd, d.objects);
             }
         }
         if !still(&acting) {
@@ -457,6 +603,7 @@ impl Shared {
             g.last_update = g.last_update.max(last_update);
         }
         let (copy, remove) = diff(&want, digests.get(&self.whoami).map_or(&[][..], Vec::as_slice));
+        let mut copied = copy.len() + remove.len();
         if !copy.is_empty() || !remove.is_empty() {
             log::info!(
                 target: "osd",
@@ -477,6 +624,7 @@ impl Shared {
             let have = digests.get(&r).map_or(&[][..], Vec::as_slice);
             let (copy, remove) = diff(&want, have);
             let copy: Vec<(DigestEntry, OsdId)> = copy.into_iter().map(|(e, _)| (e, self.whoami)).collect();
+            copied += copy.len() + remove.len();
             if !copy.is_empty() || !remove.is_empty() {
                 log::info!(
                     target: "osd",
@@ -489,6 +637,7 @@ impl Shared {
             }
             self.sync_osd(key, r, &copy, &remove)?;
         }
+        self.pg(key).lock().last_recovery = Some(("backfill", copied));
         Ok(still(&acting))
     }
 
@@ -559,6 +708,7 @@ impl Shared {
                         g.acting = acting.clone();
                         g.peering = acting.first() == Some(&self.whoami);
                         if g.peering {
+                            g.phase = "peering";
                             queued.push(key);
                         }
                     }

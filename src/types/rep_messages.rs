@@ -317,9 +317,17 @@ impl Decode for DigestEntry {
     }
 }
 
-/// `MOSDPGScan::op`: ask for a PG's digest / the digest.
+/// `MOSDPGScan::op`: ask for a PG's digest / the digest (every object's version).
 pub const SCAN_GET_DIGEST: u8 = 0;
 pub const SCAN_DIGEST: u8 = 1;
+/// Ask for / the PG's info: `last_update` and `log_tail`.
+pub const SCAN_GET_INFO: u8 = 2;
+pub const SCAN_INFO: u8 = 3;
+/// Ask for the objects written after `last_update` / those objects (newest entry each).
+pub const SCAN_GET_LOG: u8 = 4;
+pub const SCAN_LOG: u8 = 5;
+/// The log does not reach back to the `last_update` asked for: backfill instead.
+pub const SCAN_LOG_GAP: u8 = 7;
 
 /// `MSG_OSD_PG_SCAN` (94): a peering primary asks an OSD what it holds of a PG (its
 /// `last_update` and every object's version); the answer carries the same tid.
@@ -333,6 +341,8 @@ pub struct MOsdPgScan {
     /// for this PG from then on.
     pub epoch: u32,
     pub last_update: Eversion,
+    /// The oldest version the answering OSD's log reaches back to (`SCAN_INFO`).
+    pub log_tail: Eversion,
     pub objects: Vec<DigestEntry>,
 }
 
@@ -468,7 +478,7 @@ envelope_message!(MOsdRepScrubMap, MSG_OSD_REP_SCRUBMAP, {
     tid: any, pgid: pgid, from: any, result: any, objects: any,
 });
 envelope_message!(MOsdPgScan, MSG_OSD_PG_SCAN, {
-    op: any, tid: any, pgid: pgid, from: any, epoch: any, last_update: any, objects: any,
+    op: any, tid: any, pgid: pgid, from: any, epoch: any, last_update: any, log_tail: any, objects: any,
 });
 envelope_message!(MOsdPgPush, MSG_OSD_PG_PUSH, {
     tid: any, pgid: pgid, from: any, reply_to_pull: any, last_update: any, objects: any, removed: any,
@@ -555,6 +565,7 @@ mod tests {
             from: 2,
             epoch: 9,
             last_update: e.version,
+            log_tail: Eversion { epoch: 2, version: 1 },
             objects: vec![e.clone()],
         };
         assert_eq!(MOsdPgScan::from_message(&scan.to_message()).unwrap(), scan);
