@@ -6,6 +6,7 @@
 #   benches/vs_ceph.sh [--osds N] [--size S] [--seconds SECS] [--cases LIST] [--ms-threads T]
 #
 # --ms-threads T sets ms_async_op_threads to T on both sides (default: each side's default, 3).
+# --osdkit-set KEY=VALUE (repeatable) sets an option of the osdkit cluster only (vstart -o).
 # LIST is comma separated, from w4k16,w4k1,seq4k16,w4m16 (default all). Nothing outside a temp
 # dir is touched (no /etc/ceph, /var/lib/ceph, systemd or root); every daemon started is killed
 # and the temp dirs removed on any exit.
@@ -16,6 +17,7 @@ OSDS=1
 SIZE=1
 SECS=10
 MS_THREADS=
+OSDKIT_SET=()
 CASES="w4k16,w4k1,seq4k16,w4m16"
 ALL_CASES="w4k16 w4k1 seq4k16 w4m16"
 
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECS="${2:?--seconds needs a value}"; shift 2 ;;
     --cases) CASES="${2:?--cases needs a value}"; shift 2 ;;
     --ms-threads) MS_THREADS="${2:?--ms-threads needs a value}"; shift 2 ;;
+    --osdkit-set) OSDKIT_SET+=(-o "${2:?--osdkit-set needs KEY=VALUE}"); shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -444,7 +447,7 @@ osdkit_side() { # store
     local store="$1" dir="$WORK/osdkit-$1"
     OSDKIT_DIRS+=("$dir")
     if ! "$OSDKIT" vstart --dir "$dir" --osds "$OSDS" --store "$store" --size "$SIZE" \
-        ${MS_THREADS:+-o ms_async_op_threads=$MS_THREADS} >"$WORK/vstart-$store.out" 2>&1; then
+        ${MS_THREADS:+-o ms_async_op_threads=$MS_THREADS} ${OSDKIT_SET[@]+"${OSDKIT_SET[@]}"} >"$WORK/vstart-$store.out" 2>&1; then
         cat "$WORK/vstart-$store.out" >&2
         for f in "$dir"/*.log; do [ -f "$f" ] && log_tail "$f"; done
         die "osdkit vstart --store $store failed"
