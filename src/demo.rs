@@ -164,7 +164,10 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
         .with("cluster_objects_listed", FVal::U64(cluster.listed))
         .with("cluster_write_iops", FVal::U64(cluster.write_iops as u64))
         .with("cluster_write_avg_us", FVal::U64(cluster.write_avg_us as u64))
-        .with("cluster_read_iops", FVal::U64(cluster.read_iops as u64));
+        .with("cluster_read_iops", FVal::U64(cluster.read_iops as u64))
+        .with("cluster_recovery_ms", FVal::U64((cluster.recovery_s * 1000.0) as u64))
+        .with("cluster_scrubbed_objects", FVal::U64(cluster.scrubbed))
+        .with("cluster_inconsistent_objects", FVal::U64(cluster.inconsistent));
 
     timer.shutdown();
     finisher.stop();
@@ -209,7 +212,7 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
         );
         println!("  messenger dump    {} connection(s) open on osd.0", msgr.dumped_conns);
         println!(
-            "  cluster           mon.a + {} OSDs up (osdmap e{}), pool data (32 PGs, size 1), all in this process",
+            "  cluster           mon.a + {} OSDs up (osdmap e{}), pool data (32 PGs, size 2), all in this process",
             cluster.osds_up, cluster.epoch
         );
         println!(
@@ -219,6 +222,14 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
         println!(
             "  4 KiB reads       {} of {} read back intact ({:.0} reads/s); ls lists {}",
             cluster.verified, cluster.objects, cluster.read_iops, cluster.listed
+        );
+        println!(
+            "  recovery          osd.2 stopped for 100 writes, back and clean in {:.0} ms",
+            cluster.recovery_s * 1000.0
+        );
+        println!(
+            "  deep scrub        {} objects, 2 copies each compared: {} inconsistent",
+            cluster.scrubbed, cluster.inconsistent
         );
     }
     if served.load(Ordering::Relaxed) != 1 || ticks.load(Ordering::Relaxed) != 4 || perf["demo"]["ops"] != OPS {
@@ -236,6 +247,9 @@ struct ClusterDemo {
     write_iops: f64,
     write_avg_us: f64,
     read_iops: f64,
+    recovery_s: f64,
+    scrubbed: u64,
+    inconsistent: u64,
 }
 
 /// A monitor and three OSDs in this process, a pool, then 4 KiB objects written at 16 in
@@ -245,7 +259,7 @@ fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
     use crate::types::osd_op::OsdOp;
     use parking_lot::{Condvar, Mutex};
 
-    let cluster = MiniCluster::start(&dir.join("cluster"), 3, "mem", 1)?;
+    let cluster = MiniCluster::start(&dir.join("cluster"), 3, "mem", 2)?;
     let client = Client::connect(&cluster.mon_addr(), "client.admin")?;
     let objecter = client.objecter();
     let pool = cluster.pool_id();
@@ -320,14 +334,27 @@ fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
     let (write_iops, write_avg_us, written) = run(false)?;
     let (read_iops, _, verified) = run(true)?;
     let listed = objecter.list(pool)?.len() as u64;
+    // An OSD away for 100 writes: it catches up when it returns, then a deep scrub compares
+    // both copies of every object.
+    cluster.stop_osd(2)?;
+    for i in 0..100 {
+        client.put("data", &format!("demo-{i}"), &content(i))?;
+    }
+    let t = Instant::now();
+    cluster.start_osd(2)?;
+    cluster.wait_for_clean(Duration::from_secs(60))?;
+    let recovery_s = t.elapsed().as_secs_f64();
+    let scrub = cluster.scrub(None, true, Duration::from_secs(60))?;
+    let scrubbed: u64 = scrub.iter().map(|r| r.objects as u64).sum();
+    let inconsistent: u64 = scrub.iter().map(|r| r.inconsistent.len() as u64).sum();
     let map = client.monc().osdmap();
     let (epoch, osds_up) = (u64::from(map.epoch), map.num_up() as u64);
     client.shutdown();
     cluster.shutdown();
-    if verified != OBJECTS || listed != OBJECTS || written != OBJECTS {
+    if verified != OBJECTS || listed != OBJECTS || written != OBJECTS || scrubbed != OBJECTS || inconsistent > 0 {
         return Err(Error::new(
             libc::EIO,
-            format!("cluster demo: wrote {written}, verified {verified}, listed {listed}"),
+            format!("cluster demo: wrote {written}, verified {verified}, listed {listed}, scrubbed {scrubbed} ({inconsistent} inconsistent)"),
         ));
     }
     Ok(ClusterDemo {
@@ -339,6 +366,9 @@ fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
         write_iops,
         write_avg_us,
         read_iops,
+        recovery_s,
+        scrubbed,
+        inconsistent,
     })
 }
 

@@ -269,6 +269,11 @@ fn osdkit_demo_runs_and_reports() {
     assert_eq!(v["cluster_objects_verified"], 4000, "every object read back intact");
     assert_eq!(v["cluster_objects_listed"], 4000);
     assert!(v["cluster_write_iops"].as_u64().unwrap() > 0);
+    assert_eq!(
+        v["cluster_scrubbed_objects"], 4000,
+        "a deep scrub of every PG after the recovery"
+    );
+    assert_eq!(v["cluster_inconsistent_objects"], 0);
 }
 
 #[test]
