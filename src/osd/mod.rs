@@ -713,18 +713,13 @@ impl Shared {
                 pg::RepopOutcome::Deposed => op.tracked.mark_event("deposed"),
             }
         });
-        {
-            // One step: a scrub or peering that sees nothing applying sees this repop.
-            let mut g = pg.lock();
-            g.applying -= 1;
-            g.repops.insert(
-                tid,
-                pg::Repop {
-                    waiting: replicas.iter().copied().collect(),
-                    done,
-                },
-            );
-        }
+        pg.lock().repops.insert(
+            tid,
+            pg::Repop {
+                waiting: replicas.iter().copied().collect(),
+                done,
+            },
+        );
         let m = crate::types::messages::FrontMessage::to_message(&repop);
         for r in &replicas {
             let sent = map
@@ -741,6 +736,9 @@ impl Shared {
                 log::warn!(target: "osd", "osd.{}: repop to osd.{r}: {e}", self.whoami);
             }
         }
+        // Counted until sent: a peering primary's fence (its scan, on the same sessions) must
+        // reach the replicas after this repop, or they would drop it as stale.
+        pg.lock().applying -= 1;
     }
 
     /// Runs finished repops' completions (outside the PG lock), then, once the PG has no
