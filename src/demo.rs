@@ -334,7 +334,7 @@ fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
     let (write_iops, write_avg_us, written) = run(false)?;
     let (read_iops, _, verified) = run(true)?;
     let listed = objecter.list(pool)?.len() as u64;
-    // An OSD away for 100 writes: it catches up when it returns, then a deep scrub compares
+    // An OSD away for 100 writes: it is recovered when it returns, then a deep scrub compares
     // both copies of every object.
     cluster.stop_osd(2)?;
     for i in 0..100 {

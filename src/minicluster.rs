@@ -314,7 +314,12 @@ impl MiniCluster {
     ) -> Result<Vec<crate::osd::scrub::ScrubReport>> {
         let map = self.mon.osdmap();
         let pgs: Vec<crate::types::placement::PgId> = match pg {
-            Some(p) => vec![p],
+            Some(p) => {
+                if map.pool(p.pool).is_none_or(|pool| p.seed >= pool.pg_num) {
+                    return Err(Error::noent(format!("pg {p} does not exist")));
+                }
+                vec![p]
+            }
             None => map
                 .pools
                 .values()
@@ -337,6 +342,9 @@ impl MiniCluster {
                     }
                     Err(e) if e.errno == libc::EAGAIN && std::time::Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) if e.errno == libc::EAGAIN => {
+                        return Err(Error::new(libc::ETIMEDOUT, format!("scrub of pg {pgid}: {}", e.msg)))
                     }
                     Err(e) => return Err(e),
                 }

@@ -656,7 +656,12 @@ fn recoveries_with(cl: &Client, osd: i32) -> Vec<serde_json::Value> {
 fn a_short_absence_is_caught_up_from_the_log_a_long_one_by_backfill() {
     let dir = tempfile::tempdir().unwrap();
     // A log of 8 entries per PG: 400 writes while away outrun it in most PGs.
-    let c = cluster(dir.path(), 3, 2, &[("osd_max_pg_log_entries", "8")]);
+    let c = cluster(
+        dir.path(),
+        3,
+        2,
+        &[("osd_max_pg_log_entries", "8"), ("osd_pg_log_recovery", "true")],
+    );
     let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
     for i in 0..64 {
         cl.put("data", &format!("l-{i}"), b"first").unwrap();

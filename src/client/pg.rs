@@ -124,6 +124,9 @@ pub fn scrub(o: &Objecter, pgid: PgId, deep: bool, timeout: Duration) -> Result<
             Err(e) if matches!(e.errno, libc::EAGAIN | libc::ENXIO) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }
+            Err(e) if matches!(e.errno, libc::EAGAIN | libc::ENXIO) => {
+                return Err(Error::new(libc::ETIMEDOUT, format!("scrub of pg {pgid}: {}", e.msg)))
+            }
             Err(e) => return Err(e),
         }
     }

@@ -137,6 +137,8 @@ struct Shared {
     scrubs_waiting: std::sync::atomic::AtomicUsize,
     /// `osd_max_pg_log_entries` (read at start).
     max_log_entries: usize,
+    /// `osd_pg_log_recovery` (read at start).
+    log_recovery: bool,
 }
 
 /// Scrub commands an OSD takes before it answers `-EBUSY`.
@@ -569,12 +571,12 @@ impl Shared {
             if is_write {
                 // Until its transaction is applied (in `submit_write`) or it fails: fencing
                 // and scrubbing wait for this count to reach zero.
-                g.applying += 1;
+                g.applying.inc();
             }
         }
         let release = || {
             if is_write {
-                pg.lock().applying -= 1;
+                pg.lock().applying.dec();
             }
         };
         let coll = CollId::new(key.pool, key.seed);
@@ -680,7 +682,7 @@ impl Shared {
         });
         let applied = self.store.apply_transaction(coll, txn);
         if applied.is_err() || repop.is_none() {
-            pg.lock().applying -= 1;
+            pg.lock().applying.dec();
         }
         if let Err(e) = applied {
             reply.result = -e.errno.abs();
@@ -738,7 +740,7 @@ impl Shared {
         }
         // Counted until sent: a peering primary's fence (its scan, on the same sessions) must
         // reach the replicas after this repop, or they would drop it as stale.
-        pg.lock().applying -= 1;
+        pg.lock().applying.dec();
     }
 
     /// Runs finished repops' completions (outside the PG lock), then, once the PG has no
@@ -784,7 +786,7 @@ impl Shared {
             return;
         }
         let pg = self.pg(key);
-        {
+        let applying = {
             let mut g = pg.lock();
             if r.map_epoch < g.fence {
                 // From a primary of an interval that a newer primary has peered: not applied
@@ -795,14 +797,15 @@ impl Shared {
             g.last_update = g.last_update.max(r.version);
             g.log.add(r.reqid.clone(), r.version, 0);
             g.objlog.append(r.version, &r.txn, self.max_log_entries);
-            g.applying += 1;
-        }
+            g.applying.inc();
+            g.applying.clone()
+        };
         let ack = reply(0);
         self.store.queue_transaction(
             &coll,
             r.txn,
             Box::new(move |res| {
-                pg.lock().applying -= 1;
+                applying.dec();
                 let ack = match res {
                     Ok(()) => ack,
                     Err(e) => MOsdRepOpReply {
@@ -924,6 +927,7 @@ impl Osd {
             scrub_lock: Mutex::new(()),
             scrubs_waiting: std::sync::atomic::AtomicUsize::new(0),
             max_log_entries: conf.get_u64("osd_max_pg_log_entries").clamp(1, 1 << 20) as usize,
+            log_recovery: conf.get_bool("osd_pg_log_recovery"),
         });
         let _ = shared.me.set(Arc::downgrade(&shared));
         cluster.add_dispatcher_tail(Arc::new(ClusterDispatch {

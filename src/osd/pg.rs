@@ -232,6 +232,24 @@ impl ObjLog {
     }
 }
 
+/// A count of writes in progress, shared with store callbacks so that they never take the PG
+/// lock (a kv store's commit thread must not wait on a PG whose lock a push holds while it
+/// waits for that thread).
+#[derive(Default, Clone)]
+pub struct Applying(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Applying {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+    pub fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// One PG on this OSD.
 #[derive(Default)]
 pub struct Pg {
@@ -260,7 +278,7 @@ pub struct Pg {
     /// primary cannot acknowledge a write the new one did not collect.
     pub fence: u32,
     /// Writes given a version here whose store transaction has not completed yet.
-    pub applying: usize,
+    pub applying: Applying,
     /// A scrub holds the PG's ops (`Some(deep)`).
     pub scrubbing: Option<bool>,
     /// What peering is doing now: `peering` (asking for digests), `recovering` or

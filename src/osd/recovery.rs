@@ -97,16 +97,25 @@ impl Shared {
     /// Refuses this PG's writes of intervals before `epoch`, then waits for the writes already
     /// given a version to reach the store: a digest taken after this holds every write this
     /// OSD can still acknowledge or has acknowledged.
-    pub(super) fn fence(&self, key: PgKey, epoch: u32) {
-        let pg = self.pg(key);
-        {
+    pub(super) fn fence(&self, key: PgKey, epoch: u32) -> Result<()> {
+        let applying = {
+            let pg = self.pg(key);
             let mut g = pg.lock();
             g.fence = g.fence.max(epoch);
-        }
+            g.applying.clone()
+        };
         let deadline = std::time::Instant::now() + PEER_TIMEOUT;
-        while pg.lock().applying > 0 && std::time::Instant::now() < deadline {
+        while applying.get() > 0 {
+            if std::time::Instant::now() >= deadline {
+                // No answer rather than one that may miss a write: the asker retries.
+                return Err(Error::new(
+                    libc::ETIMEDOUT,
+                    format!("pg {}: writes still being applied after {PEER_TIMEOUT:?}", pgid(key)),
+                ));
+            }
             std::thread::sleep(Duration::from_micros(200));
         }
+        Ok(())
     }
 
     /// This OSD's digest of a PG.
@@ -184,7 +193,10 @@ impl Shared {
         };
         let (op, last_update, log_tail, objects) = match s.op {
             SCAN_GET_DIGEST | SCAN_GET_INFO => {
-                self.fence(key, s.epoch);
+                if let Err(e) = self.fence(key, s.epoch) {
+                    log::warn!(target: "osd", "osd.{}: not answering osd.{}'s scan: {e}", self.whoami, s.from);
+                    return;
+                }
                 if s.op == SCAN_GET_INFO {
                     let (lu, tail) = self.info(key);
                     (SCAN_INFO, lu, tail, Vec::new())
@@ -262,7 +274,12 @@ impl Shared {
             return Ok(Some(0));
         };
         let head = infos[&auth];
+        if !self.log_recovery {
+            return Ok(None);
+        }
         let mut since: BTreeMap<OsdId, Vec<DigestEntry>> = BTreeMap::new();
+        // Every up OSD must be covered, not only the acting set: one outside it that the log
+        // does not cover may hold writes the others lack (the backfill merge keeps them).
         for (&osd, &lu) in infos {
             if lu == head {
                 continue;
@@ -485,7 +502,10 @@ impl Shared {
                         oids: chunk.to_vec(),
                     };
                     let answer = self.request(src, tid, pull.to_message())?;
-                    let push = MOsdPgPush::from_message(&answer)?;
+                    let mut push = MOsdPgPush::from_message(&answer)?;
+                    // Not current until every batch is in: the caller records the PG's new
+                    // last_update last, so an interrupted recovery is redone, not skipped.
+                    push.last_update = Eversion::default();
                     self.apply_push(&push)?;
                 }
             }
@@ -500,13 +520,15 @@ impl Shared {
         let versions: BTreeMap<&ObjectId, &DigestEntry> = digest.iter().map(|e| (&e.oid, e)).collect();
         let mut batches: Vec<MOsdPgPush> = oids
             .chunks(PUSH_OBJECTS)
-            .map(|chunk| self.build_push(key, self.new_tid(), chunk, false, mine_lu, &versions))
+            .map(|chunk| self.build_push(key, self.new_tid(), chunk, false, Eversion::default(), &versions))
             .collect();
         if batches.is_empty() || !remove.is_empty() {
-            batches.push(self.removal_push(key, self.new_tid(), last_update, Vec::new()));
+            batches.push(self.removal_push(key, self.new_tid(), Eversion::default(), Vec::new()));
         }
+        // Only the last batch makes the replica current: one cut short leaves it behind.
         if let Some(last) = batches.last_mut() {
             last.removed = remove.to_vec();
+            last.last_update = mine_lu.max(last_update);
         }
         for b in batches {
             let tid = b.tid;
@@ -570,7 +592,7 @@ impl Shared {
         }
         let still = |map_acting: &[OsdId]| self.pg(key).lock().acting == map_acting;
         self.set_phase(key, "peering");
-        self.fence(key, map.epoch);
+        self.fence(key, map.epoch)?;
         let mut infos = BTreeMap::from([(self.whoami, self.info(key).0)]);
         for (osd, a) in self.ask_all(key, &map, &acting, SCAN_GET_INFO)? {
             infos.insert(osd, a.last_update);
@@ -597,11 +619,6 @@ impl Shared {
             return Ok(false);
         }
         let want = merge(&digests);
-        {
-            let pg = self.pg(key);
-            let mut g = pg.lock();
-            g.last_update = g.last_update.max(last_update);
-        }
         let (copy, remove) = diff(&want, digests.get(&self.whoami).map_or(&[][..], Vec::as_slice));
         let mut copied = copy.len() + remove.len();
         if !copy.is_empty() || !remove.is_empty() {

@@ -358,7 +358,7 @@ impl Shared {
             if g.acting != acting || g.peering {
                 return Err(Error::new(libc::EAGAIN, format!("pg {pgid} changed while scrubbing")));
             }
-            if g.applying == 0 && g.repops.is_empty() && g.waiting_for_commit.is_empty() {
+            if g.applying.get() == 0 && g.repops.is_empty() && g.waiting_for_commit.is_empty() {
                 break;
             }
             drop(g);
@@ -389,6 +389,13 @@ impl Shared {
             }
             maps.push((osd, answer.objects));
         }
+        // Peering may have started while the maps were built (and pushed objects meanwhile):
+        // such a comparison mixes two moments, and is not recorded.
+        let g = pg.lock();
+        if g.acting != acting || g.peering {
+            return Err(Error::new(libc::EAGAIN, format!("pg {pgid} changed while scrubbing")));
+        }
+        drop(g);
         Ok(maps)
     }
 }
