@@ -14,10 +14,7 @@ mod common;
 
 use common::{osdkit_ok, wait_for};
 use osdkit::minicluster::Client;
-use parking_lot::Mutex;
-use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,12 +113,6 @@ fn enter(ns: &str) {
     );
 }
 
-fn content(oid: &str, seq: u64) -> Vec<u8> {
-    let mut v = format!("{oid}:{seq}:").into_bytes();
-    v.resize(4096, b'.');
-    v
-}
-
 fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&osdkit_ok(args)).unwrap()
 }
@@ -190,25 +181,9 @@ fn cutting_an_osds_back_network_marks_it_down_and_healing_brings_the_cluster_bac
         "hb_back on the cluster network"
     );
 
-    let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..3)
-        .map(|t| {
-            let (client, acked, stop) = (client.clone(), acked.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut seq = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    seq += 1;
-                    let oid = format!("p{t}-{}", seq % 25);
-                    if client.put("data", &oid, &content(&oid, seq)).is_ok() {
-                        acked.lock().insert(oid, seq);
-                    }
-                }
-            })
-        })
-        .collect();
-    let progress = || acked.lock().values().sum::<u64>();
-    wait_for("writes", 30, || acked.lock().len() >= 30);
+    let load = common::SeqWriters::start(&client, "p", 3, 25);
+    let progress = || load.progress();
+    wait_for("writes", 30, || load.acked.lock().len() >= 30);
 
     let t0 = Instant::now();
     net.back_link(1, false);
@@ -243,31 +218,12 @@ fn cutting_an_osds_back_network_marks_it_down_and_healing_brings_the_cluster_bac
     );
     let before = progress();
     wait_for("writes after healing", 30, || progress() > before + 60);
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
     let scrub = json(&["pg", "deep-scrub", "-c", &conf, "--json"]);
     assert_eq!(
         (scrub["pgs"].as_u64(), scrub["errors"].as_u64()),
         (Some(32), Some(0)),
         "{scrub}"
     );
-    for (oid, seq) in acked.lock().iter() {
-        let got = client
-            .get("data", oid)
-            .unwrap_or_else(|e| panic!("acknowledged {oid} lost: {e}"));
-        let got_seq: u64 = String::from_utf8_lossy(&got[..64])
-            .split(':')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{oid}: unreadable"));
-        // A write whose ack was lost to the partition may have committed: newer, never older.
-        assert!(
-            got_seq >= *seq,
-            "{oid}: seq {got_seq} older than the acknowledged {seq}"
-        );
-        assert!(got[..] == content(oid, got_seq)[..], "{oid} corrupt");
-    }
+    load.finish_and_check(&client);
     client.shutdown();
 }

@@ -8,10 +8,7 @@ mod common;
 
 use common::{osdkit_ok, wait_for, StopCluster};
 use osdkit::minicluster::Client;
-use parking_lot::Mutex;
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,12 +20,6 @@ fn pid_of(dir: &Path, name: &str) -> i32 {
         .trim()
         .parse()
         .unwrap()
-}
-
-fn content(oid: &str, seq: u64) -> Vec<u8> {
-    let mut v = format!("{oid}:{seq}:").into_bytes();
-    v.resize(4096, b'.');
-    v
 }
 
 #[test]
@@ -62,25 +53,9 @@ fn kill9_each_osd_of_a_replicated_cluster_in_turn_loses_no_acknowledged_write() 
     let up = |id: i32| client.objecter().osdmap().osd(id).is_some_and(|o| o.up);
     wait_for("three OSDs up", 30, || (0..3).all(up));
 
-    let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..3)
-        .map(|t| {
-            let (client, acked, stop) = (client.clone(), acked.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut seq = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    seq += 1;
-                    let oid = format!("t{t}-{}", seq % 25);
-                    if client.put("data", &oid, &content(&oid, seq)).is_ok() {
-                        acked.lock().insert(oid, seq);
-                    }
-                }
-            })
-        })
-        .collect();
-    let progress = || acked.lock().values().sum::<u64>();
-    wait_for("writes", 30, || acked.lock().len() >= 30);
+    let load = common::SeqWriters::start(&client, "t", 3, 25);
+    let progress = || load.progress();
+    wait_for("writes", 30, || load.acked.lock().len() >= 30);
     for victim in 0..3 {
         let name = format!("osd.{victim}");
         let pid = pid_of(&dir, &name);
@@ -115,26 +90,8 @@ fn kill9_each_osd_of_a_replicated_cluster_in_turn_loses_no_acknowledged_write() 
             out["objects"]
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in writers {
-        w.join().unwrap();
-    }
-    for (oid, seq) in acked.lock().iter() {
-        let got = client
-            .get("data", oid)
-            .unwrap_or_else(|e| panic!("acknowledged {oid} lost: {e}"));
-        let got_seq: u64 = String::from_utf8_lossy(&got[..64])
-            .split(':')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("{oid}: unreadable"));
-        // A write that committed but whose ack was lost to the kill may be newer.
-        assert!(
-            got_seq >= *seq,
-            "{oid}: seq {got_seq} older than the acknowledged {seq}"
-        );
-        assert!(got[..] == content(oid, got_seq)[..], "{oid} corrupt");
-    }
+    let acked = load.acked.lock().len();
+    load.finish_and_check(&client);
     // The operator's commands: out moves PGs away, in brings them back, down is undone by
     // the running OSD booting again.
     osdkit_ok(&["osd", "out", "-c", &conf, "2"]);
@@ -155,7 +112,7 @@ fn kill9_each_osd_of_a_replicated_cluster_in_turn_loses_no_acknowledged_write() 
     wait_for("osd.1 up again by itself", 30, || up(1));
     wait_clean(&conf);
     let stat: serde_json::Value = serde_json::from_str(&osdkit_ok(&["pg", "stat", "-c", &conf, "--json"])).unwrap();
-    assert_eq!(stat["num_objects"].as_u64(), Some(acked.lock().len() as u64), "{stat}");
+    assert_eq!(stat["num_objects"].as_u64(), Some(acked as u64), "{stat}");
     osdkit_ok(&["pg", "deep-scrub", "-c", &conf]);
     client.shutdown();
 }

@@ -137,7 +137,7 @@ struct Shared {
     scrubs_waiting: std::sync::atomic::AtomicUsize,
     /// `osd_max_pg_log_entries` (read at start).
     max_log_entries: usize,
-    /// `osd_pg_log_recovery` (read at start).
+    /// `osd_pg_log_recovery` (read at start); off, writes keep no object log.
     log_recovery: bool,
 }
 
@@ -666,7 +666,9 @@ impl Shared {
             };
             g.last_update = v;
             g.log.add(reqid.clone(), v, reply.result);
-            g.objlog.append(v, &txn, self.max_log_entries);
+            if self.log_recovery {
+                g.objlog.append(v, &txn, self.max_log_entries);
+            }
             v
         };
         reply.version = version.version;
@@ -796,7 +798,9 @@ impl Shared {
             }
             g.last_update = g.last_update.max(r.version);
             g.log.add(r.reqid.clone(), r.version, 0);
-            g.objlog.append(r.version, &r.txn, self.max_log_entries);
+            if self.log_recovery {
+                g.objlog.append(r.version, &r.txn, self.max_log_entries);
+            }
             g.applying.inc();
             g.applying.clone()
         };

@@ -77,3 +77,75 @@ impl Drop for StopCluster {
             .status();
     }
 }
+
+/// 4 KiB that name their object and sequence number: `OID:SEQ:` then dots.
+pub fn seq_content(oid: &str, seq: u64) -> Vec<u8> {
+    let mut v = format!("{oid}:{seq}:").into_bytes();
+    v.resize(4096, b'.');
+    v
+}
+
+/// Writer threads overwriting objects `<prefix><t>-<n % objects>` of pool `data` with
+/// increasing sequence numbers, and what each object last had acknowledged.
+pub struct SeqWriters {
+    pub acked: std::sync::Arc<parking_lot::Mutex<std::collections::BTreeMap<String, u64>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl SeqWriters {
+    pub fn start(
+        client: &std::sync::Arc<osdkit::minicluster::Client>,
+        prefix: &str,
+        writers: usize,
+        objects: u64,
+    ) -> Self {
+        let acked: std::sync::Arc<parking_lot::Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..writers)
+            .map(|t| {
+                let (client, acked, stop, prefix) = (client.clone(), acked.clone(), stop.clone(), prefix.to_string());
+                std::thread::spawn(move || {
+                    let mut seq = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        seq += 1;
+                        let oid = format!("{prefix}{t}-{}", seq % objects);
+                        if client.put("data", &oid, &seq_content(&oid, seq)).is_ok() {
+                            acked.lock().insert(oid, seq);
+                        }
+                    }
+                })
+            })
+            .collect();
+        SeqWriters { acked, stop, threads }
+    }
+
+    /// Sum of the acknowledged sequence numbers: grows while writes complete.
+    pub fn progress(&self) -> u64 {
+        self.acked.lock().values().sum()
+    }
+
+    /// Stops the writers and checks that every acknowledged object reads back intact, at its
+    /// last acknowledged sequence or newer (a write that committed but whose ack was lost).
+    pub fn finish_and_check(self, client: &osdkit::minicluster::Client) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        for (oid, seq) in self.acked.lock().iter() {
+            let got = client
+                .get("data", oid)
+                .unwrap_or_else(|e| panic!("acknowledged {oid} lost: {e}"));
+            let got_seq: u64 = String::from_utf8_lossy(&got[..64])
+                .split(':')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("{oid}: unreadable"));
+            assert!(
+                got_seq >= *seq,
+                "{oid}: seq {got_seq} older than the acknowledged {seq}"
+            );
+            assert!(got[..] == seq_content(oid, got_seq)[..], "{oid} corrupt");
+        }
+    }
+}
