@@ -269,7 +269,7 @@ impl MiniCluster {
     }
 
     /// Waits until the cluster is clean: every running OSD has the monitor's map, every PG has
-    /// `size` OSDs in its acting set and no PG is peering. `-ETIMEDOUT` after `timeout`.
+    /// `size` OSDs in its acting set and no PG is peering or recovering. `-ETIMEDOUT` after `timeout`.
     pub fn wait_for_clean(&self, timeout: Duration) -> Result<()> {
         // Twice in a row, a moment apart: an OSD may hold a new map a moment before it has
         // marked the PGs that map makes it peer.
@@ -282,7 +282,7 @@ impl MiniCluster {
                 (0..p.pg_num)
                     .all(|s| map.pg_to_up_osds(crate::types::placement::PgId::new(p.id, s)).len() == p.size as usize)
             });
-            current && sized && running.iter().all(|o| o.osd.peering_pgs().is_empty())
+            current && sized && running.iter().all(|o| o.osd.unclean_pgs().is_empty())
         };
         wait_until("the cluster to be clean", timeout, || {
             clean() && {

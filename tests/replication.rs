@@ -30,6 +30,13 @@ fn cluster(dir: &std::path::Path, osds: usize, size: u32, extra: &[(&str, &str)]
         ("mon_osd_down_out_interval", "0"),
     ];
     opts.extend_from_slice(extra);
+    let env = std::env::var("OSDKIT_TEST_OPTS").unwrap_or_default();
+    let env: Vec<(String, String)> = env
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    opts.extend(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     MiniCluster::start_opts(dir, osds, "mem", size, None, &opts).unwrap()
 }
 
@@ -567,9 +574,11 @@ impl Inbox {
 }
 
 #[test]
-fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes() {
+fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes_and_notice_missed_ones() {
     use osdkit::types::messages::{FrontMessage, MSG_OSD_PG_SCAN, MSG_OSD_REPOPREPLY};
-    use osdkit::types::rep_messages::{Eversion, MOsdPgScan, MOsdRepOp, MOsdRepOpReply, SCAN_GET_DIGEST};
+    use osdkit::types::rep_messages::{
+        Eversion, MOsdPgScan, MOsdRepOp, MOsdRepOpReply, SCAN_GET_DIGEST, SCAN_GET_INFO,
+    };
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(dir.path(), 3, 2, &[]);
     let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
@@ -594,6 +603,7 @@ fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes() {
         epoch: map.epoch + 5,
         last_update: Eversion::default(),
         log_tail: Eversion::default(),
+        last_complete: Eversion::default(),
         objects: Vec::new(),
     };
     conn.send_message(scan.to_message()).unwrap();
@@ -602,7 +612,7 @@ fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes() {
     assert!(digest.objects.iter().any(|e| e.oid.name == "before"), "{digest:?}");
     let coll = CollId::new(p.pg.pool, p.pg.seed);
     let oid = |n: &str| ObjectId::new(c.pool_id(), "", n);
-    let repop = |tid: u64, epoch: u32, name: &str| {
+    let repop = |tid: u64, epoch: u32, version: u64, name: &str| {
         let mut txn = osdkit::os::Transaction::new();
         txn.write(&oid(name), 0, Bytes::from_static(b"late"));
         MOsdRepOp {
@@ -610,10 +620,7 @@ fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes() {
             tid,
             from: 77,
             map_epoch: epoch,
-            version: Eversion {
-                epoch,
-                version: 1000 + tid,
-            },
+            version: Eversion { epoch, version },
             reqid: osdkit::types::osd_op::OsdReqId {
                 name: "client.99".parse().unwrap(),
                 inc: 1,
@@ -623,7 +630,9 @@ fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes() {
         }
     };
     // The deposed primary's write: not applied, not answered (it could not be acknowledged).
-    conn.send_message(repop(2, map.epoch, "stale").to_message()).unwrap();
+    let next = digest.last_update.version + 1;
+    conn.send_message(repop(2, map.epoch, next, "stale").to_message())
+        .unwrap();
     assert!(inbox.take(MSG_OSD_REPOPREPLY, Duration::from_secs(1)).is_none());
     let store = c.osd_store(replica).unwrap();
     assert!(
@@ -631,14 +640,32 @@ fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes() {
         "a fenced repop was applied"
     );
     // The new interval's write goes through.
-    conn.send_message(repop(3, map.epoch + 5, "fresh").to_message())
-        .unwrap();
-    let r = inbox
-        .take(MSG_OSD_REPOPREPLY, Duration::from_secs(10))
-        .expect("an answer");
-    let r = MOsdRepOpReply::from_message(&r).unwrap();
-    assert_eq!((r.tid, r.result), (3, 0));
-    assert!(store.exists(&coll, &oid("fresh")).unwrap());
+    let write = |tid: u64, version: u64, name: &str| {
+        conn.send_message(repop(tid, map.epoch + 5, version, name).to_message())
+            .unwrap();
+        let r = inbox
+            .take(MSG_OSD_REPOPREPLY, Duration::from_secs(10))
+            .expect("an answer");
+        let r = MOsdRepOpReply::from_message(&r).unwrap();
+        assert_eq!((r.tid, r.result), (tid, 0));
+        assert!(store.exists(&coll, &oid(name)).unwrap());
+    };
+    let info = |tid: u64| {
+        let ask = MOsdPgScan {
+            op: SCAN_GET_INFO,
+            tid,
+            ..scan.clone()
+        };
+        conn.send_message(ask.to_message()).unwrap();
+        let a = inbox.take(MSG_OSD_PG_SCAN, Duration::from_secs(10)).expect("info");
+        let a = MOsdPgScan::from_message(&a).unwrap();
+        (a.last_update.version, a.last_complete.version)
+    };
+    write(3, next, "fresh");
+    assert_eq!(info(4), (next, next), "complete: its writes came one after another");
+    // A write numbered past the next one: the replica knows it missed one, and says so.
+    write(5, next + 2, "after-a-gap");
+    assert_eq!(info(6), (next + 2, 0), "the copy is no longer known complete");
     msgr.shutdown();
 }
 
@@ -707,4 +734,137 @@ fn a_short_absence_is_caught_up_from_the_log_a_long_one_by_backfill() {
             "{name}"
         );
     }
+}
+
+/// The primaries' view of every PG, by PG id.
+fn pg_states(cl: &Client) -> HashMap<String, serde_json::Value> {
+    osdkit::client::pg::pg_dump(cl.objecter(), Duration::from_secs(10))
+        .unwrap()
+        .into_iter()
+        .map(|p| (p["pgid"].as_str().unwrap().to_string(), p))
+        .collect()
+}
+
+#[test]
+fn while_a_pg_recovers_only_ops_on_objects_it_still_lacks_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slow recovery (a pause after each batch of copies) leaves seconds in which PGs serve
+    // with copies still to make.
+    let c = cluster(dir.path(), 2, 2, &[("osd_recovery_sleep", "0.3")]);
+    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    let pgid_of = |oid: &str| {
+        let map = c.monitor().osdmap();
+        map.object_placement(c.pool_id(), oid, "").unwrap().pg.to_string()
+    };
+    for i in 0..128 {
+        cl.put("data", &format!("old-{i}"), b"old").unwrap();
+    }
+    c.wait_for_clean(Duration::from_secs(30)).unwrap();
+    c.stop_osd(1).unwrap();
+    // 2,048 objects osd.1 never saw: about 64 per PG, one batch each.
+    for i in 0..2048 {
+        cl.put("data", &format!("new-{i}"), format!("new {i}").as_bytes())
+            .unwrap();
+    }
+    c.start_osd(1).unwrap();
+    let recovering = |states: &HashMap<String, serde_json::Value>, pg: &str| {
+        let state = states[pg]["state"].as_str().unwrap();
+        (state.starts_with("active+recovering+degraded") || state.starts_with("active+backfilling+degraded"))
+            && states[pg]["objects_missing"].as_u64() > Some(0)
+    };
+    wait_for("a PG serving while it recovers", 30, || {
+        let s = pg_states(&cl);
+        s.keys().any(|p| recovering(&s, p))
+    });
+    // An op on an object every copy holds runs at once, its PG still recovering around it.
+    let mut ran_during_recovery = 0;
+    for i in 0..128 {
+        let name = format!("old-{i}");
+        let pg = pgid_of(&name);
+        if !recovering(&pg_states(&cl), &pg) {
+            continue;
+        }
+        cl.put("data", &name, b"rewritten").unwrap();
+        assert_eq!(cl.get("data", &name).unwrap(), &b"rewritten"[..]);
+        let after = pg_states(&cl);
+        if recovering(&after, &pg) {
+            ran_during_recovery += 1;
+        }
+        if ran_during_recovery >= 3 {
+            break;
+        }
+    }
+    assert!(
+        ran_during_recovery >= 3,
+        "ops on present objects did not run during recovery"
+    );
+    // Ops on objects still lacked wait for them, then run: none is lost or misapplied.
+    for i in (0..2048).step_by(97) {
+        let name = format!("new-{i}");
+        cl.put("data", &name, format!("newer {i}").as_bytes()).unwrap();
+    }
+    c.wait_for_clean(Duration::from_secs(60)).unwrap();
+    let states = pg_states(&cl);
+    assert!(states.values().all(|p| p["state"] == "active+clean"), "{states:?}");
+    for i in 0..2048 {
+        let name = format!("new-{i}");
+        let want = if i % 97 == 0 {
+            format!("newer {i}")
+        } else {
+            format!("new {i}")
+        };
+        assert_eq!(cl.get("data", &name).unwrap(), want.as_bytes(), "{name}");
+    }
+    let deep = c.scrub(None, true, Duration::from_secs(30)).unwrap();
+    assert!(deep.iter().all(|r| r.inconsistent.is_empty()), "{deep:?}");
+    assert_eq!(deep.iter().map(|r| r.objects).sum::<usize>(), 2048 + 128);
+}
+
+#[test]
+fn a_recovery_cut_short_is_not_mistaken_for_a_complete_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(
+        dir.path(),
+        2,
+        2,
+        &[("osd_pg_log_recovery", "true"), ("osd_recovery_sleep", "1")],
+    );
+    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    for i in 0..64 {
+        cl.put("data", &format!("b-{i}"), b"base").unwrap();
+    }
+    c.wait_for_clean(Duration::from_secs(30)).unwrap();
+    c.stop_osd(1).unwrap();
+    for i in 0..640 {
+        cl.put("data", &format!("m-{i}"), format!("m {i}").as_bytes()).unwrap();
+    }
+    c.start_osd(1).unwrap();
+    wait_for("a PG recovering", 30, || {
+        pg_states(&cl)
+            .values()
+            .any(|p| p["state"].as_str().unwrap().contains("recovering"))
+    });
+    // Writes during the recovery raise osd.1's last_update past objects it still lacks.
+    for i in 0..64 {
+        cl.put("data", &format!("b-{i}"), b"during").unwrap();
+    }
+    // osd.0, the only whole copy, goes away: osd.1 serves alone, and must still know that
+    // its copy is partial when osd.0 comes back with the same last_update.
+    c.stop_osd(0).unwrap();
+    wait_for("osd.1 serving alone", 60, || {
+        pg_states(&cl)
+            .values()
+            .all(|p| p["state"] == "active+undersized+degraded")
+    });
+    c.start_osd(0).unwrap();
+    c.wait_for_clean(Duration::from_secs(120)).unwrap();
+    let deep = c.scrub(None, true, Duration::from_secs(30)).unwrap();
+    let bad: Vec<String> = deep
+        .iter()
+        .filter(|r| !r.inconsistent.is_empty())
+        .map(|r| r.to_json().to_string())
+        .collect();
+    assert!(bad.is_empty(), "copies differ: {bad:?}");
+    assert!(deep.iter().all(|r| r.osds.len() == 2));
+    assert_eq!(deep.iter().map(|r| r.objects).sum::<usize>(), 640 + 64);
 }

@@ -449,6 +449,11 @@ fn table() -> Vec<OptDef> {
             .desc("Priority to use for recovery operations if not specified for the pool")
             .services(OSD)
             .min_max(1.0, 255.0),
+        o("osd_recovery_sleep", Float, Advanced, "0")
+            .desc("Time in seconds to sleep before next recovery or backfill op")
+            .services(OSD)
+            .min_max(0.0, 60.0)
+            .runtime(),
         o("osd_client_message_size_cap", Size, Advanced, "524288000")
             .desc("maximum memory to devote to in-flight client requests")
             .long("Once exceeded, the OSD reads no new client data off the network until memory is freed.")
@@ -470,7 +475,7 @@ fn table() -> Vec<OptDef> {
             .desc("Maximum number of entries a PG log keeps (writes after which an OSD that was away is backfilled, not caught up from the log)")
             .services(OSD),
         o("osd_pg_log_recovery", Bool, Dev, "false")
-            .desc("Catch an OSD that was away up from the PG log when the log covers its absence, instead of backfilling (osdkit; off until a rare object lost under kill-and-restart load is understood)")
+            .desc("Catch an OSD that was away up from the PG log when the log covers its absence, instead of backfilling (osdkit; off: always backfill)")
             .services(OSD),
         o("osd_heartbeat_min_healthy_ratio", Float, Advanced, "0.33")
             .desc("Fraction of heartbeat peers that must answer on both networks before an OSD marked down boots again")

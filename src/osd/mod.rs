@@ -130,6 +130,8 @@ struct Shared {
     recovery_waits: Mutex<std::collections::HashMap<u64, crossbeam_channel::Sender<Message>>>,
     /// PGs to peer, for the `osd_recovery` thread.
     recovery_queue: Mutex<std::collections::VecDeque<PgKey>>,
+    /// Active PGs with copies still to make, served a batch at a time after peering.
+    recover_queue: Mutex<std::collections::VecDeque<PgKey>>,
     recovery_cv: parking_lot::Condvar,
     /// One scrub at a time.
     scrub_lock: Mutex<()>,
@@ -139,6 +141,8 @@ struct Shared {
     max_log_entries: usize,
     /// `osd_pg_log_recovery` (read at start); off, writes keep no object log.
     log_recovery: bool,
+    /// For options read where they apply (`osd_recovery_sleep`).
+    conf: Arc<crate::common::config::Config>,
 }
 
 /// Scrub commands an OSD takes before it answers `-EBUSY`.
@@ -284,8 +288,9 @@ impl Shared {
             let mut g = pg.lock();
             if !g.loaded {
                 g.loaded = true;
-                g.last_update = pg::load_last_update(&*self.store, &CollId::new(key.pool, key.seed));
-                let lu = g.last_update;
+                let (lu, lc) = pg::load_info(&*self.store, &CollId::new(key.pool, key.seed));
+                g.last_update = lu;
+                g.last_complete = lc;
                 g.objlog.reset(lu);
             }
         }
@@ -311,17 +316,20 @@ impl Shared {
                 let (role, state) = if acting.first() == Some(&self.whoami) {
                     let mut w = Vec::new();
                     if g.peering {
-                        w.push(g.phase);
+                        w.push("peering");
                     } else {
                         w.push(if acting.len() >= pool.min_size as usize {
                             "active"
                         } else {
                             "peered"
                         });
+                        if g.recovering {
+                            w.push(g.phase); // recovering or backfilling
+                        }
                     }
                     if acting.len() < pool.size as usize {
                         w.extend(["undersized", "degraded"]);
-                    } else if g.peering && g.phase != "peering" {
+                    } else if g.recovering {
                         w.push("degraded");
                     } else if !g.peering {
                         w.push("clean");
@@ -351,7 +359,9 @@ impl Shared {
                     "reported_epoch": map.epoch,
                     "log_size": g.log.len(),
                     "repops_in_flight": g.repops.len(),
-                    "ops_waiting": g.parked.len() + g.waiting_for_commit.len(),
+                    "ops_waiting": g.parked.len() + g.waiting_for_commit.len()
+                        + g.missing.values().map(|m| m.waiting.len()).sum::<usize>(),
+                    "objects_missing": g.missing.len(),
                     "last_scrub_stamp": stamp(g.scrub.last_scrub),
                     "last_deep_scrub_stamp": stamp(g.scrub.last_deep_scrub),
                     "num_scrub_errors": g.scrub.errors,
@@ -546,6 +556,26 @@ impl Shared {
                 op.tracked.mark_event("waiting_for_map");
                 g.parked.push(op);
                 return;
+            }
+            if g.recovering {
+                if op.req.ops.iter().any(|o| o.op == CEPH_OSD_OP_PGNLS) {
+                    // A listing needs every object here.
+                    op.tracked.mark_event("waiting_for_recovery");
+                    g.parked.push(op);
+                    return;
+                }
+                let oid = ObjectId::new(op.req.pool, op.req.nspace.clone(), op.req.oid.clone());
+                if g.waits_for_recovery(&oid, is_write, self.whoami) {
+                    op.tracked.mark_event(if is_write {
+                        "waiting_for_degraded_object"
+                    } else {
+                        "waiting_for_unreadable_object"
+                    });
+                    if let Some(m) = g.missing.get_mut(&oid) {
+                        m.waiting.push(op);
+                    }
+                    return;
+                }
             }
             // Writes pipeline (replicas apply them in order); a read, or a resend of a write
             // still replicating, waits until the PG's writes are committed, and so does
@@ -769,7 +799,7 @@ impl Shared {
         use crate::types::messages::FrontMessage;
         use crate::types::rep_messages::{MOsdRepOp, MOsdRepOpReply};
         let Some(conn) = m.conn.clone() else { return };
-        let Some(r) = self.decode::<MOsdRepOp>(m, "repop") else {
+        let Some(mut r) = self.decode::<MOsdRepOp>(m, "repop") else {
             return;
         };
         let key = PgKey {
@@ -796,15 +826,31 @@ impl Shared {
                 log::debug!(target: "osd", "osd.{}: dropped repop of e{} for pg {} fenced at e{}", self.whoami, r.map_epoch, r.pgid, g.fence);
                 return;
             }
+            if r.version > g.last_update && r.version.version != g.last_update.version + 1 {
+                // The primary numbers its writes one after another, and peering leaves every
+                // copy at the same last_update: a write in between never reached this copy.
+                log::error!(target: "osd", "osd.{}: pg {}: repop {} follows {}: a write in between is missing here", self.whoami, r.pgid, r.version, g.last_update);
+                g.damaged.store(true, std::sync::atomic::Ordering::Release);
+            }
             g.last_update = g.last_update.max(r.version);
             g.log.add(r.reqid.clone(), r.version, 0);
             if self.log_recovery {
                 g.objlog.append(r.version, &r.txn, self.max_log_entries);
             }
+            let none = pg::Eversion::default();
+            if g.damaged.load(std::sync::atomic::Ordering::Acquire) && g.last_complete != Some(none) {
+                // A write is missing here, or failed to apply: record, with this one, that
+                // this copy is complete to no known version, so that the next peering
+                // backfills it.
+                g.last_complete = Some(none);
+                pg::set_last_complete(&coll, &mut r.txn, g.last_complete);
+            }
             g.applying.inc();
-            g.applying.clone()
+            (g.applying.clone(), g.damaged.clone())
         };
+        let (applying, damaged) = applying;
         let ack = reply(0);
+        let version = r.version;
         self.store.queue_transaction(
             &coll,
             r.txn,
@@ -812,10 +858,14 @@ impl Shared {
                 applying.dec();
                 let ack = match res {
                     Ok(()) => ack,
-                    Err(e) => MOsdRepOpReply {
-                        result: -e.errno.abs(),
-                        ..ack
-                    },
+                    Err(e) => {
+                        log::warn!(target: "osd", "repop {version} of pg {} failed to apply: {e}", ack.pgid);
+                        damaged.store(true, std::sync::atomic::Ordering::Release);
+                        MOsdRepOpReply {
+                            result: -e.errno.abs(),
+                            ..ack
+                        }
+                    }
                 };
                 let _ = conn.send_message(ack.to_message());
             }),
@@ -927,11 +977,13 @@ impl Osd {
             me: std::sync::OnceLock::new(),
             recovery_waits: Mutex::new(std::collections::HashMap::new()),
             recovery_queue: Mutex::new(std::collections::VecDeque::new()),
+            recover_queue: Mutex::new(std::collections::VecDeque::new()),
             recovery_cv: parking_lot::Condvar::new(),
             scrub_lock: Mutex::new(()),
             scrubs_waiting: std::sync::atomic::AtomicUsize::new(0),
             max_log_entries: conf.get_u64("osd_max_pg_log_entries").clamp(1, 1 << 20) as usize,
             log_recovery: conf.get_bool("osd_pg_log_recovery"),
+            conf: conf.clone(),
         });
         let _ = shared.me.set(Arc::downgrade(&shared));
         cluster.add_dispatcher_tail(Arc::new(ClusterDispatch {
@@ -1131,14 +1183,18 @@ impl Osd {
         self.shared.pg_states(true)
     }
 
-    /// PGs this OSD leads that are still peering (not serving).
-    pub fn peering_pgs(&self) -> Vec<crate::types::placement::PgId> {
+    /// PGs this OSD leads that are not clean yet: peering (not serving) or recovering
+    /// (serving, with copies still to make).
+    pub fn unclean_pgs(&self) -> Vec<crate::types::placement::PgId> {
         let mut v: Vec<_> = self
             .shared
             .pgs
             .lock()
             .iter()
-            .filter(|(_, p)| p.lock().peering)
+            .filter(|(_, p)| {
+                let g = p.lock();
+                g.peering || g.recovering
+            })
             .map(|(k, _)| crate::types::placement::PgId::new(k.pool, k.seed))
             .collect();
         v.sort();

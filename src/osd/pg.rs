@@ -21,6 +21,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub const PG_LOG_ENTRIES: usize = 3000;
 
 const INFO_KEY: &str = "_info";
+/// Present while this OSD's copy of the PG is being recovered: the `last_update` up to which
+/// its objects are complete. Writes keep arriving during recovery and raise `last_update`,
+/// which then no longer says what the copy holds.
+const LC_KEY: &str = "_lc";
 
 /// The PG's metadata object.
 pub fn pgmeta(coll: &CollId) -> ObjectId {
@@ -88,6 +92,31 @@ pub fn load_last_update(store: &dyn ObjectStore, coll: &CollId) -> Eversion {
         .ok()
         .and_then(|(m, _)| m.get(INFO_KEY).and_then(|b| Eversion::from_bytes(b)))
         .unwrap_or_default()
+}
+
+/// The PG's `last_update` and, while its recovery here is unfinished, its `last_complete`.
+pub fn load_info(store: &dyn ObjectStore, coll: &CollId) -> (Eversion, Option<Eversion>) {
+    // "_info" < "_lc" < every "o:" key: they are the first two keys when present.
+    let Ok((m, _)) = store.omap_get_vals(coll, &pgmeta(coll), None, 2) else {
+        return (Eversion::default(), None);
+    };
+    let get = |k: &str| m.get(k).and_then(|b| Eversion::from_bytes(b));
+    (get(INFO_KEY).unwrap_or_default(), get(LC_KEY))
+}
+
+/// Adds to `txn` the record that this copy of the PG is complete only up to `lc` (`None`:
+/// complete).
+pub fn set_last_complete(coll: &CollId, txn: &mut Transaction, lc: Option<Eversion>) {
+    let meta = pgmeta(coll);
+    txn.touch(&meta);
+    match lc {
+        Some(v) => {
+            txn.omap_setkeys(&meta, BTreeMap::from([(LC_KEY.to_string(), v.to_bytes())]));
+        }
+        None => {
+            txn.omap_rmkeys(&meta, [LC_KEY.to_string()].into_iter().collect());
+        }
+    }
 }
 
 /// Every object's version in the PG (tombstones included), from the pgmeta object.
@@ -250,12 +279,30 @@ impl Applying {
     }
 }
 
+/// An object an OSD of the acting set lacks, or holds at an older version, while the PG
+/// recovers. Client ops that touch it wait here (writes always, reads when the primary is the
+/// one lacking it) and run once every copy is in place.
+pub struct Missing {
+    /// What recovery installs: this version, or a removal.
+    pub want: DigestEntry,
+    /// Where the primary pulls it from when the primary lacks it.
+    pub src: OsdId,
+    pub osds: BTreeSet<OsdId>,
+    pub waiting: Vec<OpItem>,
+}
+
 /// One PG on this OSD.
 #[derive(Default)]
 pub struct Pg {
     /// Read from the store on first use.
     pub loaded: bool,
     pub last_update: Eversion,
+    /// Set while this copy is being recovered: it holds every write up to this version, but
+    /// not necessarily those up to `last_update` (persisted, see `set_last_complete`).
+    pub last_complete: Option<Eversion>,
+    /// A repop failed to apply here: this copy may lack a write its `last_update` covers
+    /// (the store callback sets it; the next repop records it).
+    pub damaged: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub log: PgLog,
     /// Recent writes by object, for log-based recovery.
     pub objlog: ObjLog,
@@ -271,6 +318,13 @@ pub struct Pg {
     pub acting: Vec<OsdId>,
     /// We are primary and have not yet brought the acting set in line with every copy.
     pub peering: bool,
+    /// Active, but copies are still being made (`missing` says which); clean once false.
+    pub recovering: bool,
+    /// What each OSD of the acting set still lacks, by object (we are a recovering primary).
+    pub missing: BTreeMap<ObjectId, Missing>,
+    /// The `last_update` every copy has once the recovery is done, and whether a copy complete
+    /// at that version was among the peers (then every copy will be).
+    pub recovery_head: (Eversion, bool),
     /// Ops that must not pass the writes in flight (reads, resends), in arrival order.
     pub waiting_for_commit: Vec<OpItem>,
     /// The newest epoch a peering primary announced for this PG: writes of an older
@@ -298,6 +352,43 @@ pub struct ScrubStats {
 }
 
 impl Pg {
+    /// The version up to which this copy is known complete, as peering reports it.
+    pub fn complete_to(&self) -> Eversion {
+        if self.damaged.load(std::sync::atomic::Ordering::Acquire) {
+            return Eversion::default();
+        }
+        self.last_complete.unwrap_or(self.last_update)
+    }
+
+    /// Whether an op on `oid` must wait for its recovery: a write while any copy lacks it, a
+    /// read while the primary (`me`) does.
+    pub fn waits_for_recovery(&self, oid: &ObjectId, is_write: bool, me: OsdId) -> bool {
+        self.missing.get(oid).is_some_and(|m| is_write || m.osds.contains(&me))
+    }
+
+    /// `osd` now holds `oids`: the ops waiting for objects no OSD lacks any more.
+    pub fn recovered(&mut self, osd: OsdId, oids: &[ObjectId]) -> Vec<OpItem> {
+        let mut ready = Vec::new();
+        for oid in oids {
+            if let Some(m) = self.missing.get_mut(oid) {
+                m.osds.remove(&osd);
+                if m.osds.is_empty() {
+                    ready.extend(self.missing.remove(oid).map(|m| m.waiting).unwrap_or_default());
+                }
+            }
+        }
+        ready
+    }
+
+    /// Recovery is called off (a new interval, or a failed step): its waiting ops park until
+    /// the PG peers again.
+    pub fn abandon_recovery(&mut self) {
+        for (_, m) in std::mem::take(&mut self.missing) {
+            self.parked.extend(m.waiting);
+        }
+        self.recovering = false;
+    }
+
     /// Applies a new acting set to the repops in flight: replicas that left it are no longer
     /// waited for; if we are no longer primary every repop ends `Deposed`.
     #[must_use]

@@ -1,24 +1,32 @@
-//! Peering and recovery, simplified (reference: Ceph's peering + backfill, without past
-//! intervals or log-based recovery).
+//! Peering and recovery, simplified (reference: Ceph's peering, log-based recovery and
+//! backfill, without past intervals).
 //!
 //! When a PG's acting set changes and this OSD is its primary, the PG stops serving (client
 //! ops park) and the `osd_recovery` thread peers it:
 //!
-//! 1. It asks every up OSD for the PG's digest (`MOSDPGScan`): `last_update` and each object's
-//!    version, removals included (tombstones in the pgmeta object). Without past-interval
-//!    tracking, "every up OSD" stands in for "every OSD that may have served the PG".
-//! 2. Per object the newest version wins (versions order by epoch, then counter, so a newer
-//!    primary's writes beat a deposed one's). The primary pulls what it lacks or holds older
-//!    (`MOSDPGPull` → `MOSDPGPush`) and applies newer removals.
-//! 3. It pushes to each replica of the acting set what that replica lacks (`MOSDPGPush` →
-//!    `MOSDPGPushReply`): whole objects (data, xattrs, omap) and removals.
-//! 4. The PG is active: parked ops run again.
+//! 1. It fences the PG on every up OSD and asks each for its `last_update` and
+//!    `last_complete` (`MOSDPGScan`). Without past-interval tracking, "every up OSD" stands in
+//!    for "every OSD that may have served the PG".
+//! 2. It plans what each acting member lacks. From the log when the newest copy is complete
+//!    and its log holds every other OSD's `last_complete`: the objects written since. By
+//!    backfill otherwise: every up OSD's digest (each object's version, removals included as
+//!    tombstones), the newest version of each object winning (versions order by epoch, then
+//!    counter, so a newer primary's writes beat a deposed one's).
+//! 3. Each copy that lacks something is marked incomplete (`last_complete`, persisted), and
+//!    ours gets the newest `last_update`. The PG is active: parked ops run, except those on
+//!    objects some copy still lacks. Those wait for their object (Ceph's
+//!    `waiting_for_degraded_object` / `waiting_for_unreadable_object`).
+//! 4. Between peerings the thread copies a batch at a time (`osd_recovery_sleep` after each),
+//!    objects that ops wait for first: pulls for our copy (`MOSDPGPull` → `MOSDPGPush`),
+//!    then pushes to the replicas (`MOSDPGPush` → `MOSDPGPushReply`): whole objects (data,
+//!    xattrs, omap) and removals. Each object's waiting ops run once every copy has it.
+//! 5. A last push marks each copy complete, but only if a complete copy was among the peers.
+//!    Then the PG is clean.
 //!
-//! A map that changes the acting set meanwhile restarts the PG's peering. A peer that does not
-//! answer within `PEER_TIMEOUT` fails this attempt; it is retried a second later.
-//!
-//! Every recovery copies whole objects: there is no log-based catch-up for short absences
-//! yet, and ops wait for the whole PG, not for the objects they touch.
+//! A map that changes the acting set meanwhile calls the recovery off and peers the PG again.
+//! A copy whose recovery was cut short still says how far it is complete, so the next peering
+//! does not take its `last_update` at its word. A peer that does not answer within
+//! `PEER_TIMEOUT` fails the attempt, which is retried.
 
 use super::op_wq::PgKey;
 use super::pg::{self, DigestEntry, Eversion};
@@ -31,8 +39,8 @@ use crate::types::messages::FrontMessage;
 use crate::types::osdmap::OsdId;
 use crate::types::placement::PgId;
 use crate::types::rep_messages::{
-    MOsdPgPull, MOsdPgPush, MOsdPgPushReply, MOsdPgScan, PushObject, SCAN_DIGEST, SCAN_GET_DIGEST, SCAN_GET_INFO,
-    SCAN_GET_LOG, SCAN_INFO, SCAN_LOG, SCAN_LOG_GAP,
+    MOsdPgPull, MOsdPgPush, MOsdPgPushReply, MOsdPgScan, PushObject, PUSH_BEGIN, PUSH_COPY, PUSH_END, SCAN_DIGEST,
+    SCAN_GET_DIGEST, SCAN_GET_INFO, SCAN_GET_LOG, SCAN_INFO, SCAN_LOG, SCAN_LOG_GAP,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -191,24 +199,27 @@ impl Shared {
             pool: s.pgid.pool,
             seed: s.pgid.seed,
         };
-        let (op, last_update, log_tail, objects) = match s.op {
+        let (op, last_update, log_tail, last_complete, objects) = match s.op {
             SCAN_GET_DIGEST | SCAN_GET_INFO => {
                 if let Err(e) = self.fence(key, s.epoch) {
                     log::warn!(target: "osd", "osd.{}: not answering osd.{}'s scan: {e}", self.whoami, s.from);
                     return;
                 }
                 if s.op == SCAN_GET_INFO {
-                    let (lu, tail) = self.info(key);
-                    (SCAN_INFO, lu, tail, Vec::new())
+                    let (lu, lc, tail) = self.info(key);
+                    (SCAN_INFO, lu, tail, lc, Vec::new())
                 } else {
                     let (lu, objects) = self.digest(key);
-                    (SCAN_DIGEST, lu, Eversion::default(), objects)
+                    (SCAN_DIGEST, lu, Eversion::default(), Eversion::default(), objects)
                 }
             }
-            SCAN_GET_LOG => match self.pg(key).lock().objlog.since(s.last_update) {
-                Some(objects) => (SCAN_LOG, s.last_update, Eversion::default(), objects),
-                None => (SCAN_LOG_GAP, s.last_update, Eversion::default(), Vec::new()),
-            },
+            SCAN_GET_LOG => {
+                let none = Eversion::default();
+                match self.pg(key).lock().objlog.since(s.last_update) {
+                    Some(objects) => (SCAN_LOG, s.last_update, none, none, objects),
+                    None => (SCAN_LOG_GAP, s.last_update, none, none, Vec::new()),
+                }
+            }
             other => {
                 log::warn!(target: "osd", "osd.{}: pg scan op {other} from osd.{} ignored", self.whoami, s.from);
                 return;
@@ -222,6 +233,7 @@ impl Shared {
             epoch: s.epoch,
             last_update,
             log_tail,
+            last_complete,
             objects,
         };
         if let Some(c) = m.conn {
@@ -229,11 +241,12 @@ impl Shared {
         }
     }
 
-    /// This OSD's `last_update` of a PG and the tail of its log.
-    fn info(&self, key: PgKey) -> (Eversion, Eversion) {
+    /// This OSD's `last_update` of a PG, the version up to which its copy is complete, and
+    /// the tail of its log.
+    fn info(&self, key: PgKey) -> (Eversion, Eversion, Eversion) {
         let pg = self.pg(key);
         let g = pg.lock();
-        (g.last_update, g.objlog.tail)
+        (g.last_update, g.complete_to(), g.objlog.tail)
     }
 
     /// Asks `osd` (maybe ourselves) for the objects written after `since`; None when its log
@@ -251,79 +264,86 @@ impl Shared {
             epoch,
             last_update: since,
             log_tail: Eversion::default(),
+            last_complete: Eversion::default(),
             objects: Vec::new(),
         };
         let a = MOsdPgScan::from_message(&self.request(osd, tid, ask.to_message())?)?;
         Ok((a.op == SCAN_LOG).then_some(a.objects))
     }
 
-    /// Log-based recovery, when every up OSD's `last_update` is one the authoritative log (the
-    /// newest OSD's) holds: its history is then a prefix of that one, and the acting set needs
-    /// exactly the objects written since. Ok(None): some OSD's history is not in that log
-    /// (too old, or divergent): backfill. Ok(Some(n)): done, n objects and removals copied.
-    fn recover_from_log(
+    /// The plan of a log-based recovery, when the newest OSD's copy is complete and every up
+    /// OSD's `last_complete` is a version its log holds: each history is then a prefix of
+    /// that one, and each OSD lacks exactly the objects written since. None: backfill (the
+    /// option is off, a log does not reach back, or the newest copy is itself unfinished).
+    fn plan_from_log(
         &self,
         key: PgKey,
         acting: &[OsdId],
-        infos: &BTreeMap<OsdId, Eversion>,
+        infos: &BTreeMap<OsdId, PeerInfo>,
         epoch: u32,
-    ) -> Result<Option<usize>> {
+    ) -> Result<Option<(Eversion, Plans)>> {
         // The newest OSD; on a tie ourselves, then an acting member.
-        let rank = |o: &OsdId| (infos[o], *o == self.whoami, acting.contains(o));
+        let rank = |o: &OsdId| (infos[o].last_update, *o == self.whoami, acting.contains(o));
         let Some(auth) = infos.keys().copied().max_by_key(rank) else {
-            return Ok(Some(0));
+            return Ok(Some((Eversion::default(), Plans::new())));
         };
-        let head = infos[&auth];
-        if !self.log_recovery {
+        let head = infos[&auth].last_update;
+        if !self.log_recovery || infos[&auth].last_complete != head {
             return Ok(None);
         }
         let mut since: BTreeMap<OsdId, Vec<DigestEntry>> = BTreeMap::new();
         // Every up OSD must be covered, not only the acting set: one outside it that the log
         // does not cover may hold writes the others lack (the backfill merge keeps them).
-        for (&osd, &lu) in infos {
-            if lu == head {
+        for (&osd, info) in infos {
+            if info.last_complete == head {
                 continue;
             }
-            match self.log_since(key, auth, lu, epoch)? {
+            match self.log_since(key, auth, info.last_complete, epoch)? {
                 Some(entries) => {
                     since.insert(osd, entries);
                 }
                 None => return Ok(None),
             }
         }
-        self.set_phase(key, "recovering");
-        let mut copied = 0;
-        let split = |entries: &[DigestEntry], from: OsdId| {
-            let copy: Vec<(DigestEntry, OsdId)> = entries
-                .iter()
-                .filter(|e| !e.deleted)
-                .map(|e| (e.clone(), from))
-                .collect();
-            let remove: Vec<DigestEntry> = entries.iter().filter(|e| e.deleted).cloned().collect();
-            (copy, remove)
-        };
-        if let Some(mine) = since.get(&self.whoami) {
-            let (copy, remove) = split(mine, auth);
-            copied += copy.len() + remove.len();
-            self.sync_osd(key, self.whoami, &copy, &remove)?;
-        }
-        self.apply_push(&self.removal_push(key, 0, head, Vec::new()))?;
-        for &r in acting.iter().skip(1) {
-            if let Some(theirs) = since.get(&r) {
-                let (copy, remove) = split(theirs, self.whoami);
-                copied += copy.len() + remove.len();
-                log::info!(
-                    target: "osd",
-                    "osd.{}: pg {}: osd.{r} catches up from the log: {} objects, {} removals",
-                    self.whoami,
-                    pgid(key),
-                    copy.len(),
-                    remove.len()
-                );
-                self.sync_osd(key, r, &copy, &remove)?;
+        let mut plans = Plans::new();
+        for &osd in acting {
+            if let Some(entries) = since.remove(&osd).filter(|e| !e.is_empty()) {
+                let src = if osd == self.whoami { auth } else { self.whoami };
+                plans.insert(osd, entries.into_iter().map(|e| (e, src)).collect());
             }
         }
-        Ok(Some(copied))
+        Ok(Some((head, plans)))
+    }
+
+    /// The plan of a backfill: every up OSD's digest, the newest version of each object, and
+    /// what each acting member lacks of it.
+    fn plan_backfill(
+        &self,
+        key: PgKey,
+        map: &crate::types::osdmap::OsdMap,
+        acting: &[OsdId],
+    ) -> Result<(Eversion, Plans)> {
+        let mut digests: BTreeMap<OsdId, Vec<DigestEntry>> = BTreeMap::new();
+        let (mine_lu, mine) = self.digest(key);
+        let mut head = mine_lu;
+        digests.insert(self.whoami, mine);
+        for (osd, d) in self.ask_all(key, map, acting, SCAN_GET_DIGEST)? {
+            head = head.max(d.last_update);
+            digests.insert(osd, d.objects);
+        }
+        let want = merge(&digests);
+        let mut plans = Plans::new();
+        for &osd in acting {
+            let have = digests.get(&osd).map_or(&[][..], Vec::as_slice);
+            let (copy, remove) = diff(&want, have);
+            let src = |from: OsdId| if osd == self.whoami { from } else { self.whoami };
+            let mut plan: Vec<(DigestEntry, OsdId)> = copy.into_iter().map(|(e, from)| (e, src(from))).collect();
+            plan.extend(remove.into_iter().map(|e| (e, self.whoami)));
+            if !plan.is_empty() {
+                plans.insert(osd, plan);
+            }
+        }
+        Ok((head, plans))
     }
 
     fn set_phase(&self, key: PgKey, phase: &'static str) {
@@ -338,9 +358,9 @@ impl Shared {
             pool: p.pgid.pool,
             seed: p.pgid.seed,
         };
-        let (last_update, digest) = self.digest(key);
+        let (_, digest) = self.digest(key);
         let versions = digest.iter().map(|e| (&e.oid, e)).collect();
-        let push = self.build_push(key, p.tid, &p.oids, true, last_update, &versions);
+        let push = self.build_push(key, p.tid, &p.oids, true, &versions);
         if let Some(c) = m.conn {
             let _ = c.send_message(push.to_message());
         }
@@ -354,11 +374,23 @@ impl Shared {
             self.deliver(p.tid, m);
             return;
         }
-        let result = match self.apply_push(&p) {
-            Ok(()) => 0,
-            Err(e) => {
-                log::warn!(target: "osd", "osd.{}: applying push for pg {}: {e}", self.whoami, p.pgid);
-                -e.errno.abs()
+        let key = PgKey {
+            pool: p.pgid.pool,
+            seed: p.pgid.seed,
+        };
+        let fence = self.pg(key).lock().fence;
+        let result = if p.epoch < fence {
+            // From a primary that a newer one has since peered: its copies may be older than
+            // the writes this PG has taken since.
+            log::info!(target: "osd", "osd.{}: refused a push of e{} for pg {} fenced at e{fence}", self.whoami, p.epoch, p.pgid);
+            -libc::ESTALE
+        } else {
+            match self.apply_push(&p) {
+                Ok(()) => 0,
+                Err(e) => {
+                    log::warn!(target: "osd", "osd.{}: applying push for pg {}: {e}", self.whoami, p.pgid);
+                    -e.errno.abs()
+                }
             }
         };
         let r = MOsdPgPushReply {
@@ -378,22 +410,20 @@ impl Shared {
         }
     }
 
-    /// The objects `oids` of a PG as they are here; ones missing here go as removals at
-    /// their recorded version.
-    /// `versions` and `last_update` are this OSD's digest of the PG, read once by the caller.
+    /// The objects `oids` of a PG as they are here, at the versions `versions` gives; ones
+    /// missing here go as removals at that version.
     fn build_push(
         &self,
         key: PgKey,
         tid: u64,
         oids: &[ObjectId],
         reply_to_pull: bool,
-        last_update: Eversion,
         versions: &BTreeMap<&ObjectId, &DigestEntry>,
     ) -> MOsdPgPush {
         let coll = CollId::new(key.pool, key.seed);
         let mut push = MOsdPgPush {
             reply_to_pull,
-            ..self.removal_push(key, tid, last_update, Vec::new())
+            ..self.empty_push(key, tid, PUSH_COPY, Eversion::default(), false)
         };
         for oid in oids {
             let Some(v) = versions.get(oid) else { continue };
@@ -420,21 +450,29 @@ impl Shared {
         push
     }
 
-    /// A push carrying no objects: `removed` (maybe none) and the PG's `last_update`.
-    fn removal_push(&self, key: PgKey, tid: u64, last_update: Eversion, removed: Vec<DigestEntry>) -> MOsdPgPush {
+    /// A push carrying no objects, at `stage` of a recovery that ends at `last_update`
+    /// (`whole`: a complete copy was among the peers).
+    fn empty_push(&self, key: PgKey, tid: u64, stage: u8, last_update: Eversion, whole: bool) -> MOsdPgPush {
         MOsdPgPush {
             tid,
             pgid: pgid(key),
             from: self.whoami,
+            epoch: self.map.read().epoch,
             reply_to_pull: false,
+            stage,
+            whole,
             last_update,
             objects: Vec::new(),
-            removed,
+            removed: Vec::new(),
         }
     }
 
     /// Installs a push: each object replaces any local copy, each removal removes; the pgmeta
-    /// records their versions and the PG's `last_update` (never lowered). One transaction.
+    /// records their versions and the raised `last_update`. `PUSH_BEGIN` sets `last_complete`
+    /// to what this copy reported when peering planned its recovery (it lacks only what that
+    /// plan copies) and forgets earlier damage, which the plan covers; `PUSH_END` clears it,
+    /// unless no complete copy was among the peers or this copy was damaged meanwhile. One
+    /// transaction.
     pub(super) fn apply_push(&self, p: &MOsdPgPush) -> Result<()> {
         let key = PgKey {
             pool: p.pgid.pool,
@@ -444,7 +482,17 @@ impl Shared {
         self.ensure_coll(&coll)?;
         let pg = self.pg(key);
         let mut g = pg.lock();
-        let last_update = g.last_update.max(p.last_update);
+        let before = g.last_update;
+        let last_update = before.max(p.last_update);
+        let damaged = g.damaged.load(Ordering::Acquire);
+        let last_complete = match p.stage {
+            PUSH_BEGIN => Some(g.complete_to()),
+            PUSH_END if p.whole && !damaged => None,
+            PUSH_END if damaged => Some(Eversion::default()),
+            // Copying, or done without a complete copy to compare with (the one that had
+            // everything is down): complete only as far as it was.
+            _ => Some(g.last_complete.unwrap_or(before)),
+        };
         let mut t = Transaction::new();
         let mut meta = BTreeMap::new();
         for o in &p.objects {
@@ -473,73 +521,18 @@ impl Shared {
         let m = pg::pgmeta(&coll);
         t.touch(&m);
         t.omap_setkeys(&m, meta);
+        if last_complete != g.last_complete {
+            pg::set_last_complete(&coll, &mut t, last_complete);
+        }
         self.store.apply_transaction(&coll, t)?;
         if !p.objects.is_empty() || !p.removed.is_empty() || last_update > g.last_update {
             // Changed by recovery, not by the writes the log records: it starts again here.
             g.objlog.reset(last_update);
         }
         g.last_update = last_update;
-        Ok(())
-    }
-
-    /// Copies `copy` and `remove` to `osd` (or, for ourselves, pulls `copy` from where each
-    /// came from) in batches.
-    fn sync_osd(&self, key: PgKey, osd: OsdId, copy: &[(DigestEntry, OsdId)], remove: &[DigestEntry]) -> Result<()> {
-        let last_update = self.pg(key).lock().last_update;
-        if osd == self.whoami {
-            // Pull: group by source.
-            let mut by_src: BTreeMap<OsdId, Vec<ObjectId>> = BTreeMap::new();
-            for (e, src) in copy {
-                by_src.entry(*src).or_default().push(e.oid.clone());
-            }
-            for (src, oids) in by_src {
-                for chunk in oids.chunks(PUSH_OBJECTS) {
-                    let tid = self.new_tid();
-                    let pull = MOsdPgPull {
-                        tid,
-                        pgid: pgid(key),
-                        from: self.whoami,
-                        oids: chunk.to_vec(),
-                    };
-                    let answer = self.request(src, tid, pull.to_message())?;
-                    let mut push = MOsdPgPush::from_message(&answer)?;
-                    // Not current until every batch is in: the caller records the PG's new
-                    // last_update last, so an interrupted recovery is redone, not skipped.
-                    push.last_update = Eversion::default();
-                    self.apply_push(&push)?;
-                }
-            }
-            if !remove.is_empty() {
-                self.apply_push(&self.removal_push(key, 0, last_update, remove.to_vec()))?;
-            }
-            return Ok(());
-        }
-        // Push: our copies (we are current by now), batched by count and bytes.
-        let oids: Vec<ObjectId> = copy.iter().map(|(e, _)| e.oid.clone()).collect();
-        let (mine_lu, digest) = self.digest(key);
-        let versions: BTreeMap<&ObjectId, &DigestEntry> = digest.iter().map(|e| (&e.oid, e)).collect();
-        let mut batches: Vec<MOsdPgPush> = oids
-            .chunks(PUSH_OBJECTS)
-            .map(|chunk| self.build_push(key, self.new_tid(), chunk, false, Eversion::default(), &versions))
-            .collect();
-        if batches.is_empty() || !remove.is_empty() {
-            batches.push(self.removal_push(key, self.new_tid(), Eversion::default(), Vec::new()));
-        }
-        // Only the last batch makes the replica current: one cut short leaves it behind.
-        if let Some(last) = batches.last_mut() {
-            last.removed = remove.to_vec();
-            last.last_update = mine_lu.max(last_update);
-        }
-        for b in batches {
-            let tid = b.tid;
-            let answer = self.request(osd, tid, b.to_message())?;
-            let r = MOsdPgPushReply::from_message(&answer)?;
-            if r.result < 0 {
-                return Err(Error::new(
-                    -r.result,
-                    format!("osd.{osd} failed a push for pg {}", pgid(key)),
-                ));
-            }
+        g.last_complete = last_complete;
+        if p.stage == PUSH_BEGIN {
+            g.damaged.store(false, Ordering::Release);
         }
         Ok(())
     }
@@ -567,6 +560,7 @@ impl Shared {
                 epoch: map.epoch,
                 last_update: Eversion::default(),
                 log_tail: Eversion::default(),
+                last_complete: Eversion::default(),
                 objects: Vec::new(),
             };
             match self.request(osd, tid, ask.to_message()) {
@@ -582,8 +576,21 @@ impl Shared {
         Ok(out)
     }
 
-    /// Peers one PG: Ok(true) when it is active, Ok(false) when the map moved on (peer again or
-    /// not ours), Err on a failed step (retry).
+    /// Sends `p` to `osd` and waits for its push reply.
+    fn push_to(&self, key: PgKey, osd: OsdId, p: MOsdPgPush) -> Result<()> {
+        let r = MOsdPgPushReply::from_message(&self.request(osd, p.tid, p.to_message())?)?;
+        if r.result < 0 {
+            return Err(Error::new(
+                -r.result,
+                format!("osd.{osd} failed a push for pg {}", pgid(key)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Peers one PG and activates it: Ok(true) when it serves again (its recovery, if any, is
+    /// queued), Ok(false) when the map moved on (peer again or not ours), Err on a failed step
+    /// (retry).
     pub(super) fn peer_pg(&self, key: PgKey) -> Result<bool> {
         let map = self.map.read().clone();
         let acting = map.pg_to_up_osds(pgid(key));
@@ -593,119 +600,314 @@ impl Shared {
         let still = |map_acting: &[OsdId]| self.pg(key).lock().acting == map_acting;
         self.set_phase(key, "peering");
         self.fence(key, map.epoch)?;
-        let mut infos = BTreeMap::from([(self.whoami, self.info(key).0)]);
+        let (lu, lc, _) = self.info(key);
+        let mut infos = BTreeMap::from([(
+            self.whoami,
+            PeerInfo {
+                last_update: lu,
+                last_complete: lc,
+            },
+        )]);
         for (osd, a) in self.ask_all(key, &map, &acting, SCAN_GET_INFO)? {
-            infos.insert(osd, a.last_update);
+            let info = PeerInfo {
+                last_update: a.last_update,
+                last_complete: a.last_complete,
+            };
+            infos.insert(osd, info);
         }
         if !still(&acting) {
             return Ok(false);
         }
-        if let Some(n) = self.recover_from_log(key, &acting, &infos, map.epoch)? {
-            self.pg(key).lock().last_recovery = Some(("log", n));
-            return Ok(still(&acting));
-        }
-        self.set_phase(key, "backfilling");
-        let mut digests: BTreeMap<OsdId, Vec<DigestEntry>> = BTreeMap::new();
-        let (mine_lu, mine) = self.digest(key);
-        let mut last_update = mine_lu;
-        digests.insert(self.whoami, mine);
-        for (osd, d) in self.ask_all(key, &map, &acting, SCAN_GET_DIGEST)? {
-            last_update = last_update.max(d.last_update);
-            if !d.objects.is_empty() {
-                digests.insert(osd, d.objects);
-            }
-        }
+        let (kind, (head, plans)) = match self.plan_from_log(key, &acting, &infos, map.epoch)? {
+            Some(p) => ("recovering", p),
+            None => ("backfilling", self.plan_backfill(key, &map, &acting)?),
+        };
         if !still(&acting) {
             return Ok(false);
         }
-        let want = merge(&digests);
-        let (copy, remove) = diff(&want, digests.get(&self.whoami).map_or(&[][..], Vec::as_slice));
-        let mut copied = copy.len() + remove.len();
-        if !copy.is_empty() || !remove.is_empty() {
-            log::info!(
-                target: "osd",
-                "osd.{}: pg {}: recovering {} objects, {} removals from peers",
-                self.whoami,
-                pgid(key),
-                copy.len(),
-                remove.len()
-            );
-            self.sync_osd(key, self.whoami, &copy, &remove)?;
-        }
-        // Make sure the merged last_update is on disk even when nothing was copied.
-        self.apply_push(&self.removal_push(key, 0, last_update, Vec::new()))?;
-        for &r in acting.iter().skip(1) {
-            if !still(&acting) {
-                return Ok(false);
-            }
-            let have = digests.get(&r).map_or(&[][..], Vec::as_slice);
-            let (copy, remove) = diff(&want, have);
-            let copy: Vec<(DigestEntry, OsdId)> = copy.into_iter().map(|(e, _)| (e, self.whoami)).collect();
-            copied += copy.len() + remove.len();
-            if !copy.is_empty() || !remove.is_empty() {
-                log::info!(
-                    target: "osd",
-                    "osd.{}: pg {}: backfilling osd.{r}: {} objects, {} removals",
-                    self.whoami,
-                    pgid(key),
-                    copy.len(),
-                    remove.len()
-                );
-            }
-            self.sync_osd(key, r, &copy, &remove)?;
-        }
-        self.pg(key).lock().last_recovery = Some(("backfill", copied));
-        Ok(still(&acting))
+        let whole = infos.values().any(|i| i.last_complete == head);
+        self.activate(key, &acting, kind, (head, whole), plans)
     }
 
-    /// The `osd_recovery` thread: peers the PGs queued by `on_map`, one at a time.
+    /// Makes the PG serve again after peering chose `plans`. Every copy that lacks something is
+    /// first marked incomplete (a write of the new interval raises its `last_update`, which
+    /// must not hide what it lacks if the recovery is cut short) and ours is raised to `head`
+    /// (new writes must be numbered after every version the PG holds). Ops then run, except
+    /// those on objects still lacked, which wait for them (see `recover_step`).
+    fn activate(
+        &self,
+        key: PgKey,
+        acting: &[OsdId],
+        kind: &'static str,
+        head: (Eversion, bool),
+        plans: Plans,
+    ) -> Result<bool> {
+        let me = self.whoami;
+        let copies: usize = plans.values().map(Vec::len).sum();
+        let (v, whole) = head;
+        if plans.contains_key(&me) {
+            self.apply_push(&self.empty_push(key, 0, PUSH_BEGIN, v, whole))?;
+        } else {
+            self.raise_last_update(key, v)?;
+        }
+        // Every replica at `head` before the new interval's first write, which comes next in
+        // the numbering: a repop that does not is one a replica missed.
+        for &osd in acting.iter().skip(1) {
+            let stage = match plans.get(&osd) {
+                Some(plan) => {
+                    log::info!(target: "osd", "osd.{me}: pg {}: {kind} osd.{osd}: {} objects", pgid(key), plan.len());
+                    PUSH_BEGIN
+                }
+                None => PUSH_END,
+            };
+            self.push_to(key, osd, self.empty_push(key, self.new_tid(), stage, v, whole))?;
+        }
+        if let Some(plan) = plans.get(&me) {
+            log::info!(target: "osd", "osd.{me}: pg {}: {kind} our copy: {} objects", pgid(key), plan.len());
+        }
+        let mut missing: BTreeMap<ObjectId, pg::Missing> = BTreeMap::new();
+        // Ours first: an object we lack is pulled from where our plan says.
+        let mut order: Vec<&OsdId> = plans.keys().collect();
+        order.sort_by_key(|o| **o != me);
+        for osd in order {
+            for (e, src) in &plans[osd] {
+                missing
+                    .entry(e.oid.clone())
+                    .or_insert_with(|| pg::Missing {
+                        want: e.clone(),
+                        src: *src,
+                        osds: Default::default(),
+                        waiting: Vec::new(),
+                    })
+                    .osds
+                    .insert(*osd);
+            }
+        }
+        if missing.is_empty() {
+            self.apply_push(&self.empty_push(key, 0, PUSH_END, v, whole))?;
+        }
+        let parked = {
+            let pg = self.pg(key);
+            let mut g = pg.lock();
+            if g.acting != acting {
+                return Ok(false);
+            }
+            g.recovering = !missing.is_empty();
+            g.phase = if g.recovering { kind } else { "" };
+            g.missing = missing;
+            g.recovery_head = head;
+            g.last_recovery = Some((if kind == "recovering" { "log" } else { "backfill" }, copies));
+            g.peering = false;
+            std::mem::take(&mut g.parked)
+        };
+        for op in parked {
+            self.requeue(key, op);
+        }
+        if self.pg(key).lock().recovering {
+            self.recover_queue.lock().push_back(key);
+        }
+        Ok(true)
+    }
+
+    /// Raises our `last_update` to `v`, leaving `last_complete` as it is.
+    fn raise_last_update(&self, key: PgKey, v: Eversion) -> Result<()> {
+        let coll = CollId::new(key.pool, key.seed);
+        let pg = self.pg(key);
+        let mut g = pg.lock();
+        if v <= g.last_update {
+            return Ok(());
+        }
+        let mut t = Transaction::new();
+        let m = pg::pgmeta(&coll);
+        t.touch(&m);
+        t.omap_setkeys(&m, BTreeMap::from([("_info".to_string(), v.to_bytes())]));
+        self.store.apply_transaction(&coll, t)?;
+        g.objlog.reset(v);
+        g.last_update = v;
+        Ok(())
+    }
+
+    /// Ends a recovery: every replica's and our own copy holds what the peers had at `head`.
+    fn complete_recovery(&self, key: PgKey, acting: &[OsdId], (v, whole): (Eversion, bool)) -> Result<()> {
+        for &r in acting.iter().skip(1) {
+            self.push_to(key, r, self.empty_push(key, self.new_tid(), PUSH_END, v, whole))?;
+        }
+        self.apply_push(&self.empty_push(key, 0, PUSH_END, v, whole))
+    }
+
+    /// One step of an active PG's recovery: one batch of objects pulled to us or pushed to a
+    /// replica (objects that ops wait for first), or, once nothing is lacked, the end of it.
+    /// Ok(true) when there is nothing more to do.
+    fn recover_step(&self, key: PgKey) -> Result<bool> {
+        let me = self.whoami;
+        let map = self.map.read().clone();
+        let acting = map.pg_to_up_osds(pgid(key));
+        let pg = self.pg(key);
+        let (osd, batch) = {
+            let g = pg.lock();
+            if !g.recovering || g.peering || g.acting != acting || acting.first() != Some(&me) {
+                return Ok(true); // called off: a new interval peers it again
+            }
+            let Some(osd) = (if g.missing.values().any(|m| m.osds.contains(&me)) {
+                Some(me)
+            } else {
+                g.missing.values().find_map(|m| m.osds.iter().next().copied())
+            }) else {
+                drop(g);
+                return self.finish_recovery(key, &acting).map(|()| true);
+            };
+            // Objects that ops wait for first; a pull takes objects of one source.
+            let lacked = || g.missing.values().filter(|m| m.osds.contains(&osd));
+            let first = lacked().find(|m| !m.waiting.is_empty()).or_else(|| lacked().next());
+            let src = first.map(|m| m.src);
+            let same_src = |m: &&pg::Missing| osd != me || m.want.deleted || Some(m.src) == src;
+            let mut batch: Vec<(DigestEntry, OsdId)> = lacked()
+                .filter(|m| !m.waiting.is_empty())
+                .filter(same_src)
+                .take(PUSH_OBJECTS)
+                .map(|m| (m.want.clone(), m.src))
+                .collect();
+            if batch.len() < PUSH_OBJECTS {
+                let more: Vec<(DigestEntry, OsdId)> = lacked()
+                    .filter(|m| m.waiting.is_empty())
+                    .filter(same_src)
+                    .take(PUSH_OBJECTS - batch.len())
+                    .map(|m| (m.want.clone(), m.src))
+                    .collect();
+                batch.extend(more);
+            }
+            (osd, batch)
+        };
+        let oids: Vec<ObjectId> = batch.iter().map(|(e, _)| e.oid.clone()).collect();
+        if osd == me {
+            let removed: Vec<DigestEntry> = batch
+                .iter()
+                .filter(|(e, _)| e.deleted)
+                .map(|(e, _)| e.clone())
+                .collect();
+            let pull: Vec<ObjectId> = batch
+                .iter()
+                .filter(|(e, _)| !e.deleted)
+                .map(|(e, _)| e.oid.clone())
+                .collect();
+            if !removed.is_empty() {
+                let mut p = self.empty_push(key, 0, PUSH_COPY, Eversion::default(), false);
+                p.removed = removed;
+                self.apply_push(&p)?;
+            }
+            if let Some(&(_, src)) = batch.iter().find(|(e, _)| !e.deleted) {
+                let tid = self.new_tid();
+                let ask = MOsdPgPull {
+                    tid,
+                    pgid: pgid(key),
+                    from: me,
+                    oids: pull,
+                };
+                let mut push = MOsdPgPush::from_message(&self.request(src, tid, ask.to_message())?)?;
+                push.stage = PUSH_COPY;
+                self.apply_push(&push)?;
+            }
+        } else {
+            let versions: BTreeMap<&ObjectId, &DigestEntry> = batch.iter().map(|(e, _)| (&e.oid, e)).collect();
+            let push = self.build_push(key, self.new_tid(), &oids, false, &versions);
+            self.push_to(key, osd, push)?;
+        }
+        let ready = pg.lock().recovered(osd, &oids);
+        for op in ready {
+            self.requeue(key, op);
+        }
+        let sleep = self.conf.get_f64("osd_recovery_sleep").clamp(0.0, 60.0);
+        let until = std::time::Instant::now() + Duration::from_secs_f64(sleep);
+        // In steps, so that a stopping OSD does not wait out a long sleep.
+        while std::time::Instant::now() < until && !self.stopping.load(Ordering::Acquire) {
+            std::thread::sleep(
+                Duration::from_millis(20).min(until.saturating_duration_since(std::time::Instant::now())),
+            );
+        }
+        Ok(false)
+    }
+
+    /// Every copy holds every object: each is marked complete, and the PG is clean.
+    fn finish_recovery(&self, key: PgKey, acting: &[OsdId]) -> Result<()> {
+        let head = self.pg(key).lock().recovery_head;
+        self.complete_recovery(key, acting, head)?;
+        let parked = {
+            let pg = self.pg(key);
+            let mut g = pg.lock();
+            if g.acting != acting || !g.recovering {
+                return Ok(());
+            }
+            g.recovering = false;
+            g.phase = "";
+            std::mem::take(&mut g.parked)
+        };
+        log::info!(target: "osd", "osd.{}: pg {} recovered", self.whoami, pgid(key));
+        for op in parked {
+            self.requeue(key, op);
+        }
+        Ok(())
+    }
+
+    /// The `osd_recovery` thread: peers the PGs queued by `on_map`, one at a time, and between
+    /// them runs the active PGs' recoveries a batch at a time, in turn.
     pub(super) fn recovery_loop(&self) {
         loop {
-            let key = {
+            let (key, peer) = {
                 let mut q = self.recovery_queue.lock();
                 loop {
                     if self.stopping.load(Ordering::Acquire) {
                         return;
                     }
                     if let Some(k) = q.pop_front() {
-                        break k;
+                        break (k, true);
+                    }
+                    if let Some(k) = self.recover_queue.lock().pop_front() {
+                        break (k, false);
                     }
                     self.recovery_cv.wait_for(&mut q, Duration::from_millis(500));
                 }
             };
             let pg = self.pg(key);
-            if !pg.lock().peering {
+            if peer && !pg.lock().peering {
                 continue;
             }
-            match self.peer_pg(key) {
-                Ok(true) => {
-                    let parked = {
-                        let mut g = pg.lock();
-                        g.peering = false;
-                        std::mem::take(&mut g.parked)
-                    };
-                    log::debug!(target: "osd", "osd.{}: pg {} active", self.whoami, pgid(key));
-                    for op in parked {
-                        self.requeue(key, op);
+            let r = if peer {
+                self.peer_pg(key).map(|_| ())
+            } else {
+                match self.recover_step(key) {
+                    Ok(false) => {
+                        self.recover_queue.lock().push_back(key);
+                        Ok(())
+                    }
+                    Ok(true) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            };
+            if let Err(e) = r {
+                log::warn!(target: "osd", "osd.{}: {} pg {}: {e}; peering it again", self.whoami, if peer { "peering" } else { "recovering" }, pgid(key));
+                {
+                    let mut g = pg.lock();
+                    let map = self.map.read().clone();
+                    if map.pg_to_up_osds(pgid(key)).first() != Some(&self.whoami) {
+                        continue;
+                    }
+                    if !g.peering {
+                        g.abandon_recovery();
+                        g.peering = true;
+                        g.phase = "peering";
                     }
                 }
-                Ok(false) => {
-                    // A newer interval: on_map queued it again if it is still ours.
-                }
-                Err(e) => {
-                    log::warn!(target: "osd", "osd.{}: peering pg {}: {e}; retrying", self.whoami, pgid(key));
-                    std::thread::sleep(Duration::from_millis(200));
-                    let mut q = self.recovery_queue.lock();
-                    if !q.contains(&key) {
-                        q.push_back(key);
-                    }
+                std::thread::sleep(Duration::from_millis(200));
+                let mut q = self.recovery_queue.lock();
+                if !q.contains(&key) {
+                    q.push_back(key);
                 }
             }
         }
     }
 
-    /// Marks PGs whose acting set changed: repops forget departed replicas, PGs we now lead
-    /// start peering (their ops park until it is done).
+    /// Marks PGs whose acting set changed: repops forget departed replicas, recoveries under
+    /// way are called off, PGs we now lead start peering (their ops park until it is done).
     pub(super) fn note_intervals(&self, map: &crate::types::osdmap::OsdMap) {
         let mut queued = Vec::new();
         for pool in map.pools.values() {
@@ -723,6 +925,7 @@ impl Shared {
                     let done = g.on_new_acting(&acting, self.whoami);
                     if g.acting != acting {
                         g.acting = acting.clone();
+                        g.abandon_recovery();
                         g.peering = acting.first() == Some(&self.whoami);
                         if g.peering {
                             g.phase = "peering";
@@ -745,6 +948,16 @@ impl Shared {
         }
     }
 }
+
+/// What one OSD told a peering primary of its copy.
+struct PeerInfo {
+    last_update: Eversion,
+    last_complete: Eversion,
+}
+
+/// What each acting OSD lacks: (the version it must get, or a removal; where a primary's copy
+/// comes from).
+type Plans = BTreeMap<OsdId, Vec<(DigestEntry, OsdId)>>;
 
 #[cfg(test)]
 mod tests {

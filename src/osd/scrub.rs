@@ -294,8 +294,8 @@ impl Shared {
         let pg = self.pg(key);
         {
             let mut g = pg.lock();
-            if g.peering || g.acting != acting {
-                return Err(Error::new(libc::EAGAIN, format!("pg {pgid} is peering")));
+            if g.peering || g.recovering || g.acting != acting {
+                return Err(Error::new(libc::EAGAIN, format!("pg {pgid} is peering or recovering")));
             }
             g.scrubbing = Some(deep);
         }
@@ -355,7 +355,7 @@ impl Shared {
         let deadline = Instant::now() + QUIESCE_TIMEOUT;
         loop {
             let g = pg.lock();
-            if g.acting != acting || g.peering {
+            if g.acting != acting || g.peering || g.recovering {
                 return Err(Error::new(libc::EAGAIN, format!("pg {pgid} changed while scrubbing")));
             }
             if g.applying.get() == 0 && g.repops.is_empty() && g.waiting_for_commit.is_empty() {
@@ -392,7 +392,7 @@ impl Shared {
         // Peering may have started while the maps were built (and pushed objects meanwhile):
         // such a comparison mixes two moments, and is not recorded.
         let g = pg.lock();
-        if g.acting != acting || g.peering {
+        if g.acting != acting || g.peering || g.recovering {
             return Err(Error::new(libc::EAGAIN, format!("pg {pgid} changed while scrubbing")));
         }
         drop(g);

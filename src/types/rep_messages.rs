@@ -343,6 +343,9 @@ pub struct MOsdPgScan {
     pub last_update: Eversion,
     /// The oldest version the answering OSD's log reaches back to (`SCAN_INFO`).
     pub log_tail: Eversion,
+    /// The version up to which the answering OSD's copy is complete (`SCAN_INFO`): its
+    /// `last_update`, or less while a recovery of that copy is unfinished.
+    pub last_complete: Eversion,
     pub objects: Vec<DigestEntry>,
 }
 
@@ -378,16 +381,30 @@ impl Decode for PushObject {
     }
 }
 
+/// Where a push stands in its recovery (`MOsdPgPush::stage`).
+pub const PUSH_COPY: u8 = 0;
+/// The first push of a recovery: the receiver lacks what follows, and its copy is complete
+/// only as far as it was.
+pub const PUSH_BEGIN: u8 = 1;
+/// The last push: the receiver holds what its peers held at `last_update`.
+pub const PUSH_END: u8 = 2;
+
 /// `MSG_OSD_PG_PUSH` (105): objects to install (replacing any local copy) and removals to
-/// record, with the PG's `last_update` afterwards. `reply_to_pull` marks the answer to a pull
-/// (same tid), which the puller applies itself; otherwise the receiver applies it and answers
-/// with `MSG_OSD_PG_PUSH_REPLY`.
+/// record, at a `stage` of the receiver's recovery. Every push raises the PG's `last_update` to
+/// `last_update` (never lowers it). `PUSH_BEGIN` marks the copy incomplete; `PUSH_END` marks it
+/// complete if the peers held a `whole` copy (one complete at that version).
+/// `reply_to_pull` marks the answer to a pull (same tid), which the puller applies itself;
+/// otherwise the receiver applies it and answers with `MSG_OSD_PG_PUSH_REPLY`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MOsdPgPush {
     pub tid: u64,
     pub pgid: PgId,
     pub from: OsdId,
+    /// The sender's map epoch: a PG fenced at a newer one refuses the push.
+    pub epoch: u32,
     pub reply_to_pull: bool,
+    pub stage: u8,
+    pub whole: bool,
     pub last_update: Eversion,
     pub objects: Vec<PushObject>,
     pub removed: Vec<DigestEntry>,
@@ -478,10 +495,10 @@ envelope_message!(MOsdRepScrubMap, MSG_OSD_REP_SCRUBMAP, {
     tid: any, pgid: pgid, from: any, result: any, objects: any,
 });
 envelope_message!(MOsdPgScan, MSG_OSD_PG_SCAN, {
-    op: any, tid: any, pgid: pgid, from: any, epoch: any, last_update: any, log_tail: any, objects: any,
+    op: any, tid: any, pgid: pgid, from: any, epoch: any, last_update: any, log_tail: any, last_complete: any, objects: any,
 });
 envelope_message!(MOsdPgPush, MSG_OSD_PG_PUSH, {
-    tid: any, pgid: pgid, from: any, reply_to_pull: any, last_update: any, objects: any, removed: any,
+    tid: any, pgid: pgid, from: any, epoch: any, reply_to_pull: any, stage: any, whole: any, last_update: any, objects: any, removed: any,
 });
 envelope_message!(MOsdPgPull, MSG_OSD_PG_PULL, {
     tid: any, pgid: pgid, from: any, oids: any,
@@ -566,6 +583,7 @@ mod tests {
             epoch: 9,
             last_update: e.version,
             log_tail: Eversion { epoch: 2, version: 1 },
+            last_complete: Eversion { epoch: 3, version: 2 },
             objects: vec![e.clone()],
         };
         assert_eq!(MOsdPgScan::from_message(&scan.to_message()).unwrap(), scan);
@@ -573,7 +591,10 @@ mod tests {
             tid: 6,
             pgid: PgId::new(1, 3),
             from: 0,
+            epoch: 12,
             reply_to_pull: true,
+            stage: PUSH_END,
+            whole: true,
             last_update: e.version,
             objects: vec![PushObject {
                 oid: ObjectId::new(1, "ns", "b"),
