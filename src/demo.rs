@@ -166,6 +166,8 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
         .with("cluster_write_avg_us", FVal::U64(cluster.write_avg_us as u64))
         .with("cluster_read_iops", FVal::U64(cluster.read_iops as u64))
         .with("cluster_recovery_ms", FVal::U64((cluster.recovery_s * 1000.0) as u64))
+        .with("cluster_recovered_objects", FVal::U64(cluster.recovered_objects))
+        .with("cluster_recovery_kind", FVal::str(cluster.recovery_kind))
         .with("cluster_scrubbed_objects", FVal::U64(cluster.scrubbed))
         .with("cluster_inconsistent_objects", FVal::U64(cluster.inconsistent));
 
@@ -224,8 +226,10 @@ pub fn run(json_out: bool, dir: Option<PathBuf>) -> Result<()> {
             cluster.verified, cluster.objects, cluster.read_iops, cluster.listed
         );
         println!(
-            "  recovery          osd.2 stopped for 100 writes, back and clean in {:.0} ms",
-            cluster.recovery_s * 1000.0
+            "  recovery          osd.2 stopped for 100 writes, back and clean in {:.0} ms ({}: {} objects copied)",
+            cluster.recovery_s * 1000.0,
+            cluster.recovery_kind,
+            cluster.recovered_objects
         );
         println!(
             "  deep scrub        {} objects, 2 copies each compared: {} inconsistent",
@@ -248,6 +252,9 @@ struct ClusterDemo {
     write_avg_us: f64,
     read_iops: f64,
     recovery_s: f64,
+    /// Objects copied to bring osd.2's PGs back, and how (`log` or `backfill`).
+    recovered_objects: u64,
+    recovery_kind: &'static str,
     scrubbed: u64,
     inconsistent: u64,
 }
@@ -344,6 +351,24 @@ fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
     cluster.start_osd(2)?;
     cluster.wait_for_clean(Duration::from_secs(60))?;
     let recovery_s = t.elapsed().as_secs_f64();
+    // How the primaries of osd.2's PGs brought it back: from their logs, or by backfill.
+    let returned: Vec<serde_json::Value> = crate::client::pg::pg_dump(client.objecter(), Duration::from_secs(10))?
+        .into_iter()
+        .filter(|p| {
+            p["acting"]
+                .as_array()
+                .is_some_and(|a| a.contains(&serde_json::json!(2)))
+        })
+        .collect();
+    let recovered_objects: u64 = returned
+        .iter()
+        .filter_map(|p| p["last_recovery"]["objects"].as_u64())
+        .sum();
+    let recovery_kind = if returned.iter().all(|p| p["last_recovery"]["kind"] == "log") {
+        "log"
+    } else {
+        "backfill"
+    };
     let scrub = cluster.scrub(None, true, Duration::from_secs(60))?;
     let scrubbed: u64 = scrub.iter().map(|r| r.objects as u64).sum();
     let inconsistent: u64 = scrub.iter().map(|r| r.inconsistent.len() as u64).sum();
@@ -367,6 +392,8 @@ fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
         write_avg_us,
         read_iops,
         recovery_s,
+        recovered_objects,
+        recovery_kind,
         scrubbed,
         inconsistent,
     })

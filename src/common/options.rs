@@ -474,7 +474,7 @@ fn table() -> Vec<OptDef> {
         o("osd_max_pg_log_entries", Uint, Dev, "10000")
             .desc("Maximum number of entries a PG log keeps (writes after which an OSD that was away is backfilled, not caught up from the log)")
             .services(OSD),
-        o("osd_pg_log_recovery", Bool, Dev, "false")
+        o("osd_pg_log_recovery", Bool, Dev, "true")
             .desc("Catch an OSD that was away up from the PG log when the log covers its absence, instead of backfilling (osdkit; off: always backfill)")
             .services(OSD),
         o("osd_heartbeat_min_healthy_ratio", Float, Advanced, "0.33")
