@@ -868,3 +868,34 @@ fn a_recovery_cut_short_is_not_mistaken_for_a_complete_copy() {
     assert!(deep.iter().all(|r| r.osds.len() == 2));
     assert_eq!(deep.iter().map(|r| r.objects).sum::<usize>(), 640 + 64);
 }
+
+#[test]
+fn an_osd_restarted_before_it_is_marked_down_is_peered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cluster(dir.path(), 3, 2, &[]);
+    let load = start_load(&c, 3, 30);
+    wait_for("writes to flow", 30, || load.acked_count() >= 60);
+    let sum = || load.acked.lock().unwrap().values().sum::<u64>();
+    let up_from = |m: &osdkit::types::osdmap::OsdMap| m.osd(1).unwrap().up_from;
+    let before = up_from(&c.monitor().osdmap());
+    // Back at once: the monitor sees the new instance boot while the old one is still up in
+    // its map, and the acting sets stay what they were.
+    c.kill_osd(1).unwrap();
+    c.start_osd(1).unwrap();
+    wait_for("the new instance in the map", 30, || {
+        let m = c.monitor().osdmap();
+        m.is_up(1) && up_from(&m) > before
+    });
+    let acked = sum();
+    wait_for("writes after the restart", 30, || sum() > acked + 100);
+    let acked = load.finish();
+    c.wait_for_clean(Duration::from_secs(60)).unwrap();
+    check_all(&c, &acked);
+    let deep = c.scrub(None, true, Duration::from_secs(60)).unwrap();
+    let bad: Vec<String> = deep
+        .iter()
+        .filter(|r| !r.inconsistent.is_empty())
+        .map(|r| r.to_json().to_string())
+        .collect();
+    assert!(bad.is_empty(), "copies differ: {bad:?}");
+}

@@ -540,7 +540,9 @@ impl Shared {
                 g.parked.push(op);
                 return;
             }
-            if g.peering {
+            if g.peering || (!acting.is_empty() && g.noted_epoch < epoch) {
+                // Peering, or about to: our map is newer than the one the PG's interval was
+                // judged by, and a write now could go out before the PG learns what it lacks.
                 op.tracked.mark_event("waiting_for_peered");
                 g.parked.push(op);
                 return;
@@ -688,8 +690,9 @@ impl Shared {
         let epoch = reply.epoch;
         let replicas: Vec<i32> = acting.iter().copied().filter(|o| *o != self.whoami).collect();
         let tid = self.next_repop_tid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let version = {
+        let (version, previous) = {
             let mut g = pg.lock();
+            let previous = g.last_update;
             let v = pg::Eversion {
                 epoch,
                 version: g.last_update.version + 1,
@@ -699,9 +702,10 @@ impl Shared {
             if self.log_recovery {
                 g.objlog.append(v, &txn, self.max_log_entries);
             }
-            v
+            (v, previous)
         };
         reply.version = version.version;
+        let kept_reqid = reqid.clone();
         pg::stamp(coll, &mut txn, version);
         let repop = (!replicas.is_empty()).then(|| crate::types::rep_messages::MOsdRepOp {
             pgid: crate::types::placement::PgId::new(key.pool, key.seed),
@@ -713,6 +717,16 @@ impl Shared {
             txn: txn.clone(),
         });
         let applied = self.store.apply_transaction(coll, txn);
+        if applied.is_err() {
+            // Never applied and never sent: its version is taken back, or every replica would
+            // see the next repop skip a number, and a resend would find it in the log.
+            let mut g = pg.lock();
+            if g.last_update == version {
+                g.last_update = previous;
+                g.log.forget(&kept_reqid);
+                g.objlog.forget(version);
+            }
+        }
         if applied.is_err() || repop.is_none() {
             pg.lock().applying.dec();
         }
@@ -832,6 +846,9 @@ impl Shared {
                 log::error!(target: "osd", "osd.{}: pg {}: repop {} follows {}: a write in between is missing here", self.whoami, r.pgid, r.version, g.last_update);
                 g.damaged.store(true, std::sync::atomic::Ordering::Release);
             }
+            if g.damaged.load(std::sync::atomic::Ordering::Acquire) {
+                pg::unstamp(&coll, &mut r.txn);
+            }
             g.last_update = g.last_update.max(r.version);
             g.log.add(r.reqid.clone(), r.version, 0);
             if self.log_recovery {
@@ -855,11 +872,11 @@ impl Shared {
             &coll,
             r.txn,
             Box::new(move |res| {
-                applying.dec();
                 let ack = match res {
                     Ok(()) => ack,
                     Err(e) => {
                         log::warn!(target: "osd", "repop {version} of pg {} failed to apply: {e}", ack.pgid);
+                        // Before the count drops: a fence waiting on it must see the damage.
                         damaged.store(true, std::sync::atomic::Ordering::Release);
                         MOsdRepOpReply {
                             result: -e.errno.abs(),
@@ -867,6 +884,7 @@ impl Shared {
                         }
                     }
                 };
+                applying.dec();
                 let _ = conn.send_message(ack.to_message());
             }),
         );
@@ -1276,6 +1294,7 @@ impl Osd {
             let (done, parked, waiting) = {
                 let mut g = pg.lock();
                 let done = g.on_new_acting(&[], self.shared.whoami);
+                g.abandon_recovery();
                 (
                     done,
                     std::mem::take(&mut g.parked),

@@ -84,6 +84,25 @@ pub fn stamp(coll: &CollId, txn: &mut Transaction, v: Eversion) {
     txn.omap_setkeys(&meta, set);
 }
 
+/// Rewrites the object versions `stamp` put in `txn` to zero, keeping removals as removals:
+/// a copy that missed a write applies later ones with no version it can vouch for, so that
+/// a backfill copies those objects again.
+pub fn unstamp(coll: &CollId, txn: &mut Transaction) {
+    let meta = pgmeta(coll);
+    for op in txn.ops.iter_mut() {
+        if let Op::OmapSetKeys { oid, kv } = op {
+            if *oid != meta {
+                continue;
+            }
+            for (k, v) in kv.iter_mut() {
+                if let (true, Some((_, deleted))) = (k.starts_with("o:"), parse_version_value(v)) {
+                    *v = version_value(Eversion::default(), deleted);
+                }
+            }
+        }
+    }
+}
+
 /// The PG's `last_update` as stored (zero for a PG never written).
 pub fn load_last_update(store: &dyn ObjectStore, coll: &CollId) -> Eversion {
     // "_info" sorts before every "o:" key: it is the first key when present.
@@ -180,6 +199,13 @@ impl PgLog {
             }
         }
     }
+    /// Takes back the newest entry, `reqid`'s (its write was never applied).
+    pub fn forget(&mut self, reqid: &OsdReqId) {
+        if self.order.back() == Some(reqid) {
+            self.order.pop_back();
+            self.by_reqid.remove(reqid);
+        }
+    }
     pub fn lookup(&self, reqid: &OsdReqId) -> Option<(Eversion, i32)> {
         self.by_reqid.get(reqid).copied()
     }
@@ -240,6 +266,13 @@ impl ObjLog {
             if let Some(e) = self.entries.pop_front() {
                 self.tail = e.version;
             }
+        }
+    }
+
+    /// Takes back the write at `v`, the newest (it was never applied).
+    pub fn forget(&mut self, v: Eversion) {
+        while self.entries.back().is_some_and(|e| e.version == v) {
+            self.entries.pop_back();
         }
     }
 
@@ -314,8 +347,15 @@ pub struct Pg {
     /// Client ops waiting for the PG to have `min_size` OSDs or to finish peering, in
     /// arrival order.
     pub parked: Vec<OpItem>,
-    /// The acting set of the current interval, as this OSD last computed it.
+    /// The acting set of the current interval, as this OSD last computed it, and when each
+    /// member last booted (`up_from`).
     pub acting: Vec<OsdId>,
+    pub acting_up_from: Vec<u32>,
+    /// The newest map `note_intervals` has applied to this PG: an op judged with a newer one
+    /// waits for it (the PG may be about to peer).
+    pub noted_epoch: u32,
+    /// The map epoch the PG's current recovery was planned at, which its pushes carry.
+    pub interval_epoch: u32,
     /// We are primary and have not yet brought the acting set in line with every copy.
     pub peering: bool,
     /// Active, but copies are still being made (`missing` says which); clean once false.
@@ -361,9 +401,12 @@ impl Pg {
     }
 
     /// Whether an op on `oid` must wait for its recovery: a write while any copy lacks it, a
-    /// read while the primary (`me`) does.
+    /// read while the primary (`me`) does or an earlier op waits.
     pub fn waits_for_recovery(&self, oid: &ObjectId, is_write: bool, me: OsdId) -> bool {
-        self.missing.get(oid).is_some_and(|m| is_write || m.osds.contains(&me))
+        // A read also waits behind a write to the object that waits: ops keep their order.
+        self.missing
+            .get(oid)
+            .is_some_and(|m| is_write || m.osds.contains(&me) || !m.waiting.is_empty())
     }
 
     /// `osd` now holds `oids`: the ops waiting for objects no OSD lacks any more.

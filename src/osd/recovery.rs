@@ -346,10 +346,6 @@ impl Shared {
         Ok((head, plans))
     }
 
-    fn set_phase(&self, key: PgKey, phase: &'static str) {
-        self.pg(key).lock().phase = phase;
-    }
-
     pub(super) fn handle_pull(&self, m: Message) {
         let Some(p) = self.decode::<MOsdPgPull>(&m, "pg pull") else {
             return;
@@ -360,9 +356,14 @@ impl Shared {
         };
         let (_, digest) = self.digest(key);
         let versions = digest.iter().map(|e| (&e.oid, e)).collect();
-        let push = self.build_push(key, p.tid, &p.oids, true, &versions);
-        if let Some(c) = m.conn {
-            let _ = c.send_message(push.to_message());
+        match self.build_push(key, p.tid, &p.oids, true, &versions) {
+            Ok(push) => {
+                if let Some(c) = m.conn {
+                    let _ = c.send_message(push.to_message());
+                }
+            }
+            // No answer: the puller's step times out and its PG peers again.
+            Err(e) => log::warn!(target: "osd", "osd.{}: pull for pg {} from osd.{}: {e}", self.whoami, p.pgid, p.from),
         }
     }
 
@@ -419,7 +420,7 @@ impl Shared {
         oids: &[ObjectId],
         reply_to_pull: bool,
         versions: &BTreeMap<&ObjectId, &DigestEntry>,
-    ) -> MOsdPgPush {
+    ) -> Result<MOsdPgPush> {
         let coll = CollId::new(key.pool, key.seed);
         let mut push = MOsdPgPush {
             reply_to_pull,
@@ -427,27 +428,24 @@ impl Shared {
         };
         for oid in oids {
             let Some(v) = versions.get(oid) else { continue };
-            let data = self.store.read(&coll, oid, 0, 0);
-            match data {
-                Ok(data) if !v.deleted => {
-                    let attrs = self.store.getattrs(&coll, oid).unwrap_or_default();
-                    let omap = self
-                        .store
-                        .omap_get_vals(&coll, oid, None, usize::MAX)
-                        .map(|(m, _)| m)
-                        .unwrap_or_default();
-                    push.objects.push(PushObject {
-                        oid: oid.clone(),
-                        version: v.version,
-                        data,
-                        attrs,
-                        omap,
-                    });
-                }
-                _ => push.removed.push((*v).clone()),
+            if v.deleted {
+                push.removed.push((*v).clone());
+                continue;
             }
+            // A live object that cannot be read here fails the whole push: sending it as a
+            // removal would delete a copy that exists.
+            let data = self.store.read(&coll, oid, 0, 0)?;
+            let attrs = self.store.getattrs(&coll, oid)?;
+            let (omap, _) = self.store.omap_get_vals(&coll, oid, None, usize::MAX)?;
+            push.objects.push(PushObject {
+                oid: oid.clone(),
+                version: v.version,
+                data,
+                attrs,
+                omap,
+            });
         }
-        push
+        Ok(push)
     }
 
     /// A push carrying no objects, at `stage` of a recovery that ends at `last_update`
@@ -457,7 +455,9 @@ impl Shared {
             tid,
             pgid: pgid(key),
             from: self.whoami,
-            epoch: self.map.read().epoch,
+            // The interval the recovery was planned in: a replica fenced by a newer primary
+            // refuses it, however late it arrives.
+            epoch: self.pg(key).lock().interval_epoch,
             reply_to_pull: false,
             stage,
             whole,
@@ -598,7 +598,12 @@ impl Shared {
             return Ok(false);
         }
         let still = |map_acting: &[OsdId]| self.pg(key).lock().acting == map_acting;
-        self.set_phase(key, "peering");
+        {
+            let pg = self.pg(key);
+            let mut g = pg.lock();
+            g.phase = "peering";
+            g.interval_epoch = map.epoch;
+        }
         self.fence(key, map.epoch)?;
         let (lu, lc, _) = self.info(key);
         let mut infos = BTreeMap::from([(
@@ -804,12 +809,25 @@ impl Shared {
                     oids: pull,
                 };
                 let mut push = MOsdPgPush::from_message(&self.request(src, tid, ask.to_message())?)?;
+                let got: std::collections::BTreeSet<&ObjectId> = push
+                    .objects
+                    .iter()
+                    .map(|o| &o.oid)
+                    .chain(push.removed.iter().map(|r| &r.oid))
+                    .collect();
+                if let Some(lost) = batch.iter().find(|(e, _)| !e.deleted && !got.contains(&e.oid)) {
+                    return Err(Error::noent(format!(
+                        "pg {}: osd.{src} has no {} to pull",
+                        pgid(key),
+                        lost.0.oid.name
+                    )));
+                }
                 push.stage = PUSH_COPY;
                 self.apply_push(&push)?;
             }
         } else {
             let versions: BTreeMap<&ObjectId, &DigestEntry> = batch.iter().map(|(e, _)| (&e.oid, e)).collect();
-            let push = self.build_push(key, self.new_tid(), &oids, false, &versions);
+            let push = self.build_push(key, self.new_tid(), &oids, false, &versions)?;
             self.push_to(key, osd, push)?;
         }
         let ready = pg.lock().recovered(osd, &oids);
@@ -818,8 +836,11 @@ impl Shared {
         }
         let sleep = self.conf.get_f64("osd_recovery_sleep").clamp(0.0, 60.0);
         let until = std::time::Instant::now() + Duration::from_secs_f64(sleep);
-        // In steps, so that a stopping OSD does not wait out a long sleep.
-        while std::time::Instant::now() < until && !self.stopping.load(Ordering::Acquire) {
+        // In steps, so that neither a stopping OSD nor a PG waiting to peer waits it out.
+        while std::time::Instant::now() < until
+            && !self.stopping.load(Ordering::Acquire)
+            && self.recovery_queue.lock().is_empty()
+        {
             std::thread::sleep(
                 Duration::from_millis(20).min(until.saturating_duration_since(std::time::Instant::now())),
             );
@@ -920,10 +941,30 @@ impl Shared {
                     None if acting.first() == Some(&self.whoami) => self.pgs.lock().entry(key).or_default().clone(),
                     None => continue,
                 };
+                // An acting member that booted again (a new up_from) starts a new interval too,
+                // even in the same acting set: its new instance lacks what the old one had
+                // in flight.
+                let ups: Vec<u32> = acting.iter().map(|o| map.osd(*o).map_or(0, |i| i.up_from)).collect();
                 let done = {
                     let mut g = pg.lock();
-                    let done = g.on_new_acting(&acting, self.whoami);
-                    if g.acting != acting {
+                    let rebooted: Vec<OsdId> = if g.acting == acting && g.acting_up_from != ups {
+                        acting
+                            .iter()
+                            .zip(&g.acting_up_from)
+                            .zip(&ups)
+                            .filter(|((_, a), b)| a != b)
+                            .map(|((o, _), _)| *o)
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let staying: Vec<OsdId> = acting.iter().copied().filter(|o| !rebooted.contains(o)).collect();
+                    let done = g.on_new_acting(&staying, self.whoami);
+                    g.noted_epoch = map.epoch;
+                    if g.acting != acting || !rebooted.is_empty() || g.acting_up_from.len() != ups.len() {
+                        g.acting_up_from = ups;
+                    }
+                    if g.acting != acting || !rebooted.is_empty() {
                         g.acting = acting.clone();
                         g.abandon_recovery();
                         g.peering = acting.first() == Some(&self.whoami);
