@@ -30,6 +30,8 @@ fn cluster(dir: &std::path::Path, osds: usize, size: u32, extra: &[(&str, &str)]
         ("mon_osd_down_out_interval", "0"),
     ];
     opts.extend_from_slice(extra);
+    // OSDKIT_TEST_OPTS=key=value,... adds options to every cluster here (a soak run with
+    // another setting, say); unset in CI.
     let env = std::env::var("OSDKIT_TEST_OPTS").unwrap_or_default();
     let env: Vec<(String, String)> = env
         .split(',')
@@ -690,16 +692,12 @@ fn a_short_absence_is_caught_up_from_the_log_a_long_one_by_backfill() {
         &[("osd_max_pg_log_entries", "8"), ("osd_pg_log_recovery", "true")],
     );
     let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
-    for i in 0..64 {
-        cl.put("data", &format!("l-{i}"), b"first").unwrap();
-    }
+    put_numbered(&cl, "l", 0..64, |_| b"first".to_vec());
     c.wait_for_clean(Duration::from_secs(30)).unwrap();
     // Away for 6 writes: every PG it returns to is caught up from the log, and only the
     // objects written meanwhile are copied.
     c.stop_osd(2).unwrap();
-    for i in 0..6 {
-        cl.put("data", &format!("l-{i}"), b"second").unwrap();
-    }
+    put_numbered(&cl, "l", 0..6, |_| b"second".to_vec());
     cl.remove("data", "l-10").unwrap();
     c.start_osd(2).unwrap();
     c.wait_for_clean(Duration::from_secs(30)).unwrap();
@@ -745,6 +743,25 @@ fn pg_states(cl: &Client) -> HashMap<String, serde_json::Value> {
         .collect()
 }
 
+/// A deep scrub of every PG: the reports, once it found every pair of copies equal.
+fn deep_scrub_clean(c: &MiniCluster) -> Vec<osdkit::osd::scrub::ScrubReport> {
+    let deep = c.scrub(None, true, Duration::from_secs(60)).unwrap();
+    let bad: Vec<String> = deep
+        .iter()
+        .filter(|r| !r.inconsistent.is_empty())
+        .map(|r| r.to_json().to_string())
+        .collect();
+    assert!(bad.is_empty(), "copies differ: {bad:?}");
+    deep
+}
+
+/// Writes `<prefix>-<i>` for i in `range`, each with `content(i)`.
+fn put_numbered(cl: &Client, prefix: &str, range: std::ops::Range<usize>, content: impl Fn(usize) -> Vec<u8>) {
+    for i in range {
+        cl.put("data", &format!("{prefix}-{i}"), &content(i)).unwrap();
+    }
+}
+
 #[test]
 fn while_a_pg_recovers_only_ops_on_objects_it_still_lacks_wait() {
     let dir = tempfile::tempdir().unwrap();
@@ -756,9 +773,7 @@ fn while_a_pg_recovers_only_ops_on_objects_it_still_lacks_wait() {
         let map = c.monitor().osdmap();
         map.object_placement(c.pool_id(), oid, "").unwrap().pg.to_string()
     };
-    for i in 0..128 {
-        cl.put("data", &format!("old-{i}"), b"old").unwrap();
-    }
+    put_numbered(&cl, "old", 0..128, |_| b"old".to_vec());
     c.wait_for_clean(Duration::from_secs(30)).unwrap();
     c.stop_osd(1).unwrap();
     // 2,048 objects osd.1 never saw: about 64 per PG, one batch each.
@@ -815,8 +830,7 @@ fn while_a_pg_recovers_only_ops_on_objects_it_still_lacks_wait() {
         };
         assert_eq!(cl.get("data", &name).unwrap(), want.as_bytes(), "{name}");
     }
-    let deep = c.scrub(None, true, Duration::from_secs(30)).unwrap();
-    assert!(deep.iter().all(|r| r.inconsistent.is_empty()), "{deep:?}");
+    let deep = deep_scrub_clean(&c);
     assert_eq!(deep.iter().map(|r| r.objects).sum::<usize>(), 2048 + 128);
 }
 
@@ -830,14 +844,10 @@ fn a_recovery_cut_short_is_not_mistaken_for_a_complete_copy() {
         &[("osd_pg_log_recovery", "true"), ("osd_recovery_sleep", "1")],
     );
     let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
-    for i in 0..64 {
-        cl.put("data", &format!("b-{i}"), b"base").unwrap();
-    }
+    put_numbered(&cl, "b", 0..64, |_| b"base".to_vec());
     c.wait_for_clean(Duration::from_secs(30)).unwrap();
     c.stop_osd(1).unwrap();
-    for i in 0..640 {
-        cl.put("data", &format!("m-{i}"), format!("m {i}").as_bytes()).unwrap();
-    }
+    put_numbered(&cl, "m", 0..640, |i| format!("m {i}").into_bytes());
     c.start_osd(1).unwrap();
     wait_for("a PG recovering", 30, || {
         pg_states(&cl)
@@ -845,9 +855,7 @@ fn a_recovery_cut_short_is_not_mistaken_for_a_complete_copy() {
             .any(|p| p["state"].as_str().unwrap().contains("recovering"))
     });
     // Writes during the recovery raise osd.1's last_update past objects it still lacks.
-    for i in 0..64 {
-        cl.put("data", &format!("b-{i}"), b"during").unwrap();
-    }
+    put_numbered(&cl, "b", 0..64, |_| b"during".to_vec());
     // osd.0, the only whole copy, goes away: osd.1 serves alone, and must still know that
     // its copy is partial when osd.0 comes back with the same last_update.
     c.stop_osd(0).unwrap();
@@ -858,13 +866,7 @@ fn a_recovery_cut_short_is_not_mistaken_for_a_complete_copy() {
     });
     c.start_osd(0).unwrap();
     c.wait_for_clean(Duration::from_secs(120)).unwrap();
-    let deep = c.scrub(None, true, Duration::from_secs(30)).unwrap();
-    let bad: Vec<String> = deep
-        .iter()
-        .filter(|r| !r.inconsistent.is_empty())
-        .map(|r| r.to_json().to_string())
-        .collect();
-    assert!(bad.is_empty(), "copies differ: {bad:?}");
+    let deep = deep_scrub_clean(&c);
     assert!(deep.iter().all(|r| r.osds.len() == 2));
     assert_eq!(deep.iter().map(|r| r.objects).sum::<usize>(), 640 + 64);
 }
@@ -891,11 +893,5 @@ fn an_osd_restarted_before_it_is_marked_down_is_peered_again() {
     let acked = load.finish();
     c.wait_for_clean(Duration::from_secs(60)).unwrap();
     check_all(&c, &acked);
-    let deep = c.scrub(None, true, Duration::from_secs(60)).unwrap();
-    let bad: Vec<String> = deep
-        .iter()
-        .filter(|r| !r.inconsistent.is_empty())
-        .map(|r| r.to_json().to_string())
-        .collect();
-    assert!(bad.is_empty(), "copies differ: {bad:?}");
+    deep_scrub_clean(&c);
 }

@@ -103,16 +103,6 @@ pub fn unstamp(coll: &CollId, txn: &mut Transaction) {
     }
 }
 
-/// The PG's `last_update` as stored (zero for a PG never written).
-pub fn load_last_update(store: &dyn ObjectStore, coll: &CollId) -> Eversion {
-    // "_info" sorts before every "o:" key: it is the first key when present.
-    store
-        .omap_get_vals(coll, &pgmeta(coll), None, 1)
-        .ok()
-        .and_then(|(m, _)| m.get(INFO_KEY).and_then(|b| Eversion::from_bytes(b)))
-        .unwrap_or_default()
-}
-
 /// The PG's `last_update` and, while its recovery here is unfinished, its `last_complete`.
 pub fn load_info(store: &dyn ObjectStore, coll: &CollId) -> (Eversion, Option<Eversion>) {
     // "_info" < "_lc" < every "o:" key: they are the first two keys when present.

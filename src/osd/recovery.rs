@@ -130,7 +130,7 @@ impl Shared {
     fn digest(&self, key: PgKey) -> (Eversion, Vec<DigestEntry>) {
         let coll = CollId::new(key.pool, key.seed);
         (
-            pg::load_last_update(&*self.store, &coll),
+            pg::load_info(&*self.store, &coll).0,
             pg::load_versions(&*self.store, &coll),
         )
     }
