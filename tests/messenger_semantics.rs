@@ -183,10 +183,11 @@ fn accept_event_comes_before_the_first_message_and_priorities_overtake() {
         (1..=50).collect::<Vec<_>>(),
         "one connection at one priority keeps its order"
     );
-    assert!(
-        p.clog.seen.lock().contains(&("connect", 0)),
-        "the client saw its connect event"
-    );
+    // The client's connect event goes through the client's own dispatch queue, which owes
+    // no order to the server's: on a loaded machine it can come after all 52 dispatches.
+    wait_for("the client to see its connect event", 10, || {
+        p.clog.seen.lock().contains(&("connect", 0))
+    });
 }
 
 #[test]
