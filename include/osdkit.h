@@ -1013,6 +1013,10 @@ uint64_t osdkit_throttle_current(const osdkit_throttle *t);
 // The limit (0 = unlimited, and 0 for NULL).
 uint64_t osdkit_throttle_max(const osdkit_throttle *t);
 
+// Number of requests waiting in line (blocked in `osdkit_throttle_get` or
+// `osdkit_throttle_get_timeout`), or -EINVAL.
+int osdkit_throttle_waiters(const osdkit_throttle *t);
+
 // Frees the throttle. NULL is ignored. No thread may be waiting in it.
 void osdkit_throttle_free(osdkit_throttle *t);
 

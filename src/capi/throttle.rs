@@ -112,6 +112,13 @@ pub extern "C" fn osdkit_throttle_max(t: *const osdkit_throttle) -> u64 {
     handle(t, "throttle").map(|t| t.t.get_max()).unwrap_or(0)
 }
 
+/// Number of requests waiting in line (blocked in `osdkit_throttle_get` or
+/// `osdkit_throttle_get_timeout`), or -EINVAL.
+#[no_mangle]
+pub extern "C" fn osdkit_throttle_waiters(t: *const osdkit_throttle) -> c_int {
+    guard(|| Ok(handle(t, "throttle")?.t.waiters() as c_int))
+}
+
 /// Frees the throttle. NULL is ignored. No thread may be waiting in it.
 #[no_mangle]
 pub extern "C" fn osdkit_throttle_free(t: *mut osdkit_throttle) {

@@ -17,6 +17,7 @@ static void test_throttle_basic(void) {
     CHECK(t != NULL);
     CHECK_EQ(osdkit_throttle_max(t), 10);
     CHECK_EQ(osdkit_throttle_current(t), 0);
+    CHECK_EQ(osdkit_throttle_waiters(t), 0);
 
     CHECK_EQ(osdkit_throttle_get(t, 4), 0); /* no wait */
     CHECK_EQ(osdkit_throttle_current(t), 4);
@@ -33,6 +34,7 @@ static void test_throttle_basic(void) {
     CHECK(waited < 5.0);
     CHECK_EQ(osdkit_throttle_current(t), 10); /* nothing taken */
     /* The timed-out request left the line: get_or_fail(0) sees nobody waiting. */
+    CHECK_EQ(osdkit_throttle_waiters(t), 0);
     CHECK_EQ(osdkit_throttle_get_or_fail(t, 0), 0);
 
     CHECK_EQ(osdkit_throttle_get_timeout(t, 1, -1.0), -EINVAL);
@@ -65,6 +67,8 @@ static void test_throttle_basic(void) {
     CHECK_EQ(osdkit_throttle_reset_max(NULL, 1), -EINVAL);
     CHECK_EQ(osdkit_throttle_current(NULL), 0);
     CHECK_EQ(osdkit_throttle_max(NULL), 0);
+    CHECK_EQ(osdkit_throttle_waiters(NULL), -EINVAL);
+    CHECK_CONTAINS(osdkit_last_error(), "throttle");
     osdkit_throttle_free(NULL);
     osdkit_throttle_free(t);
     TU_PASS("throttle basics");
@@ -121,15 +125,15 @@ static void test_throttle_fifo(void) {
         args[i].get_result = -1;
         args[i].order = &order;
         CHECK_EQ(pthread_create(&th[i], NULL, waiter, &args[i]), 0);
-        /* Wait until thread i has called get (and give it a moment to join the line). */
+        /* Wait until thread i has joined the line behind threads 0..i-1, so the order in
+         * which they queued is known. */
         double deadline = tu_now() + 10.0;
-        while (get_started(ctx, "fifo") < i + 2 && tu_now() < deadline) {
+        while (osdkit_throttle_waiters(t) < i + 1 && tu_now() < deadline) {
             tu_sleep_ms(2);
         }
+        CHECK_EQ(osdkit_throttle_waiters(t), i + 1);
+        /* get_started is counted before the waiter queues, so it is current by now. */
         CHECK_EQ(get_started(ctx, "fifo"), i + 2);
-        /* get_started is counted just before the waiter takes the throttle's lock and queues;
-         * there is no call that counts the waiters, so allow it ample time. */
-        tu_sleep_ms(100);
         /* Someone is queued: get_or_fail must not jump the line, even for 0 units. */
         CHECK_EQ(osdkit_throttle_get_or_fail(t, 0), -EAGAIN);
     }
@@ -144,6 +148,7 @@ static void test_throttle_fifo(void) {
         CHECK_EQ(order.log[i], i);
     }
     CHECK_EQ(osdkit_throttle_current(t), 0);
+    CHECK_EQ(osdkit_throttle_waiters(t), 0);
 
     /* Its counters are in perf dump. */
     int r = 0;
