@@ -80,8 +80,10 @@ def test_stop_drops_what_is_queued_and_refuses_more():
     assert started.wait(10)
     # queued while a batch runs: it belongs to the next batch, which stop() drops
     f.queue(lambda r: got.append("second"))
-    # stop() waits for the batch in progress; release it from another thread
-    releaser = threading.Timer(0.2, gate.set)
+    # stop() waits for the batch in progress; release it from another thread, late enough
+    # that stop() has surely been called by then (released before it, the first batch would
+    # end and the second one run)
+    releaser = threading.Timer(2.0, gate.set)
     releaser.start()
     f.stop()
     releaser.join(10)

@@ -11,9 +11,11 @@ def test_deadline_order_and_fifo_for_equal_deadlines():
     ran = []
     done = threading.Event()
     with osdkit.SafeTimer("order") as t:
-        t.add_event_after(0.3, lambda: (ran.append("late"), done.set()))
+        # A second between the deadlines: the 21 adds must not outlast it (a slow machine
+        # could take longer than the tenths of a second this once left).
+        t.add_event_after(2.0, lambda: (ran.append("late"), done.set()))
         for i in range(20):
-            t.add_event_after(0.1, lambda i=i: ran.append(i))
+            t.add_event_after(1.0, lambda i=i: ran.append(i))
         t.add_event_after(0.0, lambda: ran.append("first"))
         assert done.wait(10)
     assert ran == ["first", *range(20), "late"]
@@ -31,8 +33,10 @@ def test_callbacks_run_on_the_callback_thread():
 def test_cancel_event():
     ran = []
     with osdkit.SafeTimer("cancel") as t:
-        a = t.add_event_after(0.2, lambda: ran.append("a"))
-        b = t.add_event_after(0.2, lambda: ran.append("b"))
+        # Long enough that neither fires before the checks below; a's deadline is no later
+        # than b's, so once b has run, a would have run too had the cancel not worked.
+        a = t.add_event_after(1.0, lambda: ran.append("a"))
+        b = t.add_event_after(1.0, lambda: ran.append("b"))
         assert t.pending == 2
         assert t.cancel_event(a) is True
         assert t.cancel_event(a) is False
@@ -68,10 +72,11 @@ def test_cancel_all_events():
     ran = []
     with osdkit.SafeTimer("all") as t:
         for i in range(5):
-            t.add_event_after(0.2, lambda i=i: ran.append(i))
+            t.add_event_after(1.0, lambda i=i: ran.append(i))
         t.cancel_all_events()
         assert t.pending == 0
-        t.add_event_after(0, lambda: ran.append("after"))
+        # Due no earlier than the cancelled ones: once it has run, they would have too.
+        t.add_event_after(1.0, lambda: ran.append("after"))
         assert wait_until(lambda: ran)
         time.sleep(0.3)
     assert ran == ["after"]
@@ -80,12 +85,14 @@ def test_cancel_all_events():
 def test_shutdown_with_events_pending_runs_nothing_more():
     ran = []
     t = osdkit.SafeTimer("shut")
+    added = time.monotonic()
     for i in range(5):
-        t.add_event_after(0.2, lambda i=i: ran.append(i))
+        t.add_event_after(1.0, lambda i=i: ran.append(i))
     assert t.pending == 5
     t.shutdown()
     assert t.pending == 0
-    time.sleep(0.4)
+    # Past their deadlines: none ran.
+    time.sleep(max(0.0, added + 1.3 - time.monotonic()))
     assert ran == []
     with pytest.raises(RuntimeError):
         t.add_event_after(0, lambda: None)

@@ -157,8 +157,10 @@ void test_timer_finisher() {
     std::weak_ptr<int> watch = token;
     std::uint64_t cancelled = timer.add_after(30.0, [token] {});
     token.reset();
-    timer.add_after(0.1, [&] { record(2); });
-    timer.add_after(std::chrono::milliseconds(20), [&] {
+    // A second between the deadlines, and a second before the first: none fires before the
+    // pending check, and 3 (added when 1 runs) is due well before 2.
+    timer.add_after(2.0, [&] { record(2); });
+    timer.add_after(std::chrono::milliseconds(1000), [&] {
         record(1);
         // Back into the library from the timer thread.
         timer.add_after(0.0, [&] { record(3); });
@@ -168,7 +170,7 @@ void test_timer_finisher() {
     CHECK(watch.expired());  // cancelled: its function is gone
     CHECK(!timer.cancel(cancelled));
     CHECK_EQ(tu_counter_wait(&done, 3, 10.0), 3);
-    CHECK(order == std::vector<int>({1, 3, 2}));  // 3 (0 s, added at 20 ms) beats 2 (100 ms)
+    CHECK(order == std::vector<int>({1, 3, 2}));  // 3 (0 s, added at 1 s) beats 2 (2 s)
     EXPECT_ERROR(EINVAL, timer.add_after(-1.0, [] {}));
     timer.shutdown();
     EXPECT_ERROR(ESHUTDOWN, timer.add_after(0.0, [] {}));

@@ -96,11 +96,12 @@ static int sorted_contains(const int *log, int n, int id) {
 static void test_timer_order(void) {
     timer_fixture fx;
     fixture_init(&fx, NULL, "order");
-    /* 1..5 at the same delay run in the order added; 0 has a shorter delay and runs first. */
+    /* 1..5 at the same delay run in the order added; 0 has a shorter delay and runs first.
+     * The delays leave a second for the adds and the pending check, so none fires early. */
     for (int i = 1; i <= 5; i++) {
-        CHECK_EQ(ev_add(&fx, ev_new(&fx, i), 0.2), 0);
+        CHECK_EQ(ev_add(&fx, ev_new(&fx, i), 2.0), 0);
     }
-    CHECK_EQ(ev_add(&fx, ev_new(&fx, 0), 0.05), 0);
+    CHECK_EQ(ev_add(&fx, ev_new(&fx, 0), 1.0), 0);
     CHECK_EQ(osdkit_timer_pending(fx.t), 6);
     CHECK_EQ(tu_counter_wait(&fx.runs, 6, 10.0), 6);
     for (int i = 0; i < 6; i++) {
@@ -197,10 +198,16 @@ static void test_timer_reentrant(void) {
 }
 
 static void test_timer_shutdown(void) {
-    timer_fixture fx;
+    /* Shut down one timer and free another, each with 3 events pending. The events are due in
+     * a second, so none fires before the shutdown or the free; the sleep at the end goes past
+     * that deadline (once, for both timers) to see that none ran. */
+    timer_fixture fx, ffx;
     fixture_init(&fx, NULL, "shutdown");
+    fixture_init(&ffx, NULL, "free");
+    double added = tu_now();
     for (int i = 0; i < 3; i++) {
-        CHECK_EQ(ev_add(&fx, ev_new(&fx, i), 0.2), 0);
+        CHECK_EQ(ev_add(&fx, ev_new(&fx, i), 1.0), 0);
+        CHECK_EQ(ev_add(&ffx, ev_new(&ffx, i), 1.0), 0);
     }
     CHECK_EQ(osdkit_timer_shutdown(fx.t), 0);
     CHECK_EQ(osdkit_timer_pending(fx.t), 0);
@@ -211,21 +218,17 @@ static void test_timer_shutdown(void) {
     ev *late = ev_new(&fx, 9);
     CHECK_EQ(ev_add(&fx, late, 0.0), -ESHUTDOWN);
     CHECK_EQ(tu_counter_get(&fx.drops), 4);
-    tu_sleep_ms(400);
-    CHECK_EQ(tu_counter_get(&fx.runs), 0);
-    fixture_destroy(&fx);
 
     /* Freeing with pending events: none runs, each is dropped. */
-    fixture_init(&fx, NULL, "free");
-    for (int i = 0; i < 3; i++) {
-        CHECK_EQ(ev_add(&fx, ev_new(&fx, i), 0.2), 0);
-    }
-    osdkit_timer_free(fx.t);
-    fx.t = NULL;
-    CHECK_EQ(tu_counter_get(&fx.drops), 3);
-    tu_sleep_ms(300);
+    osdkit_timer_free(ffx.t);
+    ffx.t = NULL;
+    CHECK_EQ(tu_counter_get(&ffx.drops), 3);
+
+    tu_sleep_until(added + 1.3);
     CHECK_EQ(tu_counter_get(&fx.runs), 0);
+    CHECK_EQ(tu_counter_get(&ffx.runs), 0);
     fixture_destroy(&fx);
+    fixture_destroy(&ffx);
     TU_PASS("timer shutdown");
 }
 
@@ -355,9 +358,10 @@ static void test_finisher(void) {
 static void test_finisher_stop(void) {
     fin_fixture fx;
     fin_init(&fx, NULL, "stop");
-    fx.sleep_first_ms = 200;
+    fx.sleep_first_ms = 2000;
     CHECK_EQ(osdkit_finisher_queue(fx.f, fin_cb, &fx, fin_drop, 0), 0);
-    /* Once the first callback is in flight (it sleeps 200 ms), queue 5 more and stop. (Like
+    /* Once the first callback is in flight (it sleeps 2 s, ample time for the queueing and the
+     * call to stop to happen while it runs), queue 5 more and stop. (Like
      * Ceph's, the worker takes the whole queue as one batch and a batch it has taken runs to
      * the end; so the 5 are queued only after the batch holding the first was taken.) */
     CHECK_EQ(tu_counter_wait(&fx.started, 1, 10.0), 1);

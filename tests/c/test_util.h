@@ -79,6 +79,15 @@ static inline double tu_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Sleeps until tu_now() reaches `t` (returns at once if it already has). */
+static inline void tu_sleep_until(double t) {
+    double left = t - tu_now();
+    while (left > 0) {
+        tu_sleep_ms((long)(left * 1000.0) + 1);
+        left = t - tu_now();
+    }
+}
+
 /* A fresh private directory under $TMPDIR (or /tmp); `buf` needs 256 bytes. */
 static inline void tu_mkdtemp(char *buf) {
     const char *base = getenv("TMPDIR");
