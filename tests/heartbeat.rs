@@ -53,7 +53,10 @@ fn a_killed_osd_is_marked_down_after_the_grace_and_a_clean_stop_at_once() {
         took >= Duration::from_secs(GRACE) - Duration::from_millis(1500),
         "marked down before the grace: {took:?}"
     );
-    assert!(took <= Duration::from_secs(GRACE + 6), "marked down too late: {took:?}");
+    assert!(
+        took <= Duration::from_secs(GRACE + 12),
+        "marked down too late: {took:?}"
+    );
     let map = c.monitor().osdmap();
     assert!(map.is_up(0) && map.is_up(2), "only the killed OSD goes down");
     assert!(map.is_in(1), "down-out is off here: osd.1 stays in");
@@ -68,7 +71,13 @@ fn a_killed_osd_is_marked_down_after_the_grace_and_a_clean_stop_at_once() {
         !c.monitor().osdmap().is_up(2),
         "stop returns once the map shows it down"
     );
-    assert!(took < Duration::from_secs(2), "mark-me-down took {took:?}");
+    // It answers pings while it waits for the map that shows it down, so no peer reports it;
+    // were mark-me-down not acted on, that wait would run out osd_mon_shutdown_timeout (5 s,
+    // past the grace).
+    assert!(
+        took < Duration::from_secs(GRACE),
+        "mark-me-down took {took:?}, not under the {GRACE} s grace"
+    );
     eprintln!("cleanly stopped osd.2 marked down after {:.3} s", took.as_secs_f64());
 
     // Both come back; the heartbeats pick them up again.
@@ -100,15 +109,18 @@ fn fewer_reporters_than_mon_osd_min_down_reporters_do_not_mark_an_osd_down() {
 #[test]
 fn a_down_osd_is_marked_out_after_the_interval_and_in_again_when_it_boots() {
     let dir = tempfile::tempdir().unwrap();
-    let c = cluster(dir.path(), 3, &[("mon_osd_down_out_interval", "2")]);
+    // Long enough that stop_osd's teardown cannot outlast it before the is_in check below.
+    const DOWN_OUT: u64 = 5;
+    let interval = DOWN_OUT.to_string();
+    let c = cluster(dir.path(), 3, &[("mon_osd_down_out_interval", interval.as_str())]);
     let t0 = Instant::now();
     c.stop_osd(0).unwrap();
     assert!(c.monitor().osdmap().is_in(0), "down, not out yet");
     wait_for("osd.0 marked out", 30, || !c.monitor().osdmap().is_in(0));
     let took = t0.elapsed();
     assert!(
-        took >= Duration::from_secs(2),
-        "out before mon_osd_down_out_interval: {took:?}"
+        took >= Duration::from_secs(DOWN_OUT),
+        "out before mon_osd_down_out_interval ({DOWN_OUT} s): {took:?}"
     );
     // The monitor marked it out, so its return marks it in.
     c.start_osd(0).unwrap();

