@@ -229,8 +229,9 @@ fn bad_input_gets_errors_and_the_socket_keeps_serving() {
     .unwrap();
     assert_eq!(v["version"], osdkit::VERSION);
     // Generous bound: this is a liveness check (the idle clients must not block others), not a
-    // benchmark.
-    assert!(t.elapsed() < Duration::from_secs(3), "version took {:?}", t.elapsed());
+    // benchmark. A server that waited on its idle clients would stall READ_TIMEOUT (5 s) for
+    // each of the 65 held open here.
+    assert!(t.elapsed() < Duration::from_secs(10), "version took {:?}", t.elapsed());
     drop(idle);
     drop(half);
     ctx.shutdown();

@@ -6,7 +6,6 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Instant;
 
 fn osdkit() -> Command {
     Command::new(env!("CARGO_BIN_EXE_osdkit"))
@@ -104,7 +103,6 @@ fn assert_clean_run(v: &Value, mode: &str, bs: u64, depth: u64) {
 
 #[test]
 fn bench_osd_write_seq_rand_against_a_cluster() {
-    let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let c = Cluster::start(&tmp.path().join("cluster"));
 
@@ -192,8 +190,6 @@ fn bench_osd_write_seq_rand_against_a_cluster() {
         "{}",
         text(&o.stderr)
     );
-
-    assert!(t0.elapsed().as_secs() < 40, "took {:?}", t0.elapsed());
 }
 
 #[test]

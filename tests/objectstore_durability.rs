@@ -233,9 +233,4 @@ fn kill9_acknowledged_writes_survive() {
         acked.len(),
         started.elapsed()
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "took {:?}",
-        started.elapsed()
-    );
 }
