@@ -326,3 +326,48 @@ fn lossless_survives_frequent_faults() {
         &[("ms_initial_backoff", "0.001"), ("ms_max_backoff", "0.01")],
     );
 }
+
+/// Per-worker `msgr_active_connections` of `c`, by worker index.
+fn active_by_worker(c: &Context, n: usize) -> Vec<u64> {
+    let v = common::perf_dump(c);
+    (0..n)
+        .map(|i| {
+            v[format!("AsyncMessenger::Worker-{i}")]["msgr_active_connections"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn workers_fill_up_to_ms_async_worker_fill_before_connections_spread() {
+    for (fill, want) in [("4", vec![4, 1, 0]), ("0", vec![2, 2, 1]), ("1", vec![2, 2, 1])] {
+        let sc = ctx("osd.0", &[("ms_async_op_threads", "3"), ("ms_async_worker_fill", fill)]);
+        let srv = Messenger::new(&sc, "osd.0", None).unwrap();
+        srv.set_default_policy(Policy::stateless_server());
+        let rec = Arc::new(Recorder::default());
+        srv.add_dispatcher_tail(rec.clone());
+        let addr = srv.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        srv.start().unwrap();
+        let mut clients = Vec::new();
+        for i in 0..5u64 {
+            let cc = ctx(&format!("client.{i}"), &[]);
+            let cli = Messenger::new(&cc, &format!("client.{i}"), None).unwrap();
+            cli.set_default_policy(Policy::lossy_client());
+            cli.start().unwrap();
+            let c = cli.connect_to(EntityType::Osd, &addr).unwrap();
+            let mut front = i.to_le_bytes().to_vec();
+            front.extend_from_slice(&0u64.to_le_bytes());
+            c.send_message(Message::new(T_TEST, Bytes::from(front))).unwrap();
+            // One at a time: each choice sees the sockets before it settled on their workers.
+            wait_for("the message", 10, || rec.received.load(Ordering::Relaxed) == i + 1);
+            clients.push((cc, cli));
+        }
+        // fill 1 is full at once, so it spreads to the fewest like round-robin does.
+        assert_eq!(active_by_worker(&sc, 3), want, "ms_async_worker_fill = {fill}");
+        for (_, cli) in clients {
+            cli.shutdown();
+        }
+        srv.shutdown();
+    }
+}

@@ -317,6 +317,10 @@ fn table() -> Vec<OptDef> {
             .desc("Threadpool size for AsyncMessenger (ms_type=async)")
             .services(COMMON)
             .min_max(1.0, 24.0),
+        o("ms_async_worker_fill", Uint, Advanced, "16")
+            .desc("Sockets a messenger worker takes before new connections go to the next one (osdkit; 0: spread round-robin, as Ceph does)")
+            .services(COMMON)
+            .see_also(&["ms_async_op_threads"]),
         o("ms_bind_port_min", Int, Advanced, "6800")
             .desc("Lowest port number to bind daemon(s) to")
             .services(COMMON)

@@ -149,6 +149,8 @@ fn bench_ctx(name: &str, o: &BenchOpts) -> Result<Context> {
     c.set_option("admin_socket", "")?;
     c.set_option("log_file", "")?;
     c.set_option("ms_async_op_threads", &o.threads.to_string())?;
+    // The bench asks for N workers to measure N: its connections spread over all of them.
+    c.set_option("ms_async_worker_fill", "0")?;
     c.set_option("ms_inject_socket_failures", &o.inject_socket_failures.to_string())?;
     // A bench measures the path, not the receive throttles: no dispatch-throttle stalls.
     c.set_option("ms_dispatch_throttle_bytes", "0")?;

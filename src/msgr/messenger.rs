@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     limits: FrameLimits,
     /// `set_num_workers`; 0: `ms_async_op_threads`.
     num_workers: AtomicUsize,
+    /// `ms_async_worker_fill`, read at start.
+    worker_fill: AtomicUsize,
 }
 
 /// Cheap to clone; all clones are the same messenger.
@@ -109,6 +111,7 @@ impl Messenger {
             global_seq: AtomicU64::new(0),
             next_global_id: AtomicU64::new(4096),
             rr: AtomicUsize::new(0),
+            worker_fill: AtomicUsize::new(0),
             listener: Mutex::new(None),
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -194,6 +197,10 @@ impl Messenger {
             n => n,
         };
         let wconf = WorkerConf::from_conf(conf);
+        let fill = conf.get_u64("ms_async_worker_fill");
+        self.inner
+            .worker_fill
+            .store(usize::try_from(fill).unwrap_or(usize::MAX), Ordering::Relaxed);
         let mut listener = self.inner.listener.lock().take().map(mio::net::TcpListener::from_std);
         let mut handles = Vec::with_capacity(n);
         for i in 0..n {
@@ -246,9 +253,8 @@ impl Messenger {
         }
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let policy = inner.policy_for(peer_type.wire_value());
-        let n = inner.workers().len();
         let weak: std::sync::Weak<dyn ConnOwner> = Arc::downgrade(inner) as std::sync::Weak<Inner>;
-        let c = Connection::new(id, (id as usize) % n, key, peer_type.wire_value(), policy, true, weak);
+        let c = Connection::new(id, inner.pick_worker(), key, peer_type.wire_value(), policy, true, weak);
         map.insert(key, c.clone());
         drop(map);
         inner.all.lock().insert(id, c.clone());
@@ -366,8 +372,25 @@ impl Inner {
     pub(crate) fn worker(&self, i: usize) -> &WorkerHandle {
         &self.workers()[i]
     }
+    /// The worker a new connection goes to. Ceph spreads connections over its workers; with
+    /// a handful of connections that puts a client's session and the sessions its repops
+    /// travel on on different threads, and every op pays two cross-thread wake-ups (channel,
+    /// eventfd, epoll return, context switch) on top of its socket calls. So workers fill in
+    /// order up to `ms_async_worker_fill` sockets each, and connections spread (to the worker
+    /// with the fewest) only beyond that; 0 spreads them round-robin from the first.
     pub(crate) fn pick_worker(&self) -> usize {
-        self.rr.fetch_add(1, Ordering::Relaxed) % self.workers().len().max(1)
+        let ws = self.workers();
+        let fill = self.worker_fill.load(Ordering::Relaxed) as u64;
+        if ws.len() <= 1 {
+            return 0;
+        }
+        if fill == 0 {
+            return self.rr.fetch_add(1, Ordering::Relaxed) % ws.len();
+        }
+        let active = |i: usize| ws[i].perf.get(super::worker::L_ACTIVE);
+        (0..ws.len())
+            .find(|&i| active(i) < fill)
+            .unwrap_or_else(|| (0..ws.len()).min_by_key(|&i| active(i)).unwrap_or(0))
     }
     pub(crate) fn dq(&self) -> &Arc<DispatchQueue> {
         &self.dq
@@ -445,7 +468,8 @@ impl ConnOwner for Inner {
 
 impl Inner {
     /// Server side, CLIENT_IDENT: a new session (replacing a lossless one of a restarted peer).
-    pub(crate) fn accept_session(&self, ident: &ClientIdent, peer_type: u8) -> ConnectionRef {
+    /// `worker` holds the socket: a new session stays there (a resumed one goes to its owner).
+    pub(crate) fn accept_session(&self, ident: &ClientIdent, peer_type: u8, worker: usize) -> ConnectionRef {
         let policy = self.policy_for(peer_type);
         let key = session_key(&ident.addrs[0]);
         if !policy.lossy {
@@ -462,9 +486,8 @@ impl Inner {
             }
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let n = self.workers().len().max(1);
         let weak: std::sync::Weak<dyn ConnOwner> = self.me.clone();
-        let c = Connection::new(id, (id as usize) % n, key, peer_type, policy.clone(), false, weak);
+        let c = Connection::new(id, worker, key, peer_type, policy.clone(), false, weak);
         {
             let mut st = c.state.lock();
             st.status = ConnStatus::Open;

@@ -833,7 +833,7 @@ impl Worker {
                 }
                 Event::Wait => return Verdict::Fault("peer asked us to wait (connection race)".into()),
                 Event::ClientIdent { ident, peer_type } => {
-                    let conn = msgr.accept_session(&ident, peer_type);
+                    let conn = msgr.accept_session(&ident, peer_type, self.idx);
                     let (cookie, lossy) = {
                         let st = conn.state.lock();
                         (st.server_cookie, conn.policy.lossy)
