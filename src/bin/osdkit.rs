@@ -509,8 +509,7 @@ fn main() -> ExitCode {
     );
     if serves {
         disable_thp();
-    }
-    if !serves {
+    } else {
         // A command whose output goes to `head` ends quietly when the pipe closes, as Unix
         // tools do (Rust ignores SIGPIPE, which made println! panic). Sockets are written
         // with MSG_NOSIGNAL, so this touches only stdout and stderr.
