@@ -16,8 +16,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::common::error::{Error, Result};
 
@@ -39,6 +40,13 @@ struct Held {
 /// `F_SETLK` and `F_GETLK`, or the path was unlinked/replaced while we locked it).
 const CREATE_TRIES: usize = 5;
 
+/// How long `create` waits for a holder that is exiting to let go of the lock. A process killed
+/// with SIGKILL shows as a zombie as soon as its main thread is gone, but its other threads
+/// still hold the descriptor table (and so the lock) until they have unmapped their memory,
+/// which for a daemon with a large heap takes a while; a restart right after `kill -9` must
+/// not fail on that.
+const HOLDER_EXIT_WAIT: Duration = Duration::from_secs(10);
+
 /// A locked pid file; the lock lives as long as this value.
 #[derive(Debug)]
 pub struct PidFile {
@@ -54,7 +62,9 @@ impl PidFile {
     pub fn create(path: &Path) -> Result<PidFile> {
         let mut held = HELD.lock();
         let me = our_pid();
-        for _ in 0..CREATE_TRIES {
+        let exit_deadline = Instant::now() + HOLDER_EXIT_WAIT;
+        let mut tries = 0;
+        while tries < CREATE_TRIES {
             // Checked before opening: opening and closing a descriptor of a file we hold would
             // release our own lock.
             if find_held(&held, path, me)?.is_some() {
@@ -72,8 +82,17 @@ impl PidFile {
                 Ok(_) => {}
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => {
                     match lock_holder(&file, path)? {
+                        Some(pid) if pid != me && exiting(pid) && Instant::now() < exit_deadline => {
+                            drop(file);
+                            // Other threads may use pid files meanwhile; ours is not open.
+                            MutexGuard::unlocked(&mut held, || std::thread::sleep(Duration::from_millis(5)));
+                            continue;
+                        }
                         Some(pid) => return Err(locked_by(path, pid)),
-                        None => continue,
+                        None => {
+                            tries += 1;
+                            continue;
+                        }
                     }
                 }
                 Err(e) => return Err(Error::io(e, format_args!("lock pid file {}", path.display()))),
@@ -81,6 +100,7 @@ impl PidFile {
             // Another daemon may have removed the file between our open and our lock; writing
             // into an unlinked inode would leave a pid file nobody can see.
             if !same_file(&file, path)? {
+                tries += 1;
                 continue;
             }
             file.set_len(0)
@@ -179,6 +199,18 @@ fn locked_by(path: &Path, pid: i32) -> Error {
         "pid file {} is locked by pid {pid}: is the daemon already running?",
         path.display()
     ))
+}
+
+/// Whether `pid`'s main thread has exited (zombie or dead): the process is going away and its
+/// locks go with its last thread.
+fn exiting(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses and may contain any byte.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| matches!(rest.trim_start().as_bytes().first(), Some(b'Z' | b'X'))),
+        Err(_) => false,
+    }
 }
 
 fn find_held<'a>(held: &'a [Held], path: &Path, me: i32) -> Result<Option<&'a Held>> {
