@@ -388,6 +388,8 @@ public:
     void reset_max(std::uint64_t m) { detail::check(osdkit_throttle_reset_max(native(), m), "osdkit_throttle_reset_max"); }
     std::uint64_t current() const { return osdkit_throttle_current(native()); }
     std::uint64_t max() const { return osdkit_throttle_max(native()); }
+    // Callers blocked in get/get_timeout right now.
+    int waiters() const { return detail::check(osdkit_throttle_waiters(native()), "osdkit_throttle_waiters"); }
 
     osdkit_throttle* native() const { return h_.checked("osdkit::Throttle"); }
 

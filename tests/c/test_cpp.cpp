@@ -198,14 +198,17 @@ void test_throttle_perf(const std::string& dir) {
     CHECK(!t.get(2));
     CHECK(!t.get_or_fail(1));
     CHECK(!t.get_timeout(1, 0.05));
+    CHECK_EQ(t.waiters(), 0);
     std::thread waiter([&] { CHECK(t.get(1)); });
-    // Until the waiter is queued, get_or_fail(0) succeeds (taking nothing); then it refuses
-    // to jump the line.
-    while (t.get_or_fail(0)) {
+    while (t.waiters() == 0) {
         tu_sleep_ms(1);
     }
+    CHECK_EQ(t.waiters(), 1);
+    // A queued waiter makes get_or_fail(0) refuse to jump the line.
+    CHECK(!t.get_or_fail(0));
     t.put(2);
     waiter.join();
+    CHECK_EQ(t.waiters(), 0);
     CHECK_EQ(t.current(), 1);
     t.put(1);
     CHECK_EQ(t.max(), 2);
