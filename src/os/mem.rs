@@ -28,6 +28,15 @@ struct MemObj {
     mtime_ns: u64,
 }
 
+impl MemObj {
+    fn stat(&self) -> ObjStat {
+        ObjStat {
+            size: self.data.len() as u64,
+            mtime: ns_to_time(self.mtime_ns),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct MemColl {
     objects: BTreeMap<ObjectId, MemObj>,
@@ -306,12 +315,16 @@ impl ObjectStore for MemStore {
     }
 
     fn stat(&self, coll: &CollId, oid: &ObjectId) -> Result<ObjStat> {
-        self.with_obj(coll, oid, |o| {
-            Ok(ObjStat {
-                size: o.data.len() as u64,
-                mtime: ns_to_time(o.mtime_ns),
-            })
-        })
+        self.with_obj(coll, oid, |o| Ok(o.stat()))
+    }
+
+    fn stat_if_exists(&self, coll: &CollId, oid: &ObjectId) -> Result<Option<ObjStat>> {
+        self.check_mounted()?;
+        let Some(c) = self.colls.read().get(coll).cloned() else {
+            return Ok(None);
+        };
+        let g = c.read();
+        Ok(g.objects.get(oid).map(MemObj::stat))
     }
 
     fn read(&self, coll: &CollId, oid: &ObjectId, off: u64, len: u64) -> Result<Bytes> {

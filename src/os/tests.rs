@@ -954,6 +954,42 @@ fn unmounted(s: &dyn ObjectStore) {
     s.mount().unwrap();
 }
 
+fn stat_if_exists(s: &dyn ObjectStore) {
+    let other = CollId { pool: 1, seed: 8 };
+    assert_eq!(s.stat_if_exists(&other, &oid("a")).unwrap(), None, "no collection");
+    mkcoll(s, &C);
+    assert_eq!(s.stat_if_exists(&C, &oid("a")).unwrap(), None, "no object");
+    apply(s, &C, |t| {
+        t.write(&oid("a"), 0, Bytes::from_static(b"hello"));
+    })
+    .unwrap();
+    let st = s.stat_if_exists(&C, &oid("a")).unwrap().expect("written");
+    assert_eq!(st, s.stat(&C, &oid("a")).unwrap());
+    assert_eq!(st.size, 5);
+    s.umount().unwrap();
+    assert_eq!(errno(s.stat_if_exists(&C, &oid("a"))), libc::ESHUTDOWN);
+    s.mount().unwrap();
+}
+
+#[test]
+fn object_id_order_is_pool_namespace_name() {
+    let mut ids = Vec::new();
+    for pool in [-1, 1, 2] {
+        for ns in ["", "a", "b", "ab"] {
+            for name in ["", "x", "benchmark_object1", "benchmark_object10", "benchmark_object2"] {
+                ids.push(ObjectId::new(pool, ns, name));
+            }
+        }
+    }
+    for a in &ids {
+        for b in &ids {
+            let want = (a.pool, &a.namespace, &a.name).cmp(&(b.pool, &b.namespace, &b.name));
+            assert_eq!(a.cmp(b), want, "{a:?} vs {b:?}");
+            assert_eq!(a.partial_cmp(b), Some(want));
+        }
+    }
+}
+
 macro_rules! suite {
     ($module:ident, $make:expr) => {
         mod $module {
@@ -962,6 +998,11 @@ macro_rules! suite {
             fn collections() {
                 let f = $make;
                 super::collections(&*f.store);
+            }
+            #[test]
+            fn stat_if_exists() {
+                let f = $make;
+                super::stat_if_exists(&*f.store);
             }
             #[test]
             fn write_read_stat() {

@@ -47,9 +47,9 @@ fn errno(e: &Error) -> i32 {
 
 impl<'a> View<'a> {
     fn load(store: &'a dyn ObjectStore, coll: &'a CollId, oid: &'a ObjectId) -> Result<Self, i32> {
-        let (exists, size) = match store.stat(coll, oid) {
-            Ok(st) => (true, st.size),
-            Err(e) if e.errno == libc::ENOENT => (false, 0),
+        let (exists, size) = match store.stat_if_exists(coll, oid) {
+            Ok(Some(st)) => (true, st.size),
+            Ok(None) => (false, 0),
             Err(e) => return Err(errno(&e)),
         };
         Ok(View {
