@@ -319,12 +319,11 @@ impl ObjectStore for MemStore {
     }
 
     fn stat_if_exists(&self, coll: &CollId, oid: &ObjectId) -> Result<Option<ObjStat>> {
-        self.check_mounted()?;
-        let Some(c) = self.colls.read().get(coll).cloned() else {
-            return Ok(None);
-        };
-        let g = c.read();
-        Ok(g.objects.get(oid).map(MemObj::stat))
+        // Only a missing collection, which the op path has created before, pays an error text.
+        match self.with_coll(coll, |c| Ok(c.objects.get(oid).map(MemObj::stat))) {
+            Err(e) if e.errno == libc::ENOENT => Ok(None),
+            r => r,
+        }
     }
 
     fn read(&self, coll: &CollId, oid: &ObjectId, off: u64, len: u64) -> Result<Bytes> {
