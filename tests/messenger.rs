@@ -143,6 +143,32 @@ fn messages_and_replies_flow_in_order() {
     srv.shutdown();
 }
 
+/// Large frames are read into buffers the `ms_prefault` thread faulted in ahead of time: they
+/// arrive intact, in order, and after the first of a size most find a buffer ready.
+#[test]
+fn large_frames_arrive_intact_in_prefaulted_buffers() {
+    let opts = [("ms_prefault_bytes", "16777216")];
+    let (sc, srv, srec) = server(&opts, Policy::stateless_server(), true);
+    let (_cc, cli, crec) = client("client.1", &[], Policy::lossy_client());
+    let conn = cli.connect_to(EntityType::Osd, &srv.my_addrs()[0]).unwrap();
+    let n = 40;
+    for i in 0..n {
+        // 3 MiB and an odd tail, so the frame is no multiple of the pool's 64 KiB grain.
+        conn.send_message(msg(1, i, (3 << 20) + 4097)).unwrap();
+        // One at a time, so the helper has time to prepare the next buffer.
+        wait_for("a reply", 30, || crec.replies.load(Ordering::Relaxed) == i + 1);
+    }
+    assert_eq!(srec.received.load(Ordering::Relaxed), n);
+    assert_eq!(srec.reordered.load(Ordering::Relaxed), 0);
+    let p = &common::perf_dump(&sc)["ms_prefault-osd.0"];
+    let (hits, misses) = (p["hits"].as_u64().unwrap(), p["misses"].as_u64().unwrap());
+    assert_eq!(hits + misses, n, "every large frame is counted: {p}");
+    assert!(hits >= n / 2, "most large frames find a buffer ready: {p}");
+    assert!(p["prepared"].as_u64().unwrap() >= hits, "{p}");
+    cli.shutdown();
+    srv.shutdown();
+}
+
 /// Several lossless sessions under `ms_inject_socket_failures`: everything arrives exactly once,
 /// in order, per session.
 fn lossless_run(inject: &str, conns: u64, per_conn: u64, extra: &[(&str, &str)]) {

@@ -84,8 +84,10 @@ impl Dispatcher for ReplyDispatcher {
             }
         };
         let op = o.ops.lock().remove(&reply.tid);
-        if let Some(op) = op {
-            (op.done)(Ok(reply));
+        if let Some(InFlight { req, done, .. }) = op {
+            // Freed before the completion runs, which may reuse its buffers.
+            drop(req);
+            done(Ok(reply));
         }
     }
     fn ms_handle_reset(&self, c: &ConnectionRef) -> bool {

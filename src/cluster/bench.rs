@@ -9,7 +9,7 @@ use super::client::ClusterClient;
 use crate::client::objecter::Objecter;
 use crate::types::osd_op::{MOsdOpReply, OsdOp};
 use crate::{Error, Result};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use parking_lot::{Condvar, Mutex};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -179,12 +179,17 @@ fn header_for(i: u64) -> [u8; HEADER] {
     h
 }
 
-fn object_data(base: &[u8], i: u64) -> Bytes {
-    let mut v = base.to_vec();
+/// The data of object `i`: `base` under the object's header, written into `reuse` when that
+/// is the buffer of an earlier op (`base` under another header), which saves copying `base`.
+fn object_data(base: &[u8], i: u64, reuse: Option<BytesMut>) -> Bytes {
+    let mut v = match reuse {
+        Some(b) if b.len() == base.len() => b,
+        _ => BytesMut::from(base),
+    };
     let h = header_for(i);
     let n = HEADER.min(v.len());
     v[..n].copy_from_slice(&h[..n]);
-    Bytes::from(v)
+    v.freeze()
 }
 
 /// Checks a read of object `i`: its length and content.
@@ -265,6 +270,8 @@ struct Shared {
     prefix: String,
     kind: Kind,
     base: Arc<Vec<u8>>,
+    /// Data buffers of finished writes, for the next ones (`object_data`).
+    spare: Mutex<Vec<BytesMut>>,
 }
 
 struct Phase {
@@ -299,14 +306,26 @@ impl Shared {
         };
         self.st.lock().started += 1;
         let oid = object_name(&self.prefix, i);
+        let mut data = None;
         let ops = match self.kind {
-            Kind::Write => vec![OsdOp::writefull(object_data(&self.base, i))],
+            Kind::Write => {
+                let d = object_data(&self.base, i, self.spare.lock().pop());
+                data = Some(d.clone());
+                vec![OsdOp::writefull(d)]
+            }
             Kind::Read => vec![OsdOp::read(0, self.base.len() as u64)],
             Kind::Delete => vec![OsdOp::delete()],
         };
         let sh = self.clone();
         let t0 = Instant::now();
-        let done = Box::new(move |r: Result<MOsdOpReply>| sh.complete(i, t0, r));
+        let done = Box::new(move |r: Result<MOsdOpReply>| {
+            // By the reply the request is gone from the messenger and the objecter, so
+            // this is the buffer's last reference (unless the op was sent twice).
+            if let Some(b) = data.and_then(|d| d.try_into_mut().ok()) {
+                sh.spare.lock().push(b);
+            }
+            sh.complete(i, t0, r)
+        });
         self.objecter.submit(self.pool, &oid, "", ops, done);
         true
     }
@@ -390,6 +409,7 @@ fn run_phase(
         prefix: prefix.to_string(),
         kind,
         base: base.clone(),
+        spare: Mutex::new(Vec::new()),
     });
     let bs = base.len() as f64;
     let mut next_tick = start + Duration::from_secs(1);
@@ -693,7 +713,7 @@ mod tests {
     #[test]
     fn reads_are_checked() {
         let base = pattern(4096);
-        let d = object_data(&base, 7);
+        let d = object_data(&base, 7, None);
         assert!(check_read(&base, 7, &d).is_ok());
         assert!(check_read(&base, 8, &d).is_err());
         assert!(check_read(&base, 7, &d[..100]).is_err());
@@ -701,7 +721,18 @@ mod tests {
         bad[2000] ^= 1;
         assert!(check_read(&base, 7, &bad).is_err());
         let small = pattern(5);
-        assert!(check_read(&small, 3, &object_data(&small, 3)).is_ok());
+        assert!(check_read(&small, 3, &object_data(&small, 3, None)).is_ok());
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_the_new_objects_data() {
+        let base = pattern(4096);
+        let first = object_data(&base, 7, None);
+        let reused = object_data(&base, 9, Some(first.try_into_mut().expect("sole owner")));
+        assert!(check_read(&base, 9, &reused).is_ok());
+        // A buffer of another size is not reused.
+        let other = object_data(&base, 4, Some(BytesMut::from(&b"short"[..])));
+        assert!(check_read(&base, 4, &other).is_ok());
     }
 
     #[test]

@@ -332,6 +332,10 @@ fn table() -> Vec<OptDef> {
         o("ms_dispatch_throttle_bytes", Size, Advanced, "104857600")
             .desc("Limit messages that are read off the network but still being processed")
             .services(COMMON),
+        o("ms_prefault_bytes", Size, Advanced, "67108864")
+            .desc("Receive buffers for large frames kept faulted in ahead of time, by the ms_prefault thread (osdkit; 0: none)")
+            .long("Frames of 1 MiB or more are read into buffers whose pages a helper thread has already touched, so the messenger thread does not spend its time in page faults (most of it, for 4 MiB writes into a memory store). The helper starts with the first such frame and prepares buffers of the size frames last arrived at.")
+            .services(COMMON),
         o("ms_tcp_nodelay", Bool, Advanced, "true")
             .desc("Disable Nagle's algorithm and send queued network traffic immediately")
             .services(COMMON),

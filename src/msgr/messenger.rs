@@ -7,6 +7,7 @@ use super::dispatch_queue::{ConnEvent, DispatchQueue};
 use super::dispatcher::{Dispatcher, DispatcherChain};
 use super::message::Message;
 use super::policy::Policy;
+use super::recv_pool::RecvBufPool;
 use super::v2::control::{ClientIdent, SessionReconnect, FEATURES_PACIFIC};
 use super::v2::frame::FrameLimits;
 use super::v2::protocol::{LocalInfo, Protocol};
@@ -49,6 +50,8 @@ pub(crate) struct Inner {
     started: AtomicBool,
     stopped: AtomicBool,
     limits: FrameLimits,
+    /// `ms_prefault_bytes`; None when 0.
+    recv_pool: Option<Arc<RecvBufPool>>,
     /// `set_num_workers`; 0: `ms_async_op_threads`.
     num_workers: AtomicUsize,
     /// `ms_async_worker_fill`, read at start.
@@ -92,6 +95,11 @@ impl Messenger {
             conf.get_u64("ms_pq_max_tokens_per_priority"),
             conf.get_u64("ms_pq_min_cost"),
         );
+        let recv_pool = RecvBufPool::new(
+            conf.get_u64("ms_prefault_bytes") as usize,
+            &name.to_string(),
+            Some(ctx.perf()),
+        );
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             ctx: ctx.clone(),
@@ -116,6 +124,7 @@ impl Messenger {
             started: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             limits: FrameLimits::default(),
+            recv_pool,
             num_workers: AtomicUsize::new(0),
         });
         Ok(Messenger { inner })
@@ -308,6 +317,9 @@ impl Messenger {
             }
         }
         self.inner.dq.shutdown();
+        if let Some(p) = &self.inner.recv_pool {
+            p.stop();
+        }
         let all: Vec<ConnectionRef> = self.inner.all.lock().drain().map(|(_, c)| c).collect();
         for c in all {
             c.close_and_discard();
@@ -400,6 +412,9 @@ impl Inner {
     }
     pub(crate) fn frame_limits(&self) -> FrameLimits {
         self.limits
+    }
+    pub(crate) fn recv_pool(&self) -> Option<Arc<RecvBufPool>> {
+        self.recv_pool.clone()
     }
     pub(crate) fn next_global_seq(&self) -> u64 {
         self.global_seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1)

@@ -11,5 +11,6 @@ pub mod messenger;
 pub mod ping;
 pub mod policy;
 pub mod prioritized_queue;
+pub mod recv_pool;
 pub mod v2;
 pub(crate) mod worker;

@@ -439,7 +439,8 @@ impl Worker {
     fn accepted(&mut self, stream: TcpStream, peer: SocketAddr) {
         let Some(msgr) = self.msgr.upgrade() else { return };
         self.perf.inc(L_CREATED, 1);
-        let proto = Protocol::server(msgr.local_info(), peer, msgr.next_global_id(), msgr.frame_limits());
+        let mut proto = Protocol::server(msgr.local_info(), peer, msgr.next_global_id(), msgr.frame_limits());
+        proto.set_recv_pool(msgr.recv_pool());
         let mut s = Sock {
             stream,
             proto,
@@ -563,6 +564,7 @@ impl Worker {
             msgr.frame_limits(),
         );
         proto.in_seq = in_seq;
+        proto.set_recv_pool(msgr.recv_pool());
         let stream = match TcpStream::connect(sa) {
             Ok(s) => s,
             Err(e) => {

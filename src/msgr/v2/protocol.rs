@@ -10,10 +10,12 @@ use super::frame::{
     self, decode_frame_with, encode_frame, Frame, FrameLimits, RunningCrc, Tag, MSGR2_FEATURE_REVISION_1,
 };
 use crate::msgr::addr::{EntityAddr, ADDR_TYPE_ANY};
+use crate::msgr::recv_pool::RecvBufPool;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// A protocol violation or a peer refusal: the connection must be faulted (closed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +156,10 @@ pub struct Protocol {
     deciding: bool,
     /// CRCs of the large frame in progress, folded in as it arrives.
     running: RunningCrc,
+    /// Where large frames get buffers already faulted in (`ms_prefault_bytes`).
+    recv_pool: Option<Arc<RecvBufPool>>,
+    /// The frame in progress has had its buffer chosen (from `recv_pool` or not).
+    buffer_chosen: bool,
 }
 
 impl Protocol {
@@ -172,6 +178,8 @@ impl Protocol {
             in_seq: 0,
             deciding: false,
             running: RunningCrc::default(),
+            recv_pool: None,
+            buffer_chosen: false,
         };
         p.out
             .push(Bytes::copy_from_slice(&frame::banner(MSGR2_FEATURE_REVISION_1, 0)));
@@ -217,6 +225,11 @@ impl Protocol {
     }
     pub fn peer_type(&self) -> u8 {
         self.peer_type
+    }
+
+    /// Large frames are read into buffers from `pool`.
+    pub fn set_recv_pool(&mut self, pool: Option<Arc<RecvBufPool>>) {
+        self.recv_pool = pool;
     }
 
     /// Where to read socket bytes into; call `process` after.
@@ -290,9 +303,16 @@ impl Protocol {
             let Some(f) = decode_frame_with(&mut self.inbuf, &limits, &mut self.running).map_err(|e| Fault(e.0))?
             else {
                 // A large frame in progress: start following its CRCs now.
+                if let (Some(pool), false) = (&self.recv_pool, self.buffer_chosen) {
+                    if let Some(total) = frame::pending_frame_len(&self.inbuf) {
+                        pool.adopt(&mut self.inbuf, total);
+                        self.buffer_chosen = true;
+                    }
+                }
                 self.running.update(&self.inbuf);
                 break;
             };
+            self.buffer_chosen = false;
             self.handle(f)?;
         }
         Ok(())
