@@ -148,7 +148,8 @@ impl RecvBufPool {
             .is_ok()
     }
 
-    /// Prepares one buffer, after waiting until one is wanted; false once stopped.
+    /// Prepares one buffer, after waiting until one is wanted (or a second passes without
+    /// that); false once stopped.
     fn fill_one(&self) -> bool {
         let size = {
             let mut st = self.st.lock();
@@ -160,8 +161,11 @@ impl RecvBufPool {
                 if st.size > 0 && st.ready.len() < want {
                     break st.size;
                 }
-                // Timed, so the thread notices a pool dropped without `stop`.
-                self.cv.wait_for(&mut st, std::time::Duration::from_secs(1));
+                // Timed, and back to the caller then, so the thread lets go of the pool
+                // now and again and ends once nobody else holds it (dropped without `stop`).
+                if self.cv.wait_for(&mut st, std::time::Duration::from_secs(1)).timed_out() {
+                    return true;
+                }
             }
         };
         let mut b = BytesMut::with_capacity(size);
@@ -278,5 +282,20 @@ mod tests {
         p.stop();
         assert!(p.st.lock().ready.is_empty());
         assert!(!p.adopt(&mut b, 2 << 20), "nothing is prepared after stop");
+    }
+
+    #[test]
+    fn the_helper_ends_when_the_pool_is_dropped_without_stop() {
+        let p = RecvBufPool::new(4 << 20, "t", None).unwrap();
+        let mut b = BytesMut::new();
+        assert!(!p.adopt(&mut b, 2 << 20));
+        assert!(wait_ready(&p, 2));
+        let weak = Arc::downgrade(&p);
+        drop(p);
+        let end = Instant::now() + Duration::from_secs(10);
+        while weak.strong_count() > 0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(weak.strong_count(), 0, "the helper let go of the pool");
     }
 }
