@@ -421,24 +421,29 @@ pub fn execute(store: &dyn ObjectStore, coll: &CollId, oid: &ObjectId, ops: &mut
     }
 }
 
-/// `PGNLS`: up to `max` object names of the PG after `start_after`, in store order.
+/// `PGNLS`: up to `max` object names of the PG after `start_after`, in store order; exactly
+/// `max` when there are more, which is how a client knows to ask for the next page.
 pub fn list_pg(
     store: &dyn ObjectStore,
     coll: &CollId,
     start_after: &str,
     max: u64,
 ) -> Result<(Vec<String>, bool), i32> {
-    let after = (!start_after.is_empty()).then(|| ObjectId::new(coll.pool, "", start_after));
+    let mut after = (!start_after.is_empty()).then(|| ObjectId::new(coll.pool, "", start_after));
     let max = if max == 0 { 1024 } else { max.min(100_000) as usize };
-    let (objs, more) = store.list_objects(coll, after.as_ref(), max).map_err(|e| errno(&e))?;
-    // The empty name is the PG's metadata object (`pg::pgmeta`), not a client's.
-    Ok((
-        objs.into_iter()
-            .filter(|o| !o.name.is_empty())
-            .map(|o| o.name)
-            .collect(),
-        more,
-    ))
+    let mut names = Vec::new();
+    loop {
+        let (objs, more) = store
+            .list_objects(coll, after.as_ref(), max - names.len())
+            .map_err(|e| errno(&e))?;
+        after = objs.last().cloned();
+        // The empty name is the PG's metadata object (`pg::pgmeta`), not a client's: a page
+        // it was on is topped up from the store.
+        names.extend(objs.into_iter().filter(|o| !o.name.is_empty()).map(|o| o.name));
+        if !more || names.len() >= max {
+            return Ok((names, more));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -646,5 +651,25 @@ mod tests {
         assert_eq!(rest, ["o3", "o4"]);
         assert!(!more);
         assert_eq!(list_pg(&s, &CollId::new(9, 9), "", 3).unwrap_err(), -libc::ENOENT);
+    }
+
+    #[test]
+    fn a_page_with_the_pg_metadata_object_is_still_full() {
+        let (s, c, _) = setup();
+        let mut t = Transaction::new();
+        t.touch(&ObjectId::new(1, "", ""));
+        s.apply_transaction(&c, t).unwrap();
+        for i in 0..4 {
+            let o = ObjectId::new(1, "", format!("o{i}"));
+            assert_eq!(run(&s, &c, &o, &mut [OsdOp::create(false)]), 0);
+        }
+        // The metadata object sorts first; the page still holds 3 names, so a client that
+        // stops at a short page does not stop here.
+        let (first, more) = list_pg(&s, &c, "", 3).unwrap();
+        assert_eq!(first, ["o0", "o1", "o2"]);
+        assert!(more);
+        let (rest, more) = list_pg(&s, &c, "o2", 3).unwrap();
+        assert_eq!(rest, ["o3"]);
+        assert!(!more);
     }
 }
