@@ -143,6 +143,89 @@ fn messages_and_replies_flow_in_order() {
     srv.shutdown();
 }
 
+/// Replies a fast dispatcher sends from the worker thread: message 0 holds the worker until
+/// the rest wait in the socket (so one read brings them all); message 13 waits for the client
+/// to have 9 replies, which it can only have if the worker sent replies part-way through.
+struct InlineReplier {
+    client_replies: Arc<AtomicU64>,
+    early: std::sync::atomic::AtomicBool,
+    done: AtomicU64,
+}
+
+impl Dispatcher for InlineReplier {
+    fn ms_can_fast_dispatch(&self, m: &Message) -> bool {
+        m.ty == T_TEST
+    }
+    fn ms_fast_dispatch(&self, m: Message) {
+        let idx = u64::from_le_bytes(m.front[8..16].try_into().unwrap());
+        if idx == 0 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        if idx == 13 {
+            let end = Instant::now() + Duration::from_secs(2);
+            while self.client_replies.load(Ordering::Relaxed) < 9 && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.early
+                .store(self.client_replies.load(Ordering::Relaxed) >= 9, Ordering::Relaxed);
+        }
+        let c = m.conn.clone().unwrap();
+        c.send_message(Message::new(T_REPLY, m.front.clone())).unwrap();
+        self.done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// With `flush_every`, did the client get replies while the server still handled one read?
+fn replies_part_way_through_a_read(flush_every: &str) -> bool {
+    let c = ctx("osd.0", &[("ms_async_flush_every", flush_every)]);
+    let srv = Messenger::new(&c, "osd.0", None).unwrap();
+    srv.set_default_policy(Policy::stateless_server());
+    let (_cc, cli, crec) = client("client.1", &[], Policy::lossy_client());
+    let counter = Arc::new(AtomicU64::new(0));
+    let r = Arc::new(InlineReplier {
+        client_replies: counter.clone(),
+        early: Default::default(),
+        done: AtomicU64::new(0),
+    });
+    srv.add_dispatcher_tail(r.clone());
+    srv.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    srv.start().unwrap();
+    let conn = cli.connect_to(EntityType::Osd, &srv.my_addrs()[0]).unwrap();
+    // The client's replies, counted where the server's dispatcher can see them.
+    let watch = std::thread::spawn({
+        let crec = crec.clone();
+        move || {
+            let end = Instant::now() + Duration::from_secs(30);
+            while crec.replies.load(Ordering::Relaxed) < 16 && Instant::now() < end {
+                counter.store(crec.replies.load(Ordering::Relaxed), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            counter.store(crec.replies.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    });
+    for i in 0..16 {
+        conn.send_message(msg(1, i, 0)).unwrap();
+    }
+    wait_for("16 replies", 30, || crec.replies.load(Ordering::Relaxed) == 16);
+    watch.join().unwrap();
+    assert_eq!(r.done.load(Ordering::Relaxed), 16);
+    cli.shutdown();
+    srv.shutdown();
+    r.early.load(Ordering::Relaxed)
+}
+
+#[test]
+fn a_worker_sends_replies_part_way_through_a_long_read() {
+    assert!(
+        replies_part_way_through_a_read("4"),
+        "ms_async_flush_every 4: replies before the read is done"
+    );
+    assert!(
+        !replies_part_way_through_a_read("0"),
+        "ms_async_flush_every 0: replies only after the whole read"
+    );
+}
+
 /// Large frames are read into buffers the `ms_prefault` thread faulted in ahead of time: they
 /// arrive intact, in order, and after the first of a size most find a buffer ready.
 #[test]

@@ -132,6 +132,9 @@ pub(crate) struct WorkerConf {
     pub inject_delay_types: Vec<u8>,
     pub inject_delay_max: Duration,
     pub inject_delay_probability: f64,
+    /// `ms_async_flush_every`: messages delivered from one read between sends of what their
+    /// handling queued (0: only after the read).
+    pub flush_every: usize,
 }
 
 impl WorkerConf {
@@ -152,6 +155,7 @@ impl WorkerConf {
             inject_delay_types,
             inject_delay_max: secs("ms_inject_delay_max"),
             inject_delay_probability: conf.get_f64("ms_inject_delay_probability"),
+            flush_every: conf.get_u64("ms_async_flush_every") as usize,
         }
     }
 
@@ -722,6 +726,7 @@ impl Worker {
         };
         let mut got_messages = false;
         let mut drain = false;
+        let mut delivered = 0usize;
         loop {
             let s = self.socks.get_mut(&t).expect("token checked");
             let Some(ev) = s.proto.poll_event() else { break };
@@ -730,6 +735,12 @@ impl Worker {
                     got_messages = true;
                     let conn = s.conn.clone().expect("messages only after ready");
                     self.deliver(&msgr, &conn, header, segments);
+                    // The replies handling queued go out now and then, not only after the whole
+                    // read: the client can send its next ops while the rest are handled here.
+                    delivered += 1;
+                    if self.conf.flush_every > 0 && delivered % self.conf.flush_every == 0 {
+                        self.run_deferred();
+                    }
                 }
                 Event::Acked { seq } => {
                     if let Some(c) = &s.conn {
