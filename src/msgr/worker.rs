@@ -740,6 +740,11 @@ impl Worker {
                     delivered += 1;
                     if self.conf.flush_every > 0 && delivered % self.conf.flush_every == 0 {
                         self.run_deferred();
+                        if !self.socks.contains_key(&t) {
+                            // A send failed and closed this very socket (its fault is
+                            // handled): nothing is left to read or flush here.
+                            return Verdict::Moved;
+                        }
                     }
                 }
                 Event::Acked { seq } => {
