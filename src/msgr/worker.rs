@@ -734,11 +734,15 @@ impl Worker {
                 Event::Message { header, segments } => {
                     got_messages = true;
                     let conn = s.conn.clone().expect("messages only after ready");
+                    let seq = header.seq;
                     self.deliver(&msgr, &conn, header, segments);
                     // The replies handling queued go out now and then, not only after the whole
                     // read: the client can send its next ops while the rest are handled here.
                     delivered += 1;
                     if self.conf.flush_every > 0 && delivered % self.conf.flush_every == 0 {
+                        // What was delivered counts as received should a send fault the socket
+                        // (a reconnect would otherwise have it sent and delivered again).
+                        conn.state.lock().in_seq = seq;
                         self.run_deferred();
                         if !self.socks.contains_key(&t) {
                             // A send failed and closed this very socket (its fault is
