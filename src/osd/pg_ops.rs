@@ -637,13 +637,18 @@ mod tests {
         assert_eq!(run(&s, &c, &o, &mut ops[3..]), -libc::ENODATA);
     }
 
+    /// Creates objects o0..o{n-1} through the op path.
+    fn create_objects(s: &MemStore, c: &CollId, n: usize) {
+        for i in 0..n {
+            let o = ObjectId::new(1, "", format!("o{i}"));
+            assert_eq!(run(s, c, &o, &mut [OsdOp::create(false)]), 0);
+        }
+    }
+
     #[test]
     fn pg_listing_pages_through_the_collection() {
         let (s, c, _) = setup();
-        for i in 0..5 {
-            let o = ObjectId::new(1, "", format!("o{i}"));
-            assert_eq!(run(&s, &c, &o, &mut [OsdOp::create(false)]), 0);
-        }
+        create_objects(&s, &c, 5);
         let (first, more) = list_pg(&s, &c, "", 3).unwrap();
         assert_eq!(first, ["o0", "o1", "o2"]);
         assert!(more);
@@ -659,10 +664,7 @@ mod tests {
         let mut t = Transaction::new();
         t.touch(&ObjectId::new(1, "", ""));
         s.apply_transaction(&c, t).unwrap();
-        for i in 0..4 {
-            let o = ObjectId::new(1, "", format!("o{i}"));
-            assert_eq!(run(&s, &c, &o, &mut [OsdOp::create(false)]), 0);
-        }
+        create_objects(&s, &c, 4);
         // The metadata object sorts first; the page still holds 3 names, so a client that
         // stops at a short page does not stop here.
         let (first, more) = list_pg(&s, &c, "", 3).unwrap();
