@@ -567,7 +567,7 @@ impl Worker {
             session,
             msgr.frame_limits(),
         );
-        proto.in_seq = in_seq;
+        proto.set_in_seq(in_seq);
         proto.set_recv_pool(msgr.recv_pool());
         let stream = match TcpStream::connect(sa) {
             Ok(s) => s,
@@ -743,6 +743,9 @@ impl Worker {
                         // What was delivered counts as received should a send fault the socket
                         // (a reconnect would otherwise have it sent and delivered again).
                         conn.state.lock().in_seq = seq;
+                        if let Some(s) = self.socks.get_mut(&t) {
+                            s.proto.delivered(seq);
+                        }
                         self.run_deferred();
                         if !self.socks.contains_key(&t) {
                             // A send failed and closed this very socket (its fault is
@@ -832,7 +835,7 @@ impl Worker {
                         }
                     };
                     self.graveyard.clear();
-                    s.proto.in_seq = 0;
+                    s.proto.set_in_seq(0);
                     s.proto.resend_session(session);
                     if full {
                         msgr.dq().queue_event(ConnEvent::BadRemoteReset, conn);
@@ -901,10 +904,12 @@ impl Worker {
         }
         if got_messages {
             let s = self.socks.get_mut(&t).expect("token checked");
+            let all = s.proto.in_seq();
+            s.proto.delivered(all);
             if let Some(c) = &s.conn {
                 let idle = {
                     let mut st = c.state.lock();
-                    st.in_seq = s.proto.in_seq;
+                    st.in_seq = all;
                     st.out_q.is_empty()
                 };
                 if !c.policy.lossy && idle {

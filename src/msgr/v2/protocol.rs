@@ -148,8 +148,13 @@ pub struct Protocol {
     /// Our address as the peer sees it (from its HELLO).
     pub my_addr_seen: Option<EntityAddr>,
     pub global_id: u64,
-    /// Highest message seq received in this session (`in_seq`).
-    pub in_seq: u64,
+    /// Highest message seq received in this session (`in_seq`): what came again is dropped.
+    in_seq: u64,
+    /// What our acks claim (ACK frames, the ack_seq of messages we send): the highest seq the
+    /// owner has handed on. Messages parsed but not yet delivered are left out: a send
+    /// part-way through a read may be followed by a fault that drops them, and the peer must
+    /// then still have them to resend.
+    acked_upto: u64,
     /// Server: a CLIENT_IDENT or SESSION_RECONNECT awaits the owner's answer; the client must
     /// wait for it too, so any further frame is a protocol error (a second ident would open a
     /// second session on one socket).
@@ -176,6 +181,7 @@ impl Protocol {
             my_addr_seen: None,
             global_id: 0,
             in_seq: 0,
+            acked_upto: 0,
             deciding: false,
             running: RunningCrc::default(),
             recv_pool: None,
@@ -591,7 +597,7 @@ impl Protocol {
     /// Server side: resume the session; we had received up to `in_seq`.
     pub fn reconnect_ok(&mut self, in_seq: u64) {
         self.deciding = false;
-        self.in_seq = in_seq;
+        self.set_in_seq(in_seq);
         self.send(Tag::SessionReconnectOk, encode_u64(in_seq));
         self.state = State::Ready;
     }
@@ -612,9 +618,25 @@ impl Protocol {
         self.send(Tag::Wait, Bytes::new());
     }
 
-    /// Queues a message; `header.seq` is the session's, `ack_seq` is filled with our `in_seq`.
+    pub fn in_seq(&self) -> u64 {
+        self.in_seq
+    }
+
+    /// The session's receive state, as kept across sockets: everything up to `seq` was
+    /// delivered.
+    pub fn set_in_seq(&mut self, seq: u64) {
+        self.in_seq = seq;
+        self.acked_upto = seq;
+    }
+
+    /// The owner handed messages up to `seq` on: acks may now claim them.
+    pub fn delivered(&mut self, seq: u64) {
+        self.acked_upto = seq.min(self.in_seq);
+    }
+
+    /// Queues a message; `header.seq` is the session's, `ack_seq` is filled with what was delivered.
     pub fn send_message(&mut self, mut header: MsgHeader, front: Bytes, middle: Bytes, data: Bytes) {
-        header.ack_seq = self.in_seq;
+        header.ack_seq = self.acked_upto;
         header.flags = MSG_HEADER_FLAGS;
         if header.compat_version == 0 {
             header.compat_version = header.version;
@@ -633,7 +655,7 @@ impl Protocol {
     }
 
     pub fn send_ack(&mut self) {
-        self.send(Tag::Ack, encode_u64(self.in_seq));
+        self.send(Tag::Ack, encode_u64(self.acked_upto));
     }
 }
 
@@ -749,11 +771,28 @@ mod tests {
         assert_eq!(msgs[2], (3, Bytes::from("front3"), 5000));
         assert!(got.contains(&Event::Keepalive));
         assert_eq!(s.in_seq, 3);
-        s.send_ack();
+        // Parsed is not delivered: a reply sent after the owner handed on only two of the
+        // three acks those two, and an ACK after all three acks three.
+        s.delivered(2);
+        s.send_message(
+            MsgHeader {
+                seq: 1,
+                ..Default::default()
+            },
+            Bytes::new(),
+            Bytes::new(),
+            Bytes::new(),
+        );
         pump(&mut s, &mut c).unwrap();
         let evs: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
         assert!(evs.contains(&Event::KeepaliveAck { stamp }));
-        assert!(evs.contains(&Event::Acked { seq: 3 }));
+        assert!(evs.contains(&Event::Acked { seq: 2 }), "{evs:?}");
+        assert!(!evs.contains(&Event::Acked { seq: 3 }), "{evs:?}");
+        s.delivered(3);
+        s.send_ack();
+        pump(&mut s, &mut c).unwrap();
+        let evs: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+        assert!(evs.contains(&Event::Acked { seq: 3 }), "{evs:?}");
     }
 
     #[test]
