@@ -1,7 +1,7 @@
 //! `osdkit bench osd` against a real local cluster (`osdkit vstart --osds 2`): write with and
-//! without clean up, seq and rand reading back what `write --no-cleanup` left, a corrupted
-//! object caught by the read check, a missing pool, and bad arguments. A guard runs
-//! `osdkit stop` whatever happens.
+//! without clean up, seq and rand reading back what `write --no-cleanup` left, cleanup deleting
+//! it, a corrupted object caught by the read check, a missing pool, and bad arguments. A guard
+//! runs `osdkit stop` whatever happens.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -178,6 +178,22 @@ fn bench_osd_write_seq_rand_against_a_cluster() {
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o.stderr).contains("read 5 bytes, expected 4096"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // cleanup deletes every object the write left and the metadata object, and says how many.
+    let v = bench_json(&c, &["1", "cleanup", "--json"]);
+    assert_eq!(v["mode"], "cleanup", "{v}");
+    assert_eq!(v["objects_removed"].as_u64(), Some(written), "{v}");
+    assert_eq!(v["cleanup_errors"], 0, "{v}");
+    let left = c.ls();
+    assert!(left.iter().all(|n| !n.starts_with("benchmark_")), "{left:?}");
+    // Nothing left to clean: said so, exit 1.
+    let o = run(&refs(&c.bench(&["1", "cleanup"])));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no benchmark_last_metadata"),
         "{}",
         text(&o.stderr)
     );

@@ -317,7 +317,8 @@ enum BenchCmd {
     ///
     /// write: keep -t writefulls of -b bytes in flight for SECONDS, objects
     /// benchmark_data_<host>_<pid>_object<N>; deleted at the end unless --no-cleanup, which
-    /// leaves them and benchmark_last_metadata for seq (in order) and rand (random) to read back.
+    /// leaves them and benchmark_last_metadata for seq (in order) and rand (random) to read back,
+    /// and cleanup (like `rados -p POOL cleanup`; SECONDS is not used) to delete.
     /// Every read is checked for length and content. Exits 1 if any op failed.
     Osd {
         /// The cluster's config file.
@@ -329,8 +330,8 @@ enum BenchCmd {
         /// How long to run, in seconds.
         #[arg(value_parser = clap::value_parser!(u64).range(1..))]
         seconds: u64,
-        /// write, seq or rand.
-        #[arg(value_parser = ["write", "seq", "rand"])]
+        /// write, seq, rand or cleanup.
+        #[arg(value_parser = ["write", "seq", "rand", "cleanup"])]
         mode: String,
         /// Bytes per object (K, M suffixes allowed), like rados bench -b.
         #[arg(short = 'b', long = "block-size", default_value = "4M", value_parser = parse_size)]

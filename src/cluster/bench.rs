@@ -28,6 +28,8 @@ pub enum Mode {
     Write,
     Seq,
     Rand,
+    /// Deletes what the last `write --no-cleanup` left, like `rados -p POOL cleanup`.
+    Cleanup,
 }
 
 impl Mode {
@@ -36,6 +38,7 @@ impl Mode {
             Mode::Write => "write",
             Mode::Seq => "seq",
             Mode::Rand => "rand",
+            Mode::Cleanup => "cleanup",
         }
     }
 }
@@ -47,7 +50,8 @@ impl std::str::FromStr for Mode {
             "write" => Ok(Mode::Write),
             "seq" => Ok(Mode::Seq),
             "rand" => Ok(Mode::Rand),
-            _ => Err(Error::inval(format!("unknown mode '{s}': write, seq or rand"))),
+            "cleanup" => Ok(Mode::Cleanup),
+            _ => Err(Error::inval(format!("unknown mode '{s}': write, seq, rand or cleanup"))),
         }
     }
 }
@@ -117,6 +121,15 @@ impl Report {
     }
 
     fn print_text(&self) {
+        if self.mode == "cleanup" {
+            println!("Object prefix:          {}", self.object_prefix);
+            println!("Objects removed:        {}", self.objects_removed);
+            println!("Total time run:         {:.6}", self.seconds);
+            if self.cleanup_errors > 0 {
+                println!("Clean up errors:        {}", self.cleanup_errors);
+            }
+            return;
+        }
         let w = if self.mode == "write" { "writes" } else { "reads" };
         println!("Total time run:         {:.6}", self.seconds);
         println!("Total {w} made:      {}", self.ops);
@@ -537,6 +550,56 @@ fn report_of(o: &BenchOpts, block_size: u64, prefix: &str, mut p: Phase) -> Repo
     }
 }
 
+/// What `benchmark_last_metadata` says the last `write --no-cleanup` left: (prefix, objects,
+/// object size).
+fn last_metadata(obj: &Objecter, pool: i64, pool_name: &str) -> Result<(String, u64, u64)> {
+    let r = obj
+        .op(pool, METADATA_OBJECT, vec![OsdOp::read(0, 1 << 16)])
+        .map_err(|e| {
+            if e.errno == libc::ENOENT {
+                Error::noent(format!(
+                    "no {METADATA_OBJECT} in pool '{pool_name}': run `osdkit bench osd ... write --no-cleanup` first"
+                ))
+            } else {
+                Error::new(e.errno, format!("reading {METADATA_OBJECT}: {}", e.msg))
+            }
+        })?;
+    let data = r.ops.first().map(|op| op.outdata.clone()).unwrap_or_default();
+    let meta: Value = serde_json::from_slice(&data)
+        .map_err(|e| Error::inval(format!("{METADATA_OBJECT} is not benchmark metadata: {e}")))?;
+    match (
+        meta["prefix"].as_str(),
+        meta["objects"].as_u64(),
+        meta["object_size"].as_u64(),
+    ) {
+        (Some(prefix), Some(objects), Some(bs)) => Ok((prefix.to_string(), objects, bs)),
+        _ => Err(Error::inval(format!(
+            "{METADATA_OBJECT} lacks prefix/objects/object_size: {meta}"
+        ))),
+    }
+}
+
+/// Deletes objects 0..count of `prefix`, `depth` at a time, counting into `rep`.
+fn delete_objects(obj: &Objecter, pool: i64, prefix: &str, count: u64, depth: usize, rep: &mut Report) {
+    let p = run_phase(
+        obj,
+        pool,
+        prefix,
+        Kind::Delete,
+        depth,
+        &Arc::new(Vec::new()),
+        None,
+        Gen::Seq {
+            n: 0,
+            limit: Some(count),
+        },
+        false,
+    );
+    rep.objects_removed += p.finished - p.errors;
+    rep.cleanup_errors += p.errors;
+    rep.first_errors.extend(p.first_errors);
+}
+
 /// Runs the benchmark against the cluster of `conf`.
 pub fn run(conf: &Path, o: &BenchOpts) -> Result<Report> {
     if o.depth == 0 {
@@ -590,53 +653,41 @@ pub fn run(conf: &Path, o: &BenchOpts) -> Result<Report> {
                     )
                     .map_err(|e| Error::new(e.errno, format!("writing {METADATA_OBJECT}: {}", e.msg)))?;
             } else {
-                let empty = Arc::new(Vec::new());
-                let p = run_phase(
-                    c.objecter(),
-                    pool,
-                    &prefix,
-                    Kind::Delete,
-                    o.depth,
-                    &empty,
-                    None,
-                    Gen::Seq {
-                        n: 0,
-                        limit: Some(written),
-                    },
-                    false,
-                );
-                rep.objects_removed = p.finished - p.errors;
-                rep.cleanup_errors = p.errors;
-                rep.first_errors.extend(p.first_errors);
+                delete_objects(c.objecter(), pool, &prefix, written, o.depth, &mut rep);
             }
             Ok(rep)
         }
-        Mode::Seq | Mode::Rand => {
-            let r = c
-                .objecter()
-                .op(pool, METADATA_OBJECT, vec![OsdOp::read(0, 1 << 16)])
-                .map_err(|e| {
-                    if e.errno == libc::ENOENT {
-                        Error::noent(format!(
-                            "no {METADATA_OBJECT} in pool '{}': run `osdkit bench osd ... write --no-cleanup` first",
-                            o.pool
-                        ))
-                    } else {
-                        Error::new(e.errno, format!("reading {METADATA_OBJECT}: {}", e.msg))
-                    }
-                })?;
-            let data = r.ops.first().map(|op| op.outdata.clone()).unwrap_or_default();
-            let meta: Value = serde_json::from_slice(&data)
-                .map_err(|e| Error::inval(format!("{METADATA_OBJECT} is not benchmark metadata: {e}")))?;
-            let (Some(prefix), Some(objects), Some(bs)) = (
-                meta["prefix"].as_str(),
-                meta["objects"].as_u64(),
-                meta["object_size"].as_u64(),
-            ) else {
-                return Err(Error::inval(format!(
-                    "{METADATA_OBJECT} lacks prefix/objects/object_size: {meta}"
-                )));
+        Mode::Cleanup => {
+            let (prefix, objects, bs) = last_metadata(c.objecter(), pool, &o.pool)?;
+            let start = Instant::now();
+            let mut rep = Report {
+                mode: o.mode.name(),
+                block_size: bs,
+                depth: o.depth,
+                object_prefix: prefix.clone(),
+                ..Default::default()
             };
+            delete_objects(c.objecter(), pool, &prefix, objects, o.depth, &mut rep);
+            if rep.cleanup_errors == 0 {
+                // Kept when something was left, so a second cleanup can finish the job.
+                match c.objecter().op(pool, METADATA_OBJECT, vec![OsdOp::delete()]) {
+                    Ok(r) if r.result < 0 && r.result != -libc::ENOENT => {
+                        rep.cleanup_errors += 1;
+                        rep.first_errors
+                            .push(format!("deleting {METADATA_OBJECT}: errno {}", -r.result));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        rep.cleanup_errors += 1;
+                        rep.first_errors.push(format!("deleting {METADATA_OBJECT}: {}", e.msg));
+                    }
+                }
+            }
+            rep.seconds = start.elapsed().as_secs_f64();
+            Ok(rep)
+        }
+        Mode::Seq | Mode::Rand => {
+            let (prefix, objects, bs) = last_metadata(c.objecter(), pool, &o.pool)?;
             if objects == 0 {
                 return Err(Error::inval(format!(
                     "{METADATA_OBJECT}: the last write benchmark left no objects"
@@ -658,7 +709,7 @@ pub fn run(conf: &Path, o: &BenchOpts) -> Result<Report> {
             let p = run_phase(
                 c.objecter(),
                 pool,
-                prefix,
+                &prefix,
                 Kind::Read,
                 o.depth,
                 &base,
@@ -666,7 +717,7 @@ pub fn run(conf: &Path, o: &BenchOpts) -> Result<Report> {
                 gen,
                 !o.json,
             );
-            Ok(report_of(o, bs, prefix, p))
+            Ok(report_of(o, bs, &prefix, p))
         }
     }
 }
