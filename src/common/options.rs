@@ -340,7 +340,14 @@ fn table() -> Vec<OptDef> {
         o("ms_prefault_bytes", Size, Advanced, "67108864")
             .desc("Receive buffers for large frames kept faulted in ahead of time, by the ms_prefault thread (osdkit; 0: none)")
             .long("Frames of 1 MiB or more are read into buffers whose pages a helper thread has already touched, so the messenger thread does not spend its time in page faults (most of it, for 4 MiB writes into a memory store). The helper starts with the first such frame and prepares buffers of the size frames last arrived at.")
-            .services(COMMON),
+            .services(COMMON)
+            .see_also(&["ms_prefault_threads"]),
+        o("ms_prefault_threads", Uint, Advanced, "4")
+            .desc("Threads that fault in the ms_prefault_bytes buffers (osdkit)")
+            .long("First touches of memory the VM's host no longer backs wait on the host more than they use the CPU; several threads faulting at once keep more of them in progress.")
+            .services(COMMON)
+            .min_max(1.0, 64.0)
+            .see_also(&["ms_prefault_bytes"]),
         o("ms_tcp_nodelay", Bool, Advanced, "true")
             .desc("Disable Nagle's algorithm and send queued network traffic immediately")
             .services(COMMON),

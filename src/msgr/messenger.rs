@@ -97,6 +97,7 @@ impl Messenger {
         );
         let recv_pool = RecvBufPool::new(
             conf.get_u64("ms_prefault_bytes") as usize,
+            conf.get_u64("ms_prefault_threads") as usize,
             &name.to_string(),
             Some(ctx.perf()),
         );
