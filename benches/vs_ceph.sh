@@ -275,7 +275,8 @@ mgr data = $CEPH_DIR/mgr.\$id
 [osd]
 osd data = $CEPH_DIR/osd.\$id
 osd objectstore = memstore
-memstore device bytes = 4294967296
+# Room for 10 s of 4 MiB writes at 1 GB/s: at 4 GiB a faster run filled the OSD and stalled.
+memstore device bytes = 12884901888
 osd memory target = 2147483648
 osd class load list = *
 osd class default list = *
