@@ -600,6 +600,37 @@ fn delete_objects(obj: &Objecter, pool: i64, prefix: &str, count: u64, depth: us
     rep.first_errors.extend(p.first_errors);
 }
 
+/// `cleanup`: deletes what `benchmark_last_metadata` lists, then that object (kept when
+/// something was left, so a second cleanup can finish the job).
+fn cleanup(obj: &Objecter, pool: i64, o: &BenchOpts) -> Result<Report> {
+    let (prefix, objects, bs) = last_metadata(obj, pool, &o.pool)?;
+    let start = Instant::now();
+    let mut rep = Report {
+        mode: o.mode.name(),
+        block_size: bs,
+        depth: o.depth,
+        object_prefix: prefix.clone(),
+        ..Default::default()
+    };
+    delete_objects(obj, pool, &prefix, objects, o.depth, &mut rep);
+    if rep.cleanup_errors == 0 {
+        match obj.op(pool, METADATA_OBJECT, vec![OsdOp::delete()]) {
+            Ok(r) if r.result < 0 && r.result != -libc::ENOENT => {
+                rep.cleanup_errors += 1;
+                rep.first_errors
+                    .push(format!("deleting {METADATA_OBJECT}: errno {}", -r.result));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                rep.cleanup_errors += 1;
+                rep.first_errors.push(format!("deleting {METADATA_OBJECT}: {}", e.msg));
+            }
+        }
+    }
+    rep.seconds = start.elapsed().as_secs_f64();
+    Ok(rep)
+}
+
 /// Runs the benchmark against the cluster of `conf`.
 pub fn run(conf: &Path, o: &BenchOpts) -> Result<Report> {
     if o.depth == 0 {
@@ -657,35 +688,7 @@ pub fn run(conf: &Path, o: &BenchOpts) -> Result<Report> {
             }
             Ok(rep)
         }
-        Mode::Cleanup => {
-            let (prefix, objects, bs) = last_metadata(c.objecter(), pool, &o.pool)?;
-            let start = Instant::now();
-            let mut rep = Report {
-                mode: o.mode.name(),
-                block_size: bs,
-                depth: o.depth,
-                object_prefix: prefix.clone(),
-                ..Default::default()
-            };
-            delete_objects(c.objecter(), pool, &prefix, objects, o.depth, &mut rep);
-            if rep.cleanup_errors == 0 {
-                // Kept when something was left, so a second cleanup can finish the job.
-                match c.objecter().op(pool, METADATA_OBJECT, vec![OsdOp::delete()]) {
-                    Ok(r) if r.result < 0 && r.result != -libc::ENOENT => {
-                        rep.cleanup_errors += 1;
-                        rep.first_errors
-                            .push(format!("deleting {METADATA_OBJECT}: errno {}", -r.result));
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        rep.cleanup_errors += 1;
-                        rep.first_errors.push(format!("deleting {METADATA_OBJECT}: {}", e.msg));
-                    }
-                }
-            }
-            rep.seconds = start.elapsed().as_secs_f64();
-            Ok(rep)
-        }
+        Mode::Cleanup => cleanup(c.objecter(), pool, o),
         Mode::Seq | Mode::Rand => {
             let (prefix, objects, bs) = last_metadata(c.objecter(), pool, &o.pool)?;
             if objects == 0 {

@@ -329,6 +329,7 @@ impl Worker {
     /// than the messenger's own work on a small message (`bench msgr --transport tcp`).
     fn wait(&mut self, events: &mut Events, timeout: Duration, last_event: Instant) -> std::io::Result<()> {
         let spin_end = last_event + self.conf.idle_poll;
+        let deadline = Instant::now() + timeout;
         loop {
             let now = Instant::now();
             let sleep = now >= spin_end || timeout.is_zero();
@@ -339,7 +340,7 @@ impl Worker {
                 Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
                 Err(e) => return Err(e),
             }
-            if now.duration_since(last_event) >= timeout {
+            if now >= deadline {
                 // The timers and checks that follow the wait are due.
                 return Ok(());
             }
