@@ -219,7 +219,7 @@ fn drive_server(mode: u8, data: &[u8]) {
                     assert!(p.is_ready(), "messages are delivered only in READY");
                     assert!(header.seq > last_seq, "delivered seqs strictly increase");
                     last_seq = header.seq;
-                    assert_eq!(p.in_seq, header.seq);
+                    assert_eq!(p.in_seq(), header.seq);
                 }
                 Event::Ready { .. } | Event::Acked { .. } | Event::Keepalive | Event::KeepaliveAck { .. } => {}
                 e @ (Event::ReconnectOk { .. }
