@@ -80,6 +80,13 @@ fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// Runs `osdkit args`: it must exit 1 with `needle` in its stderr.
+fn fails_with(args: &[&str], needle: &str) {
+    let o = run(args);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains(needle), "{}", text(&o.stderr));
+}
+
 fn bench_json(c: &Cluster, rest: &[&str]) -> Value {
     ok_json(&refs(&c.bench(rest)))
 }
@@ -107,13 +114,7 @@ fn bench_osd_write_seq_rand_against_a_cluster() {
     let c = Cluster::start(&tmp.path().join("cluster"));
 
     // seq before any write --no-cleanup: nothing to read, said so.
-    let o = run(&refs(&c.bench(&["1", "seq"])));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("benchmark_last_metadata"),
-        "{}",
-        text(&o.stderr)
-    );
+    fails_with(&refs(&c.bench(&["1", "seq"])), "benchmark_last_metadata");
 
     // write with clean up (text output): the rados bench lines, then nothing left behind.
     let out = ok(&refs(&c.bench(&["1", "write", "-b", "4096", "-t", "8"])));
@@ -174,13 +175,7 @@ fn bench_osd_write_seq_rand_against_a_cluster() {
     // A short object too: the length check.
     std::fs::write(&bad, b"short").unwrap();
     ok(&["put", "-c", &c.conf, "-p", "data", &victim, bad.to_str().unwrap()]);
-    let o = run(&refs(&c.bench(&["2", "seq", "--json"])));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("read 5 bytes, expected 4096"),
-        "{}",
-        text(&o.stderr)
-    );
+    fails_with(&refs(&c.bench(&["2", "seq", "--json"])), "read 5 bytes, expected 4096");
 
     // cleanup deletes every object the write left and the metadata object, and says how many.
     let v = bench_json(&c, &["1", "cleanup", "--json"]);
@@ -190,21 +185,12 @@ fn bench_osd_write_seq_rand_against_a_cluster() {
     let left = c.ls();
     assert!(left.iter().all(|n| !n.starts_with("benchmark_")), "{left:?}");
     // Nothing left to clean: said so, exit 1.
-    let o = run(&refs(&c.bench(&["1", "cleanup"])));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("no benchmark_last_metadata"),
-        "{}",
-        text(&o.stderr)
-    );
+    fails_with(&refs(&c.bench(&["1", "cleanup"])), "no benchmark_last_metadata");
 
     // A missing pool: exit 1, said clearly.
-    let o = run(&["bench", "osd", "-c", &c.conf, "-p", "nosuchpool", "1", "write"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("pool 'nosuchpool' does not exist"),
-        "{}",
-        text(&o.stderr)
+    fails_with(
+        &["bench", "osd", "-c", &c.conf, "-p", "nosuchpool", "1", "write"],
+        "pool 'nosuchpool' does not exist",
     );
 }
 
