@@ -126,7 +126,7 @@ import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()
 EOF
-            if ! ss -Htln 2>/dev/null | awk '{print $4}' | grep -q ":$port\$"; then
+            if ! ss -Htln 2>/dev/null | awk '{print $4}' | grep ":$port\$" >/dev/null; then
                 echo "$port"
                 return 0
             fi

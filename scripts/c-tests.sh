@@ -228,14 +228,16 @@ install_check() {
   # shellcheck disable=SC2046 # pkg-config output is meant to be split
   "$CC" -std=c11 "${warn[@]}" bindings/c/examples/hello_daemon.c $(pkg-config --cflags --libs osdkit) \
     -Wl,-rpath,"$prefix/lib" -o "$out/hello_daemon-installed"
-  ldd "$out/hello_daemon-installed" | grep -q "$prefix/lib/libosdkit.so"
+  # grep reads all of ldd's output: with pipefail, `grep -q` leaving at the first match could
+  # fail the pipeline with SIGPIPE on ldd (a CI run failed this step so, printing nothing).
+  ldd "$out/hello_daemon-installed" | grep "$prefix/lib/libosdkit.so" >/dev/null
   timeout "$run_timeout" "$out/hello_daemon-installed" "$d" 1
   # Static linking with the flags pkg-config gives for it.
   # shellcheck disable=SC2046
   "$CC" -std=c11 "${warn[@]}" bindings/c/examples/hello_daemon.c $(pkg-config --cflags osdkit) \
     "$prefix/lib/libosdkit.a" $(pkg-config --static --libs osdkit | sed 's/-losdkit//') \
     -o "$out/hello_daemon-installed-static"
-  if ldd "$out/hello_daemon-installed-static" | grep -q libosdkit; then
+  if ldd "$out/hello_daemon-installed-static" | grep libosdkit >/dev/null; then
     echo "static build still links libosdkit.so"
     return 1
   fi
@@ -273,8 +275,8 @@ EOF
   cmake -S "$proj" -B "$proj/build" -DWANT="$major.$minor" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_BUILD_RPATH="$prefix/lib" >/dev/null
   cmake --build "$proj/build" -j 2 >/dev/null
-  ldd "$proj/build/hello_shared" | grep -q "$prefix/lib/libosdkit.so"
-  if ldd "$proj/build/hello_static" | grep -q libosdkit; then
+  ldd "$proj/build/hello_shared" | grep "$prefix/lib/libosdkit.so" >/dev/null
+  if ldd "$proj/build/hello_static" | grep libosdkit >/dev/null; then
     echo "osdkit::osdkit_static links the shared library"
     return 1
   fi
