@@ -725,7 +725,10 @@ impl Worker {
             // Large frames come in pieces of at most LARGE_READ, small enough to be still in
             // cache when the protocol checksums them (`RunningCrc`).
             let chunk = remaining.clamp(READ_CHUNK, LARGE_READ);
-            let n = match recv_into(&s.stream, s.proto.read_buf(), chunk) {
+            // Room for the rest of the frame is enough: a large frame's buffer was sized to it,
+            // and growing it for a whole chunk would copy the frame into memory never touched.
+            let need = if remaining > 0 { remaining.min(chunk) } else { chunk };
+            let n = match recv_into(&s.stream, s.proto.read_buf(), chunk, need) {
                 Ok(0) => return Verdict::Fault("peer closed the connection".into()),
                 Ok(n) => n,
                 Err(e) => match e.kind() {
@@ -1183,10 +1186,10 @@ impl Worker {
 }
 
 /// One `recv(2)` of at most `want` bytes straight into the spare capacity of `buf` (no
-/// zeroing first, no copy after).
-fn recv_into(stream: &TcpStream, buf: &mut bytes::BytesMut, want: usize) -> std::io::Result<usize> {
+/// zeroing first, no copy after), which is grown to `want` only if it has less than `need`.
+fn recv_into(stream: &TcpStream, buf: &mut bytes::BytesMut, want: usize, need: usize) -> std::io::Result<usize> {
     use std::os::fd::AsRawFd;
-    if buf.capacity() - buf.len() < want {
+    if buf.capacity() - buf.len() < need {
         buf.reserve(want);
     }
     let spare = buf.spare_capacity_mut();
@@ -1213,5 +1216,51 @@ pub(crate) fn reconnect_request(msgr: &Inner, st: &super::connection::ConnState)
         global_seq: msgr.next_global_seq(),
         connect_seq: st.connect_seq,
         msg_seq: st.in_seq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A connected pair: a std stream to write with, a mio stream to read with.
+    fn pair() -> (std::net::TcpStream, TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let w = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (r, _) = l.accept().unwrap();
+        (w, TcpStream::from_std(r))
+    }
+
+    fn recv_all(r: &TcpStream, buf: &mut bytes::BytesMut, want: usize, need: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match recv_into(r, buf, want, need) {
+                Ok(n) => return n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_end_of_a_frame_is_read_into_its_buffer_without_growing_it() {
+        let (mut w, r) = pair();
+        w.write_all(&[7u8; 100]).unwrap();
+        // A buffer cut to a frame's size, 100 bytes short of full: asking for a whole chunk
+        // but needing only the 100 reads into it, where it is.
+        let mut buf = bytes::BytesMut::with_capacity(1 << 20);
+        buf.resize((1 << 20) - 100, 1);
+        let (ptr, cap) = (buf.as_ptr(), buf.capacity());
+        assert_eq!(recv_all(&r, &mut buf, READ_CHUNK, 100), 100);
+        assert_eq!((buf.as_ptr(), buf.capacity(), buf.len()), (ptr, cap, 1 << 20));
+        assert!(buf[(1 << 20) - 100..].iter().all(|&b| b == 7));
+        // With less room than it needs, the buffer grows to what is asked for.
+        w.write_all(&[9u8; 10]).unwrap();
+        assert_eq!(recv_all(&r, &mut buf, READ_CHUNK, READ_CHUNK), 10);
+        assert!(buf.capacity() - (1 << 20) >= READ_CHUNK - 10);
+        assert_eq!(&buf[1 << 20..], &[9u8; 10]);
     }
 }
