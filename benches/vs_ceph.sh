@@ -7,6 +7,9 @@
 #
 # --ms-threads T sets ms_async_op_threads to T on both sides (default: each side's default, 3).
 # --osdkit-set KEY=VALUE (repeatable) sets an option of the osdkit cluster only (vstart -o).
+# --prefault BYTES: memstore_prefault_bytes of the osdkit mem cluster (default: 2/3 of the memory
+# available once Ceph is stopped, at most 2 GiB per second of a case; 0: none). w4m16 then also
+# runs on a mem cluster without it, reported as its own row.
 # LIST is comma separated, from w4k16,w4k1,seq4k16,w4m16 (default all). Nothing outside a temp
 # dir is touched (no /etc/ceph, /var/lib/ceph, systemd or root); every daemon started is killed
 # and the temp dirs removed on any exit.
@@ -18,11 +21,12 @@ SIZE=1
 SECS=10
 MS_THREADS=
 OSDKIT_SET=()
+PREFAULT=auto
 CASES="w4k16,w4k1,seq4k16,w4m16"
 ALL_CASES="w4k16 w4k1 seq4k16 w4m16"
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 }
 die() {
     echo "vs_ceph: error: $*" >&2
@@ -37,6 +41,7 @@ while [ $# -gt 0 ]; do
     --cases) CASES="${2:?--cases needs a value}"; shift 2 ;;
     --ms-threads) MS_THREADS="${2:?--ms-threads needs a value}"; shift 2 ;;
     --osdkit-set) OSDKIT_SET+=(-o "${2:?--osdkit-set needs KEY=VALUE}"); shift 2 ;;
+    --prefault) PREFAULT="${2:?--prefault needs a value}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -44,6 +49,7 @@ done
 [[ "$OSDS" =~ ^[1-9][0-9]*$ ]] || die "--osds must be a positive integer (got $OSDS)"
 [[ "$SIZE" =~ ^[1-9][0-9]*$ ]] || die "--size must be a positive integer (got $SIZE)"
 [[ "$SECS" =~ ^[1-9][0-9]*$ ]] || die "--seconds must be a positive integer (got $SECS)"
+[ "$PREFAULT" = auto ] || [[ "$PREFAULT" =~ ^[0-9]+$ ]] || die "--prefault must be a byte count or auto (got $PREFAULT)"
 [ -z "$MS_THREADS" ] || [[ "$MS_THREADS" =~ ^[1-9][0-9]*$ ]] || die "--ms-threads must be a positive integer (got $MS_THREADS)"
 [ "$SIZE" -le "$OSDS" ] || die "--size $SIZE needs at least $SIZE OSDs (got --osds $OSDS)"
 CASE_LIST=()
@@ -449,19 +455,21 @@ osdkit_case() { # side dir case
     record "$side" "$c" "$js"
 }
 
-osdkit_side() { # store
-    local store="$1" dir="$WORK/osdkit-$1"
+osdkit_side() { # store side prefault-bytes cases...
+    local store="$1" side="$2" prefault="$3"
+    shift 3
+    local dir="$WORK/$side"
     OSDKIT_DIRS+=("$dir")
-    if ! "$OSDKIT" vstart --dir "$dir" --osds "$OSDS" --store "$store" --size "$SIZE" \
-        ${MS_THREADS:+-o ms_async_op_threads=$MS_THREADS} ${OSDKIT_SET[@]+"${OSDKIT_SET[@]}"} >"$WORK/vstart-$store.out" 2>&1; then
-        cat "$WORK/vstart-$store.out" >&2
+    if ! "$OSDKIT" vstart --dir "$dir" --osds "$OSDS" --store "$store" --size "$SIZE" -o "memstore_prefault_bytes=$prefault" \
+        ${MS_THREADS:+-o ms_async_op_threads=$MS_THREADS} ${OSDKIT_SET[@]+"${OSDKIT_SET[@]}"} >"$WORK/vstart-$side.out" 2>&1; then
+        cat "$WORK/vstart-$side.out" >&2
         for f in "$dir"/*.log; do [ -f "$f" ] && log_tail "$f"; done
-        die "osdkit vstart --store $store failed"
+        die "osdkit vstart --store $store ($side) failed"
     fi
     local c
-    for c in "${CASE_LIST[@]}"; do
-        echo "  osdkit $store: $c" >&2
-        osdkit_case "osdkit-$store" "$dir" "$c"
+    for c in "$@"; do
+        echo "  $side: $c" >&2
+        osdkit_case "$side" "$dir" "$c"
     done
     "$OSDKIT" stop --dir "$dir" >/dev/null 2>&1 || echo "vs_ceph: warning: osdkit stop --dir $dir failed" >&2
 }
@@ -493,39 +501,57 @@ CEPH_HEALTH_END="$(timeout 10 "${CEPH[@]}" health detail 2>/dev/null || echo '?'
 # Stop Ceph before osdkit runs, so the two never share the CPUs.
 ceph_kill
 
-echo "starting osdkit (mem) ..." >&2
-osdkit_side mem
+if [ "$PREFAULT" = auto ]; then
+    PREFAULT=0
+    if [[ " ${CASE_LIST[*]} " == *" w4m16 "* ]]; then
+        avail_kb="$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)"
+        PREFAULT=$((avail_kb * 1024 * 2 / 3))
+        [ "$PREFAULT" -le $((SECS << 31)) ] || PREFAULT=$((SECS << 31))
+        PREFAULT=$((PREFAULT >> 20 << 20))
+    fi
+fi
+echo "starting osdkit (mem, memstore_prefault_bytes=$PREFAULT) ..." >&2
+osdkit_side mem osdkit-mem "$PREFAULT" "${CASE_LIST[@]}"
+if [ "$PREFAULT" -gt 0 ] && [[ " ${CASE_LIST[*]} " == *" w4m16 "* ]]; then
+    echo "starting osdkit (mem, no prefault reserve) ..." >&2
+    osdkit_side mem osdkit-mem-noreserve 0 w4m16
+fi
 echo "starting osdkit (kv) ..." >&2
-osdkit_side kv
+osdkit_side kv osdkit-kv 0 "${CASE_LIST[@]}"
 
 # The table.
-fmt_row() { # case
-    local c="$1" metric target kind
+fmt_row() { # case [mem side] [label]
+    local c="$1" mem="${2:-osdkit-mem}" label="${3:-$1}" metric target kind
     case "$c" in
     w4k16) metric=iops; target=5; kind=ge ;;
     w4k1) metric=avg_latency; target=0.3; kind=le ;;
     seq4k16) metric=iops; target=3; kind=ge ;;
     w4m16) metric=mb_per_sec; target=3; kind=ge ;;
     esac
-    jq -rs --arg c "$c" --arg m "$metric" --argjson t "$target" --arg k "$kind" '
+    jq -rs --arg c "$c" --arg mem "$mem" --arg title "$label" --arg m "$metric" --argjson t "$target" --arg k "$kind" '
         def get(s): (map(select(.side == s and .case == $c)) | first);
         def show(r):
             if r == null then "-"
             elif $m == "iops" then "\(r.iops | floor) IOPS"
             elif $m == "mb_per_sec" then "\(r.mb_per_sec * 10 | round / 10) MB/s"
             else "\(r.avg_latency * 1e6 | round) us avg" end;
-        get("ceph") as $ce | get("osdkit-mem") as $om | get("osdkit-kv") as $ok |
+        get("ceph") as $ce | get($mem) as $om | get("osdkit-kv") as $ok |
         (if $ce == null or $om == null then null else ($om[$m] / $ce[$m]) end) as $ratio |
         (if $ratio == null then "-"
          elif $k == "ge" then (if $ratio >= $t then "pass" else "FAIL" end)
          else (if $ratio <= $t then "pass" else "FAIL" end) end) as $verdict |
-        "| \($c) | \(show($ce)) | \(show($om)) | \(if $ratio == null then "-" else "\($ratio * 100 | round / 100)x" end) | \(if $k == "ge" then ">= \($t)x" else "<= \($t)x (latency)" end) \($verdict) | \(show($ok)) |"
+        "| \($title) | \(show($ce)) | \(show($om)) | \(if $ratio == null then "-" else "\($ratio * 100 | round / 100)x" end) | \(if $k == "ge" then ">= \($t)x" else "<= \($t)x (latency)" end) \($verdict) | \(show($ok)) |"
     ' "$RESULTS"
 }
 
 echo "| case | Ceph 16 (rados bench) | osdkit mem | ratio | target | osdkit kv |"
 echo "|---|---|---|---|---|---|"
 for c in "${CASE_LIST[@]}"; do fmt_row "$c"; done
+if grep -q '"side":"osdkit-mem-noreserve"' "$RESULTS"; then
+    fmt_row w4m16 osdkit-mem-noreserve "w4m16, no prefault reserve"
+fi
+echo
+echo "osdkit mem: memstore_prefault_bytes=$PREFAULT (faulted in while its OSD starts, before any case)"
 echo
 echo "Ceph health at start: $CEPH_HEALTH"
 echo "Ceph health at end:   $(tr '\n' ' ' <<<"$CEPH_HEALTH_END")"

@@ -319,3 +319,29 @@ fn the_kv_store_keeps_objects_across_an_osd_restart() {
     }
     osd.shutdown().unwrap();
 }
+
+#[test]
+fn memstore_prefault_is_refused_without_mimalloc_and_ignored_by_kv() {
+    // This test binary runs on the system allocator, which gives freed memory back at once.
+    let c = ctx("osd.0", &[("memstore_prefault_bytes", "67108864")]);
+    let e = Osd::start(&c, 0, Arc::new(MemStore::new()), "127.0.0.1:0".parse().unwrap())
+        .err()
+        .unwrap();
+    assert_eq!(e.errno, libc::EINVAL);
+    assert!(
+        e.msg.contains("memstore_prefault_bytes") && e.msg.contains("mimalloc"),
+        "{}",
+        e.msg
+    );
+    // The kv store keeps nothing in memory: it starts, and nothing was faulted in.
+    let dir = tempfile::tempdir().unwrap();
+    let osd = Osd::start(
+        &c,
+        0,
+        Arc::new(KvStore::new(dir.path())),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    assert!(perf_dump(&c).get("memstore_prefault").is_none());
+    osd.shutdown().unwrap();
+}

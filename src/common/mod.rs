@@ -7,6 +7,7 @@ pub mod error;
 pub mod formatter;
 pub mod hash;
 pub mod log;
+pub mod mem;
 pub mod net;
 pub mod options;
 pub mod perf;

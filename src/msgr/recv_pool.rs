@@ -15,6 +15,7 @@
 //!
 //! Not a Ceph mechanism (Ceph's messenger reads into fresh `buffer::ptr`s).
 
+use crate::common::mem::prefault;
 use crate::common::perf::{PerfCounters, PerfCountersBuilder, PerfCountersCollection};
 use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex};
@@ -26,7 +27,6 @@ pub const PREFAULT_MIN: usize = 1 << 20;
 /// Buffer sizes are rounded up to this, so frames of one kind (4 MiB of data plus headers
 /// that vary by a few bytes) share one size.
 const GRAIN: usize = 64 * 1024;
-const PAGE: usize = 4096;
 
 // Counter indices, in the order `build_perf` adds them.
 const L_HITS: usize = 0;
@@ -213,26 +213,6 @@ impl Drop for RecvBufPool {
         if let Some(coll) = self.perf_coll.as_ref().and_then(Weak::upgrade) {
             coll.remove(&self.perf);
         }
-    }
-}
-
-/// Faults in every page of `mem` for writing: one `madvise(MADV_POPULATE_WRITE)` (Linux 5.14),
-/// about half again as fast here as a write per page, which older kernels get instead.
-fn prefault(mem: &mut [std::mem::MaybeUninit<u8>]) {
-    let start = mem.as_mut_ptr() as usize;
-    let first = start.next_multiple_of(PAGE) - start;
-    let len = (mem.len().saturating_sub(first)) / PAGE * PAGE;
-    if len > 0 {
-        // SAFETY: [start + first, + len) lies within `mem`, memory this thread owns exclusively
-        // and may write; MADV_POPULATE_WRITE only maps its pages in (as a write would) and
-        // leaves their contents as they were.
-        let r = unsafe { libc::madvise((start + first) as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE) };
-        if r == 0 {
-            return;
-        }
-    }
-    for page in mem.chunks_mut(PAGE) {
-        page[0].write(0);
     }
 }
 

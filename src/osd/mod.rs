@@ -160,6 +160,8 @@ pub struct Osd {
     tracker: OpTracker,
     asok_ids: Vec<u64>,
     recovery: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Logger `memstore_prefault`, when `memstore_prefault_bytes` was faulted in at start.
+    prefault_perf: Option<Arc<PerfCounters>>,
 }
 
 struct FastDispatch {
@@ -955,6 +957,33 @@ impl Dispatcher for ClusterDispatch {
     }
 }
 
+/// Faults in `memstore_prefault_bytes` through the allocator, for a mem store (whose data is
+/// what the memory goes to), and lists what that took as logger `memstore_prefault`.
+fn memstore_prefault(ctx: &Context, name: &str, store_kind: &str) -> Result<Option<Arc<PerfCounters>>> {
+    let conf = ctx.conf();
+    let bytes = conf.get_u64("memstore_prefault_bytes");
+    if bytes == 0 || store_kind != "mem" {
+        return Ok(None);
+    }
+    let threads = conf.get_u64("ms_prefault_threads") as usize;
+    let took = crate::common::mem::pretouch(bytes, threads)
+        .map_err(|e| Error::new(e.errno, format!("memstore_prefault_bytes = {bytes}: {}", e.msg)))?;
+    log::info!(target: "osd", "{name}: faulted in {bytes} bytes in {took:?} ({threads} threads); freed memory is kept");
+    let mut b = PerfCountersBuilder::new("memstore_prefault");
+    let idx = [
+        b.add_u64(
+            "prefaulted_bytes",
+            "Bytes faulted in at startup (memstore_prefault_bytes)",
+        ),
+        b.add_time("prefault_time", "Time faulting them in took"),
+    ];
+    let perf = b.build();
+    perf.set(idx[0], bytes);
+    perf.tset(idx[1], took);
+    ctx.perf().add(&perf);
+    Ok(Some(perf))
+}
+
 impl Osd {
     /// Starts `osd.<whoami>` of `ctx` on `store` (mounted here), its public messenger bound to
     /// `bind`, its op queue (`osd_op_num_shards` x `osd_op_num_threads_per_shard`) and its admin
@@ -962,6 +991,7 @@ impl Osd {
     pub fn start(ctx: &Context, whoami: i32, store: Arc<dyn ObjectStore>, bind: SocketAddr) -> Result<Osd> {
         let conf = ctx.conf();
         store.mount()?;
+        let prefault_perf = memstore_prefault(ctx, &format!("osd.{whoami}"), store.kind())?;
         let perf = osd_perf();
         ctx.perf().add(&perf);
         let name = format!("osd.{whoami}");
@@ -1082,6 +1112,7 @@ impl Osd {
             hb: None,
             addrs: None,
             recovery: Mutex::new(Some(recovery)),
+            prefault_perf,
             wq,
             tracker,
             asok_ids,
@@ -1316,6 +1347,9 @@ impl Osd {
             self.ctx.admin_socket().unregister_command(*id);
         }
         self.ctx.perf().remove(&self.shared.perf);
+        if let Some(p) = &self.prefault_perf {
+            self.ctx.perf().remove(p);
+        }
         self.shared
             .store
             .umount()
