@@ -7,9 +7,10 @@
 #
 # --ms-threads T sets ms_async_op_threads to T on both sides (default: each side's default, 3).
 # --osdkit-set KEY=VALUE (repeatable) sets an option of the osdkit cluster only (vstart -o).
-# --prefault BYTES: memstore_prefault_bytes of the osdkit mem cluster (default: 2/3 of the memory
-# available once Ceph is stopped, at most 2 GiB per second of a case; 0: none). w4m16 then also
-# runs on a mem cluster without it, reported as its own row.
+# --prefault BYTES, --prefault-frames BYTES: memstore_prefault_bytes and
+# memstore_prefault_frame_bytes of the osdkit mem cluster (default: a quarter and a half of the
+# memory available once Ceph is stopped, the second at most 2 GiB per second of a case; 0: none).
+# w4m16 then first runs on a mem cluster without them, reported as its own row.
 # LIST is comma separated, from w4k16,w4k1,seq4k16,w4m16 (default all). Nothing outside a temp
 # dir is touched (no /etc/ceph, /var/lib/ceph, systemd or root); every daemon started is killed
 # and the temp dirs removed on any exit.
@@ -22,11 +23,12 @@ SECS=10
 MS_THREADS=
 OSDKIT_SET=()
 PREFAULT=auto
+PREFAULT_FRAMES=auto
 CASES="w4k16,w4k1,seq4k16,w4m16"
 ALL_CASES="w4k16 w4k1 seq4k16 w4m16"
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 }
 die() {
     echo "vs_ceph: error: $*" >&2
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
     --ms-threads) MS_THREADS="${2:?--ms-threads needs a value}"; shift 2 ;;
     --osdkit-set) OSDKIT_SET+=(-o "${2:?--osdkit-set needs KEY=VALUE}"); shift 2 ;;
     --prefault) PREFAULT="${2:?--prefault needs a value}"; shift 2 ;;
+    --prefault-frames) PREFAULT_FRAMES="${2:?--prefault-frames needs a value}"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -50,6 +53,8 @@ done
 [[ "$SIZE" =~ ^[1-9][0-9]*$ ]] || die "--size must be a positive integer (got $SIZE)"
 [[ "$SECS" =~ ^[1-9][0-9]*$ ]] || die "--seconds must be a positive integer (got $SECS)"
 [ "$PREFAULT" = auto ] || [[ "$PREFAULT" =~ ^[0-9]+$ ]] || die "--prefault must be a byte count or auto (got $PREFAULT)"
+[ "$PREFAULT_FRAMES" = auto ] || [[ "$PREFAULT_FRAMES" =~ ^[0-9]+$ ]] ||
+    die "--prefault-frames must be a byte count or auto (got $PREFAULT_FRAMES)"
 [ -z "$MS_THREADS" ] || [[ "$MS_THREADS" =~ ^[1-9][0-9]*$ ]] || die "--ms-threads must be a positive integer (got $MS_THREADS)"
 [ "$SIZE" -le "$OSDS" ] || die "--size $SIZE needs at least $SIZE OSDs (got --osds $OSDS)"
 CASE_LIST=()
@@ -455,12 +460,13 @@ osdkit_case() { # side dir case
     record "$side" "$c" "$js"
 }
 
-osdkit_side() { # store side prefault-bytes cases...
-    local store="$1" side="$2" prefault="$3"
-    shift 3
+osdkit_side() { # store side prefault-bytes prefault-frame-bytes cases...
+    local store="$1" side="$2" prefault="$3" frames="$4"
+    shift 4
     local dir="$WORK/$side"
     OSDKIT_DIRS+=("$dir")
-    if ! "$OSDKIT" vstart --dir "$dir" --osds "$OSDS" --store "$store" --size "$SIZE" -o "memstore_prefault_bytes=$prefault" \
+    if ! "$OSDKIT" vstart --dir "$dir" --osds "$OSDS" --store "$store" --size "$SIZE" \
+        -o "memstore_prefault_bytes=$prefault" -o "memstore_prefault_frame_bytes=$frames" \
         ${MS_THREADS:+-o ms_async_op_threads=$MS_THREADS} ${OSDKIT_SET[@]+"${OSDKIT_SET[@]}"} >"$WORK/vstart-$side.out" 2>&1; then
         cat "$WORK/vstart-$side.out" >&2
         for f in "$dir"/*.log; do [ -f "$f" ] && log_tail "$f"; done
@@ -501,23 +507,28 @@ CEPH_HEALTH_END="$(timeout 10 "${CEPH[@]}" health detail 2>/dev/null || echo '?'
 # Stop Ceph before osdkit runs, so the two never share the CPUs.
 ceph_kill
 
+avail_kb="$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)"
 if [ "$PREFAULT" = auto ]; then
-    PREFAULT=0
+    PREFAULT=$((avail_kb * 1024 / 4 >> 20 << 20))
+fi
+if [ "$PREFAULT_FRAMES" = auto ]; then
+    PREFAULT_FRAMES=0
     if [[ " ${CASE_LIST[*]} " == *" w4m16 "* ]]; then
-        avail_kb="$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)"
-        PREFAULT=$((avail_kb * 1024 * 2 / 3))
-        [ "$PREFAULT" -le $((SECS << 31)) ] || PREFAULT=$((SECS << 31))
-        PREFAULT=$((PREFAULT >> 20 << 20))
+        PREFAULT_FRAMES=$((avail_kb * 1024 / 2))
+        [ "$PREFAULT_FRAMES" -le $((SECS << 31)) ] || PREFAULT_FRAMES=$((SECS << 31))
+        PREFAULT_FRAMES=$((PREFAULT_FRAMES >> 20 << 20))
     fi
 fi
-echo "starting osdkit (mem, memstore_prefault_bytes=$PREFAULT) ..." >&2
-osdkit_side mem osdkit-mem "$PREFAULT" "${CASE_LIST[@]}"
-if [ "$PREFAULT" -gt 0 ] && [[ " ${CASE_LIST[*]} " == *" w4m16 "* ]]; then
-    echo "starting osdkit (mem, no prefault reserve) ..." >&2
-    osdkit_side mem osdkit-mem-noreserve 0 w4m16
+# The cluster without them runs first, right after Ceph, where every earlier run of this script
+# ran its mem cluster.
+if [ $((PREFAULT + PREFAULT_FRAMES)) -gt 0 ] && [[ " ${CASE_LIST[*]} " == *" w4m16 "* ]]; then
+    echo "starting osdkit (mem, nothing faulted in ahead) ..." >&2
+    osdkit_side mem osdkit-mem-defaults 0 0 w4m16
 fi
+echo "starting osdkit (mem, memstore_prefault_bytes=$PREFAULT, memstore_prefault_frame_bytes=$PREFAULT_FRAMES) ..." >&2
+osdkit_side mem osdkit-mem "$PREFAULT" "$PREFAULT_FRAMES" "${CASE_LIST[@]}"
 echo "starting osdkit (kv) ..." >&2
-osdkit_side kv osdkit-kv 0 "${CASE_LIST[@]}"
+osdkit_side kv osdkit-kv 0 0 "${CASE_LIST[@]}"
 
 # The table.
 fmt_row() { # case [mem side] [label]
@@ -547,11 +558,11 @@ fmt_row() { # case [mem side] [label]
 echo "| case | Ceph 16 (rados bench) | osdkit mem | ratio | target | osdkit kv |"
 echo "|---|---|---|---|---|---|"
 for c in "${CASE_LIST[@]}"; do fmt_row "$c"; done
-if grep -q '"side":"osdkit-mem-noreserve"' "$RESULTS"; then
-    fmt_row w4m16 osdkit-mem-noreserve "w4m16, no prefault reserve"
+if grep -q '"side":"osdkit-mem-defaults"' "$RESULTS"; then
+    fmt_row w4m16 osdkit-mem-defaults "w4m16, nothing faulted in ahead"
 fi
 echo
-echo "osdkit mem: memstore_prefault_bytes=$PREFAULT (faulted in while its OSD starts, before any case)"
+echo "osdkit mem: memstore_prefault_bytes=$PREFAULT, memstore_prefault_frame_bytes=$PREFAULT_FRAMES (faulted in while its OSD starts, before any case)"
 echo
 echo "Ceph health at start: $CEPH_HEALTH"
 echo "Ceph health at end:   $(tr '\n' ' ' <<<"$CEPH_HEALTH_END")"

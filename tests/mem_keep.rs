@@ -75,7 +75,10 @@ fn a_mem_store_osd_faults_its_memory_in_before_it_boots() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     std::fs::create_dir_all(&run).unwrap();
-    let opts = [("memstore_prefault_bytes", "67108864")];
+    let opts = [
+        ("memstore_prefault_bytes", "67108864"),
+        ("memstore_prefault_frame_bytes", "8388608"),
+    ];
     let c = MiniCluster::start_opts(&dir.path().join("c"), 1, "mem", 1, Some(&run), &opts).unwrap();
     assert!(mem::keeps_freed_memory());
     let perf: serde_json::Value = serde_json::from_str(
@@ -86,7 +89,9 @@ fn a_mem_store_osd_faults_its_memory_in_before_it_boots() {
     .unwrap();
     assert_eq!(perf["memstore_prefault"]["prefaulted_bytes"], 64 * MIB);
     assert!(perf["memstore_prefault"]["prefault_time"].as_f64().unwrap() > 0.0);
-    // Large writes land in it and read back intact.
+    assert_eq!(perf["prefault_reserve"]["reserved_bytes"], 8 * MIB);
+    // Large writes land in them (one in the frames' reserve, the rest in buffers from the
+    // allocator's kept memory) and read back intact.
     let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
     let body = |i: usize| -> Vec<u8> { (0..4 << 20).map(|j: usize| (j * 31 + i * 7) as u8).collect() };
     for i in 0..4 {

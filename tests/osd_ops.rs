@@ -345,3 +345,67 @@ fn memstore_prefault_is_refused_without_mimalloc_and_ignored_by_kv() {
     assert!(perf_dump(&c).get("memstore_prefault").is_none());
     osd.shutdown().unwrap();
 }
+
+#[test]
+fn large_writes_are_read_into_the_frame_reserve_until_it_is_used_up() {
+    const MIB: usize = 1 << 20;
+    let c = ctx("osd.0", &[("memstore_prefault_frame_bytes", "20971520")]);
+    let osd = Osd::start(&c, 0, Arc::new(MemStore::new()), "127.0.0.1:0".parse().unwrap()).unwrap();
+    osd.set_osdmap(map());
+    let reserve = |k: &str| perf_dump(&c)["prefault_reserve"][k].as_u64().unwrap();
+    assert_eq!((reserve("reserved_bytes"), reserve("left_bytes")), (20 << 20, 20 << 20));
+    let cl = Client::new(&osd);
+    // Each 4 MiB write is a frame of a little more than 4 MiB: four fit in 20 MiB, the fifth
+    // and sixth are read the usual way.
+    let body = |i: usize| -> Vec<u8> { (0..4 * MIB).map(|j| (j * 31 + i * 7) as u8).collect() };
+    for i in 0..6 {
+        let r = cl.op(1, &format!("big{i}"), vec![OsdOp::writefull(Bytes::from(body(i)))]);
+        assert_eq!(r.result, 0, "write {i}");
+    }
+    let hits: u64 = perf_dump(&c)
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("ms_prefault-osd.0"))
+        .map(|(_, v)| v["reserve_hits"].as_u64().unwrap())
+        .sum();
+    assert_eq!(hits, 4);
+    assert_eq!(
+        reserve("left_bytes"),
+        0,
+        "the remainder too small for a frame is let go"
+    );
+    for i in 0..6 {
+        let r = cl.op(1, &format!("big{i}"), vec![OsdOp::read(0, 0)]);
+        assert_eq!(r.result, 0);
+        assert!(data(&r, 0) == body(i).as_slice(), "object {i} reads back intact");
+    }
+    drop(cl);
+    osd.shutdown().unwrap();
+    assert!(
+        perf_dump(&c).get("prefault_reserve").is_none(),
+        "the OSD's counters go with it"
+    );
+
+    // Without the large-frame pool there is nothing to cut frames for: a clear error.
+    let c = ctx(
+        "osd.0",
+        &[
+            ("memstore_prefault_frame_bytes", "20971520"),
+            ("ms_prefault_bytes", "0"),
+        ],
+    );
+    let e = Osd::start(&c, 0, Arc::new(MemStore::new()), "127.0.0.1:0".parse().unwrap())
+        .err()
+        .unwrap();
+    assert_eq!(e.errno, libc::EINVAL);
+    assert!(e.msg.contains("ms_prefault_bytes"), "{}", e.msg);
+
+    // More than the machine has is refused, before anything is touched.
+    let c = ctx("osd.0", &[("memstore_prefault_frame_bytes", "1125899906842624")]);
+    let e = Osd::start(&c, 0, Arc::new(MemStore::new()), "127.0.0.1:0".parse().unwrap())
+        .err()
+        .unwrap();
+    assert_eq!(e.errno, libc::EINVAL);
+    assert!(e.msg.contains("available"), "{}", e.msg);
+}

@@ -419,7 +419,12 @@ fn table() -> Vec<OptDef> {
             .desc("Memory a mem-store OSD faults in when it starts, and its allocator keeps from then on (osdkit; 0: none)")
             .long("A memory store keeps every byte written to it, so a write load keeps touching memory for the first time: a page fault and a zeroed page each, and in a VM whose host no longer backs the memory a wait on the host as well (about 10 us a page on the VM the README's figures come from). Like the JVM's -XX:+AlwaysPreTouch, this pays that cost at startup: the OSD boots once its ms_prefault_threads threads have faulted this much in through the allocator, which from then on keeps what is freed instead of giving it back to the system. Needs mimalloc as the process's allocator (the osdkit command's); refused for more than the system has available. Ignored by the kv store.")
             .services(OSD)
-            .see_also(&["ms_prefault_threads", "osd_objectstore"]),
+            .see_also(&["memstore_prefault_frame_bytes", "ms_prefault_threads", "osd_objectstore"]),
+        o("memstore_prefault_frame_bytes", Size, Advanced, "0")
+            .desc("Memory a mem-store OSD faults in when it starts, that messages of 1 MiB or more are read into, end to end, until it is used up (osdkit; 0: none)")
+            .long("The store keeps those buffers as the objects' data. Unlike memstore_prefault_bytes this memory is the OSD's own, not the allocator's: it works with any allocator, packs frames without gaps (mimalloc leaves 11% of its chunks unused between 4 MiB + 64 KiB buffers), and goes back to the system as the objects cut from it are all deleted. Faulted in with ms_prefault_threads threads before the OSD boots; refused, with memstore_prefault_bytes, beyond the memory the system has available; needs ms_prefault_bytes > 0. Ignored by the kv store.")
+            .services(OSD)
+            .see_also(&["memstore_prefault_bytes", "ms_prefault_bytes", "ms_prefault_threads"]),
         o("osd_objectstore", Str, Advanced, "mem")
             .desc("backend type for an OSD's object store")
             .long("mem keeps objects in memory (lost on restart); kv keeps them in a durable store under osd_data.")

@@ -134,6 +134,10 @@ impl Messenger {
     pub fn name(&self) -> &EntityName {
         &self.inner.name
     }
+    /// The large-frame buffer pool (`ms_prefault_bytes`), if it has one.
+    pub(crate) fn recv_pool(&self) -> Option<Arc<RecvBufPool>> {
+        self.inner.recv_pool()
+    }
     pub fn nonce(&self) -> u32 {
         self.inner.nonce
     }

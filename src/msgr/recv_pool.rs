@@ -13,13 +13,18 @@
 //! faulting at once got 2–3 times the rate of one (12 GiB: 13–20 s with one process, 5.6–6.5 s
 //! with two, 4.8–5.1 s with four, on this 2-core VM).
 //!
+//! A memory-store OSD can also fault in a [`PrefaultReserve`] when it starts
+//! (`memstore_prefault_frame_bytes`): large frames are then cut from memory already backed, end
+//! to end, and only once it is used up do they fall back to the helpers.
+//!
 //! Not a Ceph mechanism (Ceph's messenger reads into fresh `buffer::ptr`s).
 
 use crate::common::mem::prefault;
 use crate::common::perf::{PerfCounters, PerfCountersBuilder, PerfCountersCollection};
 use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 /// Frames shorter than this are read the usual way: their faults are few, and the hand-over
 /// would cost more than it saves.
@@ -33,6 +38,7 @@ const L_HITS: usize = 0;
 const L_MISSES: usize = 1;
 const L_PREPARED: usize = 2;
 const L_READY_BYTES: usize = 3;
+const L_RESERVE_HITS: usize = 4;
 
 fn build_perf(msgr_name: &str) -> Arc<PerfCounters> {
     let mut b = PerfCountersBuilder::new(format!("ms_prefault-{msgr_name}"));
@@ -41,8 +47,12 @@ fn build_perf(msgr_name: &str) -> Arc<PerfCounters> {
         b.add_u64_counter("misses", "Large frames that found no such buffer ready"),
         b.add_u64_counter("prepared", "Buffers faulted in by the ms_prefault thread"),
         b.add_u64("ready_bytes", "Bytes of buffers ready for large frames"),
+        b.add_u64_counter(
+            "reserve_hits",
+            "Large frames read into memory cut from the prefault reserve",
+        ),
     ];
-    debug_assert_eq!(idx, [L_HITS, L_MISSES, L_PREPARED, L_READY_BYTES]);
+    debug_assert_eq!(idx, [L_HITS, L_MISSES, L_PREPARED, L_READY_BYTES, L_RESERVE_HITS]);
     b.build()
 }
 
@@ -68,6 +78,8 @@ pub struct RecvBufPool {
     perf: Arc<PerfCounters>,
     /// Where `perf` is listed (logger `ms_prefault-<messenger>`), until the pool is dropped.
     perf_coll: Option<Weak<PerfCountersCollection>>,
+    /// Memory faulted in up front, used before the helpers' buffers (`set_reserve`).
+    reserve: OnceLock<Arc<PrefaultReserve>>,
 }
 
 impl RecvBufPool {
@@ -92,6 +104,7 @@ impl RecvBufPool {
                 cv: Condvar::new(),
                 perf: pc,
                 perf_coll: perf.map(Arc::downgrade),
+                reserve: OnceLock::new(),
             })
         })
     }
@@ -104,6 +117,12 @@ impl RecvBufPool {
             return false;
         }
         let size = total.div_ceil(GRAIN) * GRAIN;
+        if let Some(mut b) = self.reserve.get().and_then(|r| r.take(total)) {
+            self.perf.inc(L_RESERVE_HITS, 1);
+            b.extend_from_slice(buf);
+            *buf = b;
+            return true;
+        }
         if size > self.budget.max(PREFAULT_MIN) {
             // More than the whole budget for one frame: not worth holding ready.
             return false;
@@ -138,6 +157,11 @@ impl RecvBufPool {
         b.extend_from_slice(buf);
         *buf = b;
         true
+    }
+
+    /// Has large frames cut from `reserve` while it lasts; false if a reserve was set already.
+    pub fn set_reserve(&self, reserve: Arc<PrefaultReserve>) -> bool {
+        self.reserve.set(reserve).is_ok()
     }
 
     /// Frames read into a prepared buffer, and large frames that found none ready.
@@ -205,6 +229,110 @@ impl RecvBufPool {
             self.perf.set(L_READY_BYTES, (st.ready.len() * size) as u64);
         }
         true
+    }
+}
+
+/// The reserve is faulted in as slabs of this size, one thread to a slab, and frames are cut
+/// from them: a slab's memory goes back only when every frame cut from it is dropped.
+const SLAB: usize = 256 << 20;
+/// Cuts start on a cache line.
+const CUT_ALIGN: usize = 64;
+
+const R_RESERVED: usize = 0;
+const R_LEFT: usize = 1;
+const R_TIME: usize = 2;
+
+/// Memory faulted in once, up front, that large frames are cut from until it is used up. Its
+/// memory is its own (not the allocator's to hand out), so it serves with any allocator.
+pub struct PrefaultReserve {
+    slabs: Mutex<Vec<BytesMut>>,
+    /// Logger `prefault_reserve`: `reserved_bytes`, `left_bytes`, `fault_in_time`.
+    perf: Arc<PerfCounters>,
+}
+
+impl PrefaultReserve {
+    /// Faults in `bytes` (rounded up to whole pages) with `threads` threads, and returns when
+    /// every page is; `bytes` must be at least [`PREFAULT_MIN`].
+    pub fn fault_in(bytes: usize, threads: usize) -> crate::common::error::Result<Arc<PrefaultReserve>> {
+        if bytes < PREFAULT_MIN {
+            return Err(crate::common::error::Error::inval(format!(
+                "a prefault reserve of {bytes} bytes is smaller than one large frame ({PREFAULT_MIN})"
+            )));
+        }
+        let bytes = bytes.next_multiple_of(4096);
+        let start = std::time::Instant::now();
+        let n = bytes.div_ceil(SLAB);
+        let next = AtomicUsize::new(0);
+        let slabs = Mutex::new(Vec::with_capacity(n));
+        std::thread::scope(|s| {
+            let fill = || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let mut b = BytesMut::with_capacity(SLAB.min(bytes - i * SLAB));
+                prefault(b.spare_capacity_mut());
+                slabs.lock().push(b);
+            };
+            for _ in 1..threads.clamp(1, n) {
+                if std::thread::Builder::new()
+                    .name("ms_prefault".into())
+                    .spawn_scoped(s, fill)
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            fill();
+        });
+        let mut b = PerfCountersBuilder::new("prefault_reserve");
+        let idx = [
+            b.add_u64("reserved_bytes", "Bytes faulted in at startup for large frames"),
+            b.add_u64("left_bytes", "Bytes of the reserve not yet cut for large frames"),
+            b.add_time("fault_in_time", "Time faulting the reserve in took"),
+        ];
+        debug_assert_eq!(idx, [R_RESERVED, R_LEFT, R_TIME]);
+        let perf = b.build();
+        perf.set(R_RESERVED, bytes as u64);
+        perf.set(R_LEFT, bytes as u64);
+        perf.tset(R_TIME, start.elapsed());
+        Ok(Arc::new(PrefaultReserve { slabs, perf }))
+    }
+
+    /// A buffer of at least `size` bytes cut from the reserve, if that much is left in one slab.
+    fn take(&self, size: usize) -> Option<BytesMut> {
+        let size = size.next_multiple_of(CUT_ALIGN);
+        let mut slabs = self.slabs.lock();
+        loop {
+            let last = slabs.last_mut()?;
+            let cap = last.capacity();
+            if cap >= size {
+                let rest = last.split_off(size);
+                let piece = std::mem::replace(last, rest);
+                self.perf.dec(R_LEFT, size as u64);
+                return Some(piece);
+            }
+            // Too little left for this frame: the rest of this slab goes unused.
+            slabs.pop();
+            self.perf.dec(R_LEFT, cap as u64);
+        }
+    }
+
+    /// Bytes faulted in, bytes not yet cut, and how long faulting them in took.
+    pub fn stats(&self) -> (u64, u64, std::time::Duration) {
+        (self.perf.get(R_RESERVED), self.perf.get(R_LEFT), self.perf.tget(R_TIME))
+    }
+
+    /// Frees what is not cut yet; nothing is cut from it afterwards.
+    pub fn release(&self) {
+        let slabs = std::mem::take(&mut *self.slabs.lock());
+        self.perf.set(R_LEFT, 0);
+        drop(slabs);
+    }
+
+    /// Its counters, to list in a daemon's `perf dump`.
+    pub fn perf(&self) -> &Arc<PerfCounters> {
+        &self.perf
     }
 }
 
@@ -315,6 +443,66 @@ mod tests {
         p.stop();
         assert!(p.st.lock().ready.is_empty());
         assert!(!p.adopt(&mut b, 2 << 20), "nothing is prepared after stop");
+    }
+
+    #[test]
+    fn a_reserve_is_cut_into_frames_until_it_is_used_up() {
+        assert_eq!(
+            PrefaultReserve::fault_in(PREFAULT_MIN - 1, 2).err().map(|e| e.errno),
+            Some(libc::EINVAL)
+        );
+        let r = PrefaultReserve::fault_in(10 << 20, 2).unwrap();
+        assert_eq!(r.stats().0, 10 << 20);
+        let span = {
+            let slabs = r.slabs.lock();
+            assert_eq!(slabs.len(), 1);
+            let p = slabs[0].as_ptr() as usize;
+            p..p + (10 << 20)
+        };
+        let total: usize = (3 << 20) + 101;
+        let cut = total.next_multiple_of(CUT_ALIGN);
+        let mut got = Vec::new();
+        while let Some(b) = r.take(total) {
+            assert!(
+                b.is_empty() && b.capacity() == cut,
+                "a cut is exactly the frame, aligned"
+            );
+            got.push(b);
+        }
+        // Three fit in 10 MiB, end to end; the 1 MiB left over cannot hold a fourth and is let go.
+        let starts: Vec<usize> = got.iter().map(|b| b.as_ptr() as usize).collect();
+        assert_eq!(starts, vec![span.start, span.start + cut, span.start + 2 * cut]);
+        assert_eq!(r.stats().1, 0);
+        assert!(r.take(PREFAULT_MIN).is_none(), "a smaller frame does not fit either");
+    }
+
+    #[test]
+    fn large_frames_use_the_reserve_first_then_the_helpers() {
+        let total = (2 << 20) + 300;
+        let p = RecvBufPool::new(8 << 20, 2, "t", None).unwrap();
+        let r = PrefaultReserve::fault_in(5 << 20, 2).unwrap();
+        assert!(p.set_reserve(r.clone()));
+        assert!(!p.set_reserve(r.clone()), "one reserve per pool");
+        for _ in 0..2 {
+            let mut b = BytesMut::from(&b"head"[..]);
+            assert!(p.adopt(&mut b, total));
+            assert_eq!(&b[..], b"head");
+            assert!(b.capacity() >= total);
+        }
+        assert_eq!(p.perf.get(L_RESERVE_HITS), 2);
+        assert_eq!(p.stats(), (0, 0), "the helpers were not needed yet");
+        assert!(!p.st.lock().started);
+        // The reserve has 1 MiB left: the next frame goes the usual way.
+        let mut b = BytesMut::from(&b"head"[..]);
+        assert!(!p.adopt(&mut b, total));
+        assert_eq!(p.stats(), (0, 1));
+        assert_eq!(p.perf.get(L_RESERVE_HITS), 2);
+        // Released, nothing more is cut from it.
+        let r2 = PrefaultReserve::fault_in(4 << 20, 1).unwrap();
+        r2.release();
+        assert_eq!(r2.stats().1, 0);
+        assert!(r2.take(PREFAULT_MIN).is_none());
+        p.stop();
     }
 
     #[test]

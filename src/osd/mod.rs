@@ -160,8 +160,8 @@ pub struct Osd {
     tracker: OpTracker,
     asok_ids: Vec<u64>,
     recovery: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Logger `memstore_prefault`, when `memstore_prefault_bytes` was faulted in at start.
-    prefault_perf: Option<Arc<PerfCounters>>,
+    /// What was faulted in at start for a mem store.
+    prefault: Prefault,
 }
 
 struct FastDispatch {
@@ -957,31 +957,98 @@ impl Dispatcher for ClusterDispatch {
     }
 }
 
-/// Faults in `memstore_prefault_bytes` through the allocator, for a mem store (whose data is
-/// what the memory goes to), and lists what that took as logger `memstore_prefault`.
-fn memstore_prefault(ctx: &Context, name: &str, store_kind: &str) -> Result<Option<Arc<PerfCounters>>> {
-    let conf = ctx.conf();
-    let bytes = conf.get_u64("memstore_prefault_bytes");
-    if bytes == 0 || store_kind != "mem" {
-        return Ok(None);
+/// What a mem-store OSD faulted in at start: `memstore_prefault_bytes` through the allocator
+/// (logger `memstore_prefault`) and `memstore_prefault_frame_bytes` for large frames.
+struct Prefault {
+    perf: Option<Arc<PerfCounters>>,
+    frames: Option<Arc<crate::msgr::recv_pool::PrefaultReserve>>,
+}
+
+impl Prefault {
+    /// Faults both in, for a mem store (whose data is what the memory goes to), and has the
+    /// messengers' large frames cut from the frame reserve.
+    fn start(ctx: &Context, name: &str, store_kind: &str, msgrs: &[&Messenger]) -> Result<Prefault> {
+        let conf = ctx.conf();
+        let none = Prefault {
+            perf: None,
+            frames: None,
+        };
+        let bytes = conf.get_u64("memstore_prefault_bytes");
+        let frame_bytes = conf.get_u64("memstore_prefault_frame_bytes");
+        if store_kind != "mem" || bytes + frame_bytes == 0 {
+            return Ok(none);
+        }
+        let what = |e: Error| {
+            Error::new(
+                e.errno,
+                format!(
+                    "memstore_prefault_bytes = {bytes}, memstore_prefault_frame_bytes = {frame_bytes}: {}",
+                    e.msg
+                ),
+            )
+        };
+        if let Some(avail) = crate::common::mem::mem_available() {
+            if bytes + frame_bytes > avail {
+                return Err(what(Error::inval(format!(
+                    "more than the system has available ({avail} bytes)"
+                ))));
+            }
+        }
+        let threads = conf.get_u64("ms_prefault_threads") as usize;
+        let mut p = none;
+        // The frames' reserve first: it is allocated too, and would otherwise take the memory
+        // the allocator was asked to keep for everything else.
+        if frame_bytes > 0 {
+            let pools: Vec<_> = msgrs.iter().filter_map(|m| m.recv_pool()).collect();
+            if pools.len() < msgrs.len() {
+                return Err(what(Error::inval(
+                    "memstore_prefault_frame_bytes needs ms_prefault_bytes > 0",
+                )));
+            }
+            let r = crate::msgr::recv_pool::PrefaultReserve::fault_in(frame_bytes as usize, threads).map_err(what)?;
+            for pool in pools {
+                pool.set_reserve(r.clone());
+            }
+            let (n, _, took) = r.stats();
+            log::info!(target: "osd", "{name}: faulted in {n} bytes for large frames in {took:?} ({threads} threads)");
+            ctx.perf().add(r.perf());
+            p.frames = Some(r);
+        }
+        if bytes > 0 {
+            let took = match crate::common::mem::pretouch(bytes, threads) {
+                Ok(t) => t,
+                Err(e) => {
+                    p.stop(ctx);
+                    return Err(what(e));
+                }
+            };
+            log::info!(target: "osd", "{name}: faulted in {bytes} bytes in {took:?} ({threads} threads); freed memory is kept");
+            let mut b = PerfCountersBuilder::new("memstore_prefault");
+            let idx = [
+                b.add_u64(
+                    "prefaulted_bytes",
+                    "Bytes faulted in at startup (memstore_prefault_bytes)",
+                ),
+                b.add_time("prefault_time", "Time faulting them in took"),
+            ];
+            let perf = b.build();
+            perf.set(idx[0], bytes);
+            perf.tset(idx[1], took);
+            ctx.perf().add(&perf);
+            p.perf = Some(perf);
+        }
+        Ok(p)
     }
-    let threads = conf.get_u64("ms_prefault_threads") as usize;
-    let took = crate::common::mem::pretouch(bytes, threads)
-        .map_err(|e| Error::new(e.errno, format!("memstore_prefault_bytes = {bytes}: {}", e.msg)))?;
-    log::info!(target: "osd", "{name}: faulted in {bytes} bytes in {took:?} ({threads} threads); freed memory is kept");
-    let mut b = PerfCountersBuilder::new("memstore_prefault");
-    let idx = [
-        b.add_u64(
-            "prefaulted_bytes",
-            "Bytes faulted in at startup (memstore_prefault_bytes)",
-        ),
-        b.add_time("prefault_time", "Time faulting them in took"),
-    ];
-    let perf = b.build();
-    perf.set(idx[0], bytes);
-    perf.tset(idx[1], took);
-    ctx.perf().add(&perf);
-    Ok(Some(perf))
+
+    fn stop(&self, ctx: &Context) {
+        if let Some(perf) = &self.perf {
+            ctx.perf().remove(perf);
+        }
+        if let Some(r) = &self.frames {
+            ctx.perf().remove(r.perf());
+            r.release();
+        }
+    }
 }
 
 impl Osd {
@@ -991,7 +1058,6 @@ impl Osd {
     pub fn start(ctx: &Context, whoami: i32, store: Arc<dyn ObjectStore>, bind: SocketAddr) -> Result<Osd> {
         let conf = ctx.conf();
         store.mount()?;
-        let prefault_perf = memstore_prefault(ctx, &format!("osd.{whoami}"), store.kind())?;
         let perf = osd_perf();
         ctx.perf().add(&perf);
         let name = format!("osd.{whoami}");
@@ -1010,6 +1076,7 @@ impl Osd {
         } else {
             msgr.clone()
         };
+        let prefault = Prefault::start(ctx, &name, store.kind(), &[&msgr, &cluster])?;
         let shared = Arc::new(Shared {
             whoami,
             store,
@@ -1112,7 +1179,7 @@ impl Osd {
             hb: None,
             addrs: None,
             recovery: Mutex::new(Some(recovery)),
-            prefault_perf,
+            prefault,
             wq,
             tracker,
             asok_ids,
@@ -1347,9 +1414,7 @@ impl Osd {
             self.ctx.admin_socket().unregister_command(*id);
         }
         self.ctx.perf().remove(&self.shared.perf);
-        if let Some(p) = &self.prefault_perf {
-            self.ctx.perf().remove(p);
-        }
+        self.prefault.stop(&self.ctx);
         self.shared
             .store
             .umount()
