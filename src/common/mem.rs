@@ -51,6 +51,39 @@ pub fn prefault(mem: &mut [MaybeUninit<u8>]) {
     }
 }
 
+/// `total` bytes (rounded up to whole pages) of new memory in pieces of `piece` bytes, each page
+/// faulted in, by `threads` threads named `name` at once: here several first touches in flight
+/// got 2-3 times the rate of one (12 GiB: 13-20 s with one, 4.8-5.1 s with four).
+pub fn fault_in_pieces(total: usize, piece: usize, threads: usize, name: &str) -> Vec<bytes::BytesMut> {
+    let total = total.next_multiple_of(PAGE);
+    let piece = piece.max(PAGE);
+    let n = total.div_ceil(piece);
+    let next = AtomicUsize::new(0);
+    let pieces = parking_lot::Mutex::new(Vec::with_capacity(n));
+    std::thread::scope(|s| {
+        let fill = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            let mut b = bytes::BytesMut::with_capacity(piece.min(total - i * piece));
+            prefault(b.spare_capacity_mut());
+            pieces.lock().push(b);
+        };
+        for _ in 1..threads.clamp(1, n.max(1)) {
+            if std::thread::Builder::new()
+                .name(name.into())
+                .spawn_scoped(s, fill)
+                .is_err()
+            {
+                break;
+            }
+        }
+        fill();
+    });
+    pieces.into_inner()
+}
+
 /// mimalloc's API, from the copy `libmimalloc-sys` builds (v3; its Rust bindings carry these
 /// only behind a feature that adds a crate).
 mod mi {
@@ -119,47 +152,8 @@ pub fn pretouch(bytes: u64, threads: usize) -> Result<Duration> {
     }
     let start = Instant::now();
     let bytes = usize::try_from(bytes).map_err(|_| Error::inval(format!("{bytes} bytes is too much")))?;
-    let n = bytes.div_ceil(PIECE);
-    let threads = threads.clamp(1, n.max(1));
-    let next = AtomicUsize::new(0);
-    // Threads still faulting in; each waits for 0 before it frees.
-    let filling = (parking_lot::Mutex::new(threads), parking_lot::Condvar::new());
-    let done = || {
-        let mut left = filling.0.lock();
-        *left -= 1;
-        filling.1.notify_all();
-        while *left > 0 {
-            filling.1.wait(&mut left);
-        }
-    };
-    std::thread::scope(|s| {
-        // Each piece is held until all are faulted in, so each is memory of its own, and is
-        // freed by the thread that allocated it, for mimalloc to take it back at once.
-        let fill = || {
-            let mut mine: Vec<Vec<u8>> = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let mut v: Vec<u8> = Vec::with_capacity(PIECE.min(bytes - i * PIECE));
-                prefault(v.spare_capacity_mut());
-                mine.push(v);
-            }
-            done();
-            drop(mine);
-        };
-        for _ in 1..threads {
-            if std::thread::Builder::new()
-                .name("pretouch".into())
-                .spawn_scoped(s, fill)
-                .is_err()
-            {
-                done();
-            }
-        }
-        fill();
-    });
+    // Each piece is held until all are faulted in, so each is memory of its own.
+    drop(fault_in_pieces(bytes, PIECE, threads, "pretouch"));
     Ok(start.elapsed())
 }
 
@@ -172,6 +166,17 @@ mod tests {
         assert_eq!(super::parse_mem_available("MemTotal: 1 kB\n"), None);
         assert_eq!(super::parse_mem_available("MemAvailable: lots kB\n"), None);
         assert!(super::mem_available().is_some_and(|b| b > 0), "this is Linux");
+    }
+
+    #[test]
+    fn memory_is_faulted_in_as_whole_pages_in_pieces() {
+        let mut caps: Vec<usize> = super::fault_in_pieces((10 << 20) + 1, 4 << 20, 3, "t")
+            .iter()
+            .map(|b| b.capacity())
+            .collect();
+        caps.sort_unstable();
+        assert_eq!(caps, vec![(2 << 20) + 4096, 4 << 20, 4 << 20]);
+        assert!(super::fault_in_pieces(0, 4 << 20, 2, "t").is_empty());
     }
 
     #[test]

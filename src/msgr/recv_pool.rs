@@ -23,7 +23,6 @@ use crate::common::mem::prefault;
 use crate::common::perf::{PerfCounters, PerfCountersBuilder, PerfCountersCollection};
 use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 /// Frames shorter than this are read the usual way: their faults are few, and the hand-over
@@ -259,32 +258,10 @@ impl PrefaultReserve {
                 "a prefault reserve of {bytes} bytes is smaller than one large frame ({PREFAULT_MIN})"
             )));
         }
-        let bytes = bytes.next_multiple_of(4096);
         let start = std::time::Instant::now();
-        let n = bytes.div_ceil(SLAB);
-        let next = AtomicUsize::new(0);
-        let slabs = Mutex::new(Vec::with_capacity(n));
-        std::thread::scope(|s| {
-            let fill = || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let mut b = BytesMut::with_capacity(SLAB.min(bytes - i * SLAB));
-                prefault(b.spare_capacity_mut());
-                slabs.lock().push(b);
-            };
-            for _ in 1..threads.clamp(1, n) {
-                if std::thread::Builder::new()
-                    .name("ms_prefault".into())
-                    .spawn_scoped(s, fill)
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            fill();
-        });
+        let slabs = crate::common::mem::fault_in_pieces(bytes, SLAB, threads, "ms_prefault");
+        let bytes: usize = slabs.iter().map(BytesMut::capacity).sum();
+        let slabs = Mutex::new(slabs);
         let mut b = PerfCountersBuilder::new("prefault_reserve");
         let idx = [
             b.add_u64("reserved_bytes", "Bytes faulted in at startup for large frames"),
