@@ -728,9 +728,9 @@ impl Worker {
             // Room for the rest of the frame is enough: a large frame's buffer was sized to it,
             // and growing it for a whole chunk would copy the frame into memory never touched.
             let need = if remaining > 0 { remaining.min(chunk) } else { chunk };
-            let n = match recv_into(&s.stream, s.proto.read_buf(), chunk, need) {
-                Ok(0) => return Verdict::Fault("peer closed the connection".into()),
-                Ok(n) => n,
+            let (n, room) = match recv_into(&s.stream, s.proto.read_buf(), chunk, need) {
+                Ok((0, _)) => return Verdict::Fault("peer closed the connection".into()),
+                Ok(r) => r,
                 Err(e) => match e.kind() {
                     ErrorKind::WouldBlock => break,
                     ErrorKind::Interrupted => continue,
@@ -739,7 +739,9 @@ impl Worker {
             };
             self.perf.inc(L_RECV_BYTES, n as u64);
             s.last_active = Instant::now();
-            let drained = n < chunk && !to_eagain;
+            // Less than was room for: the socket is empty (its edge-triggered readiness fires
+            // again on new data). A full buffer says nothing of the socket.
+            let drained = n < room && !to_eagain;
             // The valid frames before a bad one are handled first (a lossy session would
             // otherwise lose those messages), then the connection is closed.
             let processed = s.proto.process();
@@ -1186,8 +1188,14 @@ impl Worker {
 }
 
 /// One `recv(2)` of at most `want` bytes straight into the spare capacity of `buf` (no
-/// zeroing first, no copy after), which is grown to `want` only if it has less than `need`.
-fn recv_into(stream: &TcpStream, buf: &mut bytes::BytesMut, want: usize, need: usize) -> std::io::Result<usize> {
+/// zeroing first, no copy after), which is grown to `want` only if it has less than `need`;
+/// returns the bytes read and how many there was room for.
+fn recv_into(
+    stream: &TcpStream,
+    buf: &mut bytes::BytesMut,
+    want: usize,
+    need: usize,
+) -> std::io::Result<(usize, usize)> {
     use std::os::fd::AsRawFd;
     if buf.capacity() - buf.len() < need {
         buf.reserve(want);
@@ -1205,7 +1213,7 @@ fn recv_into(stream: &TcpStream, buf: &mut bytes::BytesMut, want: usize, need: u
     let n = r as usize;
     // SAFETY: recv initialised the first `n` bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+    Ok((n, room))
 }
 
 pub(crate) fn reconnect_request(msgr: &Inner, st: &super::connection::ConnState) -> SessionReconnect {
@@ -1232,11 +1240,11 @@ mod tests {
         (w, TcpStream::from_std(r))
     }
 
-    fn recv_all(r: &TcpStream, buf: &mut bytes::BytesMut, want: usize, need: usize) -> usize {
+    fn recv_all(r: &TcpStream, buf: &mut bytes::BytesMut, want: usize, need: usize) -> (usize, usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match recv_into(r, buf, want, need) {
-                Ok(n) => return n,
+                Ok(r) => return r,
                 Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(1))
                 }
@@ -1254,12 +1262,13 @@ mod tests {
         let mut buf = bytes::BytesMut::with_capacity(1 << 20);
         buf.resize((1 << 20) - 100, 1);
         let (ptr, cap) = (buf.as_ptr(), buf.capacity());
-        assert_eq!(recv_all(&r, &mut buf, READ_CHUNK, 100), 100);
+        // Room for 100, 100 read: not a sign the socket is drained (the reader must go on).
+        assert_eq!(recv_all(&r, &mut buf, READ_CHUNK, 100), (100, 100));
         assert_eq!((buf.as_ptr(), buf.capacity(), buf.len()), (ptr, cap, 1 << 20));
         assert!(buf[(1 << 20) - 100..].iter().all(|&b| b == 7));
         // With less room than it needs, the buffer grows to what is asked for.
         w.write_all(&[9u8; 10]).unwrap();
-        assert_eq!(recv_all(&r, &mut buf, READ_CHUNK, READ_CHUNK), 10);
+        assert_eq!(recv_all(&r, &mut buf, READ_CHUNK, READ_CHUNK), (10, READ_CHUNK));
         assert!(buf.capacity() - (1 << 20) >= READ_CHUNK - 10);
         assert_eq!(&buf[1 << 20..], &[9u8; 10]);
     }
