@@ -115,13 +115,12 @@ impl RecvBufPool {
         if total < PREFAULT_MIN || buf.len() >= total {
             return false;
         }
-        let size = total.div_ceil(GRAIN) * GRAIN;
-        if let Some(mut b) = self.reserve.get().and_then(|r| r.take(total)) {
+        if let Some(b) = self.reserve.get().and_then(|r| r.take(total)) {
             self.perf.inc(L_RESERVE_HITS, 1);
-            b.extend_from_slice(buf);
-            *buf = b;
+            Self::move_into(buf, b);
             return true;
         }
+        let size = total.div_ceil(GRAIN) * GRAIN;
         if size > self.budget.max(PREFAULT_MIN) {
             // More than the whole budget for one frame: not worth holding ready.
             return false;
@@ -148,14 +147,19 @@ impl RecvBufPool {
         };
         self.cv.notify_one();
         drop(stale);
-        let Some(mut b) = taken else {
+        let Some(b) = taken else {
             self.perf.inc(L_MISSES, 1);
             return false;
         };
         self.perf.inc(L_HITS, 1);
+        Self::move_into(buf, b);
+        true
+    }
+
+    /// Makes `b`, holding what `buf` held so far, the frame's buffer.
+    fn move_into(buf: &mut BytesMut, mut b: BytesMut) {
         b.extend_from_slice(buf);
         *buf = b;
-        true
     }
 
     /// Has large frames cut from `reserve` while it lasts; false if a reserve was set already.

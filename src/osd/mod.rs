@@ -975,7 +975,7 @@ impl Prefault {
         };
         let bytes = conf.get_u64("memstore_prefault_bytes");
         let frame_bytes = conf.get_u64("memstore_prefault_frame_bytes");
-        if store_kind != "mem" || bytes + frame_bytes == 0 {
+        if store_kind != "mem" || bytes.saturating_add(frame_bytes) == 0 {
             return Ok(none);
         }
         let what = |e: Error| {
@@ -988,7 +988,7 @@ impl Prefault {
             )
         };
         if let Some(avail) = crate::common::mem::mem_available() {
-            if bytes + frame_bytes > avail {
+            if bytes.saturating_add(frame_bytes) > avail {
                 return Err(what(Error::inval(format!(
                     "more than the system has available ({avail} bytes)"
                 ))));
