@@ -1,10 +1,10 @@
-//! An interim op-path benchmark until `osdkit bench osd` exists: one OSD and one objecter in
-//! this process, over loopback msgr2, 4 KiB writes for 3 s at 1 and at 16 in flight.
+//! An op-path benchmark inside one process (`osdkit bench osd` is the one to quote): one OSD and
+//! one objecter in this process, over loopback msgr2, 4 KiB writes for 3 s at 1 and at 16 in flight.
 //!
 //!     cargo run --release --example osd_bench_inprocess [mem|kv]
 //!
 //! Client and OSD share the machine's two cores, so this is a floor, not a figure to quote
-//! against `rados bench` (that comparison needs the process cluster of issue 4).
+//! against `rados bench` (`benches/vs_ceph.sh` makes that comparison).
 
 use bytes::Bytes;
 use osdkit::client::objecter::Objecter;

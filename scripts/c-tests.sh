@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The C/C++ face's tests (DESIGN.md §7). Run from anywhere after `cargo build -p osdkit --lib`
+# The C/C++ face's tests. Run from anywhere after `cargo build -p osdkit --lib`
 # (scripts/test.sh does that first):
 #   - every tests/c/test_*.c built as C11 and again as C++17 against include/osdkit.h and
 #     target/debug/libosdkit.so, then run;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::wait_for;
-use osdkit::minicluster::MiniCluster;
+use osdkit::hosting::cluster::MiniCluster;
 use std::time::{Duration, Instant};
 
 const INTERVAL: &str = "1";

@@ -6,7 +6,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use osdkit::common::mem;
-use osdkit::minicluster::{Client, MiniCluster};
+use osdkit::hosting::cluster::{Client, MiniCluster};
 use serde_json::json;
 
 /// The tests measure this process's memory: one at a time.

@@ -13,7 +13,7 @@
 mod common;
 
 use common::{osdkit_ok, wait_for};
-use osdkit::minicluster::Client;
+use osdkit::hosting::cluster::Client;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

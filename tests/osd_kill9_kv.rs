@@ -6,7 +6,7 @@
 mod common;
 
 use common::{osdkit_ok, wait_for, StopCluster};
-use osdkit::minicluster::Client;
+use osdkit::hosting::cluster::Client;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::Path;

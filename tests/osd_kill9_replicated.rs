@@ -7,7 +7,7 @@
 mod common;
 
 use common::{osdkit_ok, wait_for, StopCluster};
-use osdkit::minicluster::Client;
+use osdkit::hosting::cluster::Client;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@ mod common;
 use bytes::Bytes;
 use common::wait_for;
 use osdkit::common::entity::EntityType;
-use osdkit::minicluster::{Client, MiniCluster};
+use osdkit::hosting::cluster::{Client, MiniCluster};
 use osdkit::msgr::dispatcher::Dispatcher;
 use osdkit::msgr::message::Message;
 use osdkit::msgr::messenger::Messenger;

@@ -1,5 +1,5 @@
-//! `Cluster` and `Client`: a monitor and OSDs hosted in this process, and a client of them
-//! (issue 4, items 6-7), over `osdkit::minicluster`.
+//! `Cluster` and `Client`: a monitor and OSDs hosted in this process, and a client of them,
+//! over `osdkit::hosting::cluster`.
 //!
 //! Every blocking call runs detached from the interpreter on a helper thread and is waited for
 //! in 100 ms slices (Ctrl-C raises KeyboardInterrupt; the op itself goes on). Errors are
@@ -19,7 +19,7 @@
 use crate::dispatch::{self, Closable, Dispatcher};
 use crate::{callable, os_error};
 use bytes::Bytes;
-use osdkit::minicluster::{parse_stat, Client as RClient, MiniCluster};
+use osdkit::hosting::cluster::{parse_stat, Client as RClient, MiniCluster};
 use osdkit::types::osd_op::{self as ops, decode_omap_vals, MOsdOpReply, OsdOp};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;

@@ -1,4 +1,4 @@
-//! `osdkit._native`: the Python face of osdkit (DESIGN.md §8).
+//! `osdkit._native`: the Python face of osdkit.
 //!
 //! Threading contract, for every class here:
 //! - library threads never run Python code; callables run on the owning object's dispatcher

@@ -1,4 +1,4 @@
-//! `Messenger`, `Connection` and `Message`: the messenger (DESIGN.md §2) from Python.
+//! `Messenger`, `Connection` and `Message`: the messenger from Python.
 //!
 //! The binding adds one dispatcher to the tail of the messenger's chain. On `ms_dispatch` it
 //! either queues the message for `recv()` / iteration (no Python involved), or, when a callable

@@ -1,8 +1,8 @@
-//! The `osdkit` command (DESIGN.md §6). Thin: every subcommand calls the library.
+//! The `osdkit` command. Thin: every subcommand calls the library.
 
 use clap::{Parser, Subcommand};
 use osdkit::asok::client::AdminSocketClient;
-use osdkit::cluster;
+use osdkit::cli;
 use std::process::ExitCode;
 
 // The daemons allocate per message on one thread and free on another; glibc's arenas spent
@@ -398,7 +398,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn bench_msgr(cmd: BenchCmd) -> ExitCode {
-    use osdkit::msgr::bench::{self, BenchOpts, Mode, Transport};
+    use osdkit::cli::bench_msgr::{self as bench, BenchOpts, Mode, Transport};
     let BenchCmd::Msgr {
         mode,
         size,
@@ -565,7 +565,7 @@ fn main() -> ExitCode {
                     json,
                 },
         } => {
-            let o = cluster::bench::BenchOpts {
+            let o = cli::bench_osd::BenchOpts {
                 pool,
                 seconds,
                 mode: match mode.parse() {
@@ -580,7 +580,7 @@ fn main() -> ExitCode {
                 no_cleanup,
                 json,
             };
-            code(cluster::bench::cli(&conf, &o))
+            code(cli::bench_osd::cli(&conf, &o))
         }
         Cmd::Bench { what } => bench_msgr(what),
         Cmd::Vstart {
@@ -608,7 +608,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            let o = cluster::vstart::VstartOpts {
+            let o = cli::vstart::VstartOpts {
                 dir,
                 osds,
                 store,
@@ -616,52 +616,52 @@ fn main() -> ExitCode {
                 exe,
                 options,
             };
-            code(cluster::cli::vstart(&o, json))
+            code(cli::report::vstart(&o, json))
         }
-        Cmd::Stop { dir, json } => code(cluster::cli::stop(&dir, json)),
-        Cmd::Status { conf, json } => code(cluster::cli::status(&conf, json)),
+        Cmd::Stop { dir, json } => code(cli::report::stop(&dir, json)),
+        Cmd::Status { conf, json } => code(cli::report::status(&conf, json)),
         Cmd::Pool { conf, json, what } => {
             let cmd = match what {
-                PoolSub::Create { name, pg_num, size } => cluster::cli::PoolCmd::Create { name, pg_num, size },
-                PoolSub::Ls => cluster::cli::PoolCmd::Ls,
-                PoolSub::Rm { name } => cluster::cli::PoolCmd::Rm { name },
+                PoolSub::Create { name, pg_num, size } => cli::report::PoolCmd::Create { name, pg_num, size },
+                PoolSub::Ls => cli::report::PoolCmd::Ls,
+                PoolSub::Rm { name } => cli::report::PoolCmd::Rm { name },
             };
-            code(cluster::cli::pool(&conf, cmd, json))
+            code(cli::report::pool(&conf, cmd, json))
         }
-        Cmd::Mon { conf, id, foreground } => code(cluster::daemons::run_mon(&conf, &id, foreground)),
+        Cmd::Mon { conf, id, foreground } => code(cli::daemons::run_mon(&conf, &id, foreground)),
         Cmd::Osd { mark: Some(m), .. } => {
             let (what, a, ids) = match m {
                 OsdSub::Down { a, ids } => ("down", a, ids),
                 OsdSub::Out { a, ids } => ("out", a, ids),
                 OsdSub::In { a, ids } => ("in", a, ids),
             };
-            code(cluster::cli::osd_mark(&a.conf, what, &ids, a.json))
+            code(cli::report::osd_mark(&a.conf, what, &ids, a.json))
         }
         Cmd::Osd {
             conf,
             id: Some(id),
             foreground,
             ..
-        } => code(cluster::daemons::run_osd(&conf, &id, foreground)),
+        } => code(cli::daemons::run_osd(&conf, &id, foreground)),
         Cmd::Osd { .. } => {
             eprintln!("osdkit osd: give -i ID to run an OSD, or down|out|in ID...");
             ExitCode::from(2)
         }
         Cmd::Pg { a, what } => {
             let cmd = match what {
-                PgSub::Stat => cluster::cli::PgCmd::Stat,
-                PgSub::Dump => cluster::cli::PgCmd::Dump,
-                PgSub::Scrub { targets } => cluster::cli::PgCmd::Scrub { targets, deep: false },
-                PgSub::DeepScrub { targets } => cluster::cli::PgCmd::Scrub { targets, deep: true },
+                PgSub::Stat => cli::report::PgCmd::Stat,
+                PgSub::Dump => cli::report::PgCmd::Dump,
+                PgSub::Scrub { targets } => cli::report::PgCmd::Scrub { targets, deep: false },
+                PgSub::DeepScrub { targets } => cli::report::PgCmd::Scrub { targets, deep: true },
             };
-            code(cluster::cli::pg(&a.conf, cmd, a.json))
+            code(cli::report::pg(&a.conf, cmd, a.json))
         }
-        Cmd::Put { a, obj, file } => obj_cmd(a, cluster::cli::ObjCmd::Put { obj, file }),
-        Cmd::Get { a, obj, file } => obj_cmd(a, cluster::cli::ObjCmd::Get { obj, file }),
-        Cmd::Stat { a, obj } => obj_cmd(a, cluster::cli::ObjCmd::Stat { obj }),
-        Cmd::Rm { a, obj } => obj_cmd(a, cluster::cli::ObjCmd::Rm { obj }),
-        Cmd::Ls { a } => obj_cmd(a, cluster::cli::ObjCmd::Ls),
-        Cmd::Demo { json, dir } => match osdkit::demo::run(json, dir) {
+        Cmd::Put { a, obj, file } => obj_cmd(a, cli::report::ObjCmd::Put { obj, file }),
+        Cmd::Get { a, obj, file } => obj_cmd(a, cli::report::ObjCmd::Get { obj, file }),
+        Cmd::Stat { a, obj } => obj_cmd(a, cli::report::ObjCmd::Stat { obj }),
+        Cmd::Rm { a, obj } => obj_cmd(a, cli::report::ObjCmd::Rm { obj }),
+        Cmd::Ls { a } => obj_cmd(a, cli::report::ObjCmd::Ls),
+        Cmd::Demo { json, dir } => match osdkit::cli::demo::run(json, dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("osdkit demo: {e}");
@@ -675,12 +675,12 @@ fn code(c: i32) -> ExitCode {
     ExitCode::from(u8::try_from(c).unwrap_or(1))
 }
 
-fn obj_cmd(a: ObjArgs, cmd: cluster::cli::ObjCmd) -> ExitCode {
-    code(cluster::cli::object(&a.conf, &a.pool, cmd, a.json))
+fn obj_cmd(a: ObjArgs, cmd: cli::report::ObjCmd) -> ExitCode {
+    code(cli::report::object(&a.conf, &a.pool, cmd, a.json))
 }
 
 fn ping(addr: &str, count: usize, interval: f64, timeout: f64, id: &str, json: bool) -> ExitCode {
-    use osdkit::msgr::{addr::EntityAddr, ping};
+    use osdkit::{cli::ping, msgr::addr::EntityAddr};
     let target: EntityAddr = match addr.parse() {
         Ok(a) => a,
         Err(e) => {

@@ -1,12 +1,12 @@
 //! `osdkit_cluster_*` and `osdkit_client_*`: hosting a monitor and OSDs in this process, and a
-//! client for them (issue 4, items 6-7), over [`crate::minicluster`].
+//! client for them (issue 4, items 6-7), over [`crate::hosting::cluster`].
 //!
 //! Every client call has a blocking form, which may be called from any thread, concurrently.
 //! Writes also have async forms whose completion runs on a library thread.
 
 use super::{cstr, guard, guard_void, handle, out, set_last_error};
 use crate::common::error::Error;
-use crate::minicluster::{Client, MiniCluster};
+use crate::hosting::cluster::{Client, MiniCluster};
 use crate::types::osd_op::OsdOp;
 use bytes::Bytes;
 use std::collections::BTreeMap;

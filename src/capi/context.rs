@@ -1,7 +1,7 @@
 //! `osdkit_context_*`: create, configure, start and free a daemon context.
 
 use super::{cstr, guard, guard_void, handle, opt_cstr, out, set_last_error};
-use crate::common::context::Context;
+use crate::Context;
 use crate::common::error::Error;
 use std::ffi::{c_char, c_int, CString};
 use std::path::Path;

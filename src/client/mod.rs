@@ -1,4 +1,4 @@
-//! The client (DESIGN.md §3): the objecter, which finds an object's OSD from the map and talks
+//! The client: the objecter, which finds an object's OSD from the map and talks
 //! to it.
 
 pub mod objecter;

@@ -203,7 +203,7 @@ impl Objecter {
         let inner = Arc::new(Inner {
             msgr: msgr.clone(),
             name,
-            incarnation: (crate::msgr::ping::random_nonce() >> 1) as i32,
+            incarnation: (crate::msgr::addr::random_nonce() >> 1) as i32,
             map: RwLock::new(Arc::new(OsdMap::new([0; 16]))),
             ops: Mutex::new(HashMap::new()),
             next_tid: AtomicU64::new(1),

@@ -1,7 +1,8 @@
-//! Shared runtime pieces: the `Context` (CephContext analog) and what it owns.
+//! The bottom layer: config, log, perf counters, throttle, entity names, errors, and the small
+//! helpers everything else uses. Imports nothing above it; the `Context` that joins these with
+//! the admin socket, timers and finishers is one layer up (`crate::context`).
 
 pub mod config;
-pub mod context;
 pub mod entity;
 pub mod error;
 pub mod formatter;

@@ -1,4 +1,4 @@
-//! The monitor (DESIGN.md §3): one monitor, no quorum yet. It holds the OSD map (fsid,
+//! The monitor: one monitor, no quorum yet. It holds the OSD map (fsid,
 //! epoch, OSDs, pools) and the recent incrementals, persists them after every epoch change,
 //! takes OSD boots, serves `osdmap` subscriptions (pushing every new epoch) and runs the pool and
 //! OSD commands that `ceph` sends as `MMonCommand`.

@@ -7,6 +7,25 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::str::FromStr;
 
+/// A nonce for this process's connections: Ceph clients use a random non-zero one.
+pub fn random_nonce() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (h.finish() as u32) | 1
+}
+
+/// A random session cookie (msgr2 client and server cookies): never 0, which means "none".
+pub(crate) fn random_cookie() -> u64 {
+    (u64::from(random_nonce()) << 32) | u64::from(random_nonce())
+}
+
 pub const ADDR_TYPE_NONE: u32 = 0;
 pub const ADDR_TYPE_LEGACY: u32 = 1;
 pub const ADDR_TYPE_MSGR2: u32 = 2;

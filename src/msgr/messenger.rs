@@ -72,10 +72,6 @@ fn session_key(a: &EntityAddr) -> EntityAddr {
     }
 }
 
-fn random_cookie() -> u64 {
-    (u64::from(super::ping::random_nonce()) << 32) | u64::from(super::ping::random_nonce())
-}
-
 impl Messenger {
     /// A messenger for entity `name` of `ctx`, with `nonce` (0 for monitors, as in Ceph; pass
     /// `None` for a random one).
@@ -105,7 +101,7 @@ impl Messenger {
             me: me.clone(),
             ctx: ctx.clone(),
             name,
-            nonce: nonce.unwrap_or_else(super::ping::random_nonce),
+            nonce: nonce.unwrap_or_else(super::addr::random_nonce),
             my_addrs: RwLock::new(Vec::new()),
             default_policy: RwLock::new(Policy::lossless_peer()),
             policies: RwLock::new(HashMap::new()),
@@ -512,7 +508,7 @@ impl Inner {
             let mut st = c.state.lock();
             st.status = ConnStatus::Open;
             st.client_cookie = ident.cookie;
-            st.server_cookie = if policy.lossy { 0 } else { random_cookie() };
+            st.server_cookie = if policy.lossy { 0 } else { super::addr::random_cookie() };
             st.peer_global_seq = ident.global_seq;
             st.peer_gid = ident.gid;
             st.peer_addrs = ident.addrs.clone();

@@ -230,7 +230,7 @@ impl Worker {
             next_token: 2,
             listener,
             msgr,
-            rng: 0x9e37_79b9_7f4a_7c15 ^ ((idx as u64 + 1) << 32) ^ u64::from(super::ping::random_nonce()),
+            rng: 0x9e37_79b9_7f4a_7c15 ^ ((idx as u64 + 1) << 32) ^ u64::from(super::addr::random_nonce()),
             conf,
             reconnects: Vec::new(),
             perf,
@@ -576,8 +576,7 @@ impl Worker {
                 ClientSession::Reconnect(reconnect_request(&msgr, &st))
             } else {
                 if st.client_cookie == 0 && !conn.policy.lossy {
-                    st.client_cookie =
-                        u64::from(super::ping::random_nonce()) << 32 | u64::from(super::ping::random_nonce());
+                    st.client_cookie = super::addr::random_cookie();
                 }
                 ClientSession::New {
                     global_seq: msgr.next_global_seq(),
@@ -854,8 +853,7 @@ impl Worker {
                         if full {
                             self.graveyard.extend(st.out_q.drain(..));
                             self.graveyard.extend(st.sent.drain(..));
-                            st.client_cookie =
-                                u64::from(super::ping::random_nonce()) << 32 | u64::from(super::ping::random_nonce());
+                            st.client_cookie = super::addr::random_cookie();
                         }
                         for m in st.out_q.iter_mut() {
                             m.seq = 0;

@@ -37,8 +37,8 @@ pub mod mem;
 #[cfg(test)]
 mod tests;
 
-use crate::common::context::Context;
 use crate::common::error::{Error, Result};
+use crate::Context;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;

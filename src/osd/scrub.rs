@@ -66,7 +66,7 @@ impl ScrubReport {
             "objects": self.objects,
             "errors": self.errors(),
             "inconsistents": self.inconsistent.iter().map(inconsistent_json).collect::<Vec<_>>(),
-            "stamp": crate::cluster::client::format_time(self.stamp),
+            "stamp": crate::common::log::format_stamp(self.stamp),
         })
     }
 }
@@ -268,7 +268,7 @@ impl Shared {
 
     pub(super) fn handle_rep_scrub_map(&self, m: Message) {
         if let Some(r) = self.decode::<MOsdRepScrubMap>(&m, "scrub map") {
-            self.deliver(r.tid, m);
+            self.recovery.deliver(r.tid, m);
         }
     }
 

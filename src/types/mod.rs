@@ -1,4 +1,4 @@
-//! The cluster model shared by monitor, OSD and client (DESIGN.md §3): the versioned wire
+//! The cluster model shared by monitor, OSD and client: the versioned wire
 //! envelope, the OSD map and its incrementals, placement, OSD op codes and the message bodies
 //! of our daemons.
 

@@ -1,4 +1,4 @@
-//! Placement (DESIGN.md §3): object → PG → ordered OSD list, computed the same way by every
+//! Placement: object → PG → ordered OSD list, computed the same way by every
 //! client and OSD from the map alone.
 //!
 //! * Object → raw PG: Ceph's `ceph_str_hash_rjenkins` (src/common/ceph_hash.cc) over the object

@@ -95,7 +95,7 @@ pub struct SeqWriters {
 
 impl SeqWriters {
     pub fn start(
-        client: &std::sync::Arc<osdkit::minicluster::Client>,
+        client: &std::sync::Arc<osdkit::hosting::cluster::Client>,
         prefix: &str,
         writers: usize,
         objects: u64,
@@ -127,7 +127,7 @@ impl SeqWriters {
 
     /// Stops the writers and checks that every acknowledged object reads back intact, at its
     /// last acknowledged sequence or newer (a write that committed but whose ack was lost).
-    pub fn finish_and_check(self, client: &osdkit::minicluster::Client) {
+    pub fn finish_and_check(self, client: &osdkit::hosting::cluster::Client) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for t in self.threads {
             t.join().unwrap();

@@ -1,15 +1,15 @@
 //! `Context`: the CephContext analog. One entity's config, log, perf counters and admin socket,
 //! started and stopped as one.
 
-use super::config::{ConfLevel, Config};
-use super::entity::EntityName;
-use super::error::{Error, Result};
-use super::formatter::FVal;
-use super::log::{self as clog, Log, LogTarget};
-use super::perf::PerfCountersCollection;
-use super::subsys::{self, SUBSYSTEMS};
-use super::throttle::Throttle;
 use crate::asok::{AdminSocket, AdminSocketHook, Request};
+use crate::common::config::{ConfLevel, Config};
+use crate::common::entity::EntityName;
+use crate::common::error::{Error, Result};
+use crate::common::formatter::FVal;
+use crate::common::log::{self as clog, Log, LogTarget};
+use crate::common::perf::PerfCountersCollection;
+use crate::common::subsys::{self, SUBSYSTEMS};
+use crate::common::throttle::Throttle;
 use crate::finisher::Finisher;
 use crate::timer::SafeTimer;
 use crossbeam_channel::{bounded, Sender};

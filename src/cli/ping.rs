@@ -2,12 +2,12 @@
 //! peer — a real `ceph-mon` included — then KEEPALIVE2 round trips. Blocking, one connection;
 //! it drives the same `Protocol` the messenger's workers use.
 
-use super::addr::EntityAddr;
-use super::v2::control::FEATURES_PACIFIC;
-use super::v2::frame::FrameLimits;
-use super::v2::protocol::{ClientSession, Event, LocalInfo, Protocol};
 use crate::common::entity::EntityType;
 use crate::common::error::{Error, Result};
+use crate::msgr::addr::EntityAddr;
+use crate::msgr::v2::control::FEATURES_PACIFIC;
+use crate::msgr::v2::frame::FrameLimits;
+use crate::msgr::v2::protocol::{ClientSession, Event, LocalInfo, Protocol};
 use std::io::{IoSlice, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -21,20 +21,6 @@ pub struct PingReport {
     pub my_addr: Option<EntityAddr>,
     pub handshake: Duration,
     pub rtts: Vec<Duration>,
-}
-
-/// A nonce for this process's connections: Ceph clients use a random non-zero one.
-pub fn random_nonce() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    (h.finish() as u32) | 1
 }
 
 fn entity_type_name(t: u8) -> &'static str {
@@ -123,7 +109,7 @@ pub fn ping(target: &EntityAddr, id: &str, count: usize, interval: Duration, tim
         entity_type: EntityType::Client.wire_value(),
         entity_id: id.to_string(),
         gid: -1,
-        nonce: random_nonce(),
+        nonce: crate::msgr::addr::random_nonce(),
         my_addrs: vec![],
         features: FEATURES_PACIFIC,
     };

@@ -8,13 +8,13 @@
 //! messages in flight per connection, records round-trip times, and at the end asks the server
 //! for its counts, so a lost message shows as sent minus received.
 
-use super::addr::EntityAddr;
-use super::dispatcher::Dispatcher;
-use super::message::Message;
-use super::messenger::Messenger;
-use super::policy::Policy;
 use crate::common::entity::EntityType;
 use crate::common::error::{Error, Result};
+use crate::msgr::addr::EntityAddr;
+use crate::msgr::dispatcher::Dispatcher;
+use crate::msgr::message::Message;
+use crate::msgr::messenger::Messenger;
+use crate::msgr::policy::Policy;
 use crate::Context;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
@@ -306,7 +306,7 @@ struct Stream {
     in_flight: AtomicU64,
     lat_us: Mutex<Vec<u32>>,
     order: Mutex<OrderCheck>,
-    conn: Mutex<Option<super::connection::ConnectionRef>>,
+    conn: Mutex<Option<crate::msgr::connection::ConnectionRef>>,
     send_lock: Mutex<()>,
 }
 

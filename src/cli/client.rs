@@ -313,20 +313,3 @@ fn read_chunk(r: &mut dyn Read, max: usize) -> std::io::Result<Vec<u8>> {
     r.take(max as u64).read_to_end(&mut buf)?;
     Ok(buf)
 }
-
-/// `2026-12-01T09:54:28.123456+0000`, as `rados stat` prints mtimes (UTC): the log's stamp.
-pub fn format_time(t: SystemTime) -> String {
-    crate::common::log::format_stamp(t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_format_as_utc() {
-        assert_eq!(format_time(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000000+0000");
-        let t = SystemTime::UNIX_EPOCH + Duration::new(1_709_210_096, 5_000);
-        assert_eq!(format_time(t), "2024-02-29T12:34:56.000005+0000");
-    }
-}

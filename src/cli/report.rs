@@ -2,8 +2,9 @@
 //! on failure (the message names what failed and the errno text, on stderr; with `--json` an
 //! `{"error": ..., "errno": ...}` object goes to stdout as well).
 
-use super::client::{format_time, ClusterClient};
+use super::client::ClusterClient;
 use super::vstart::{self, VstartOpts};
+use crate::common::log::format_stamp;
 use crate::Error;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -298,7 +299,7 @@ fn run_object(c: &ClusterClient, pool: &str, cmd: ObjCmd, as_json: bool) -> crat
         }
         ObjCmd::Stat { obj } => {
             let (size, mtime) = c.stat(id, &obj).map_err(|e| in_pool(e, pool))?;
-            let t = format_time(mtime);
+            let t = format_stamp(mtime);
             if as_json {
                 let secs = mtime
                     .duration_since(std::time::UNIX_EPOCH)

@@ -1,15 +1,18 @@
-//! The process layer of the `osdkit` command (DESIGN.md §6): one daemon per process
-//! (`osdkit mon`, `osdkit osd`), a local cluster of them (`osdkit vstart` / `osdkit stop`), and
-//! the client commands that talk to a running cluster (`status`, `pool`, `put`/`get`/...).
+//! The `osdkit` command's logic: one daemon per process (`osdkit mon`, `osdkit osd`), a local
+//! cluster of them (`osdkit vstart` / `osdkit stop`), the client commands that talk to a
+//! running cluster (`status`, `pool`, `put`/`get`/...), `bench`, `ping` and `demo`.
 //!
 //! Every daemon takes its pid file as `$run_dir/$name.pid` unless `pid_file` is configured, and
 //! its admin socket from `admin_socket` (default `$run_dir/$cluster-$name.asok`), so a cluster's
 //! processes are found from its config file alone.
 
-pub mod bench;
-pub mod cli;
+pub mod bench_msgr;
+pub mod bench_osd;
 pub mod client;
 pub mod daemons;
+pub mod demo;
+pub mod ping;
+pub mod report;
 pub mod vstart;
 
 use crate::common::config::Config;

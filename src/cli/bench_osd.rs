@@ -698,7 +698,7 @@ pub fn run(conf: &Path, o: &BenchOpts) -> Result<Report> {
             }
             let base = Arc::new(pattern(bs as usize));
             let gen = if o.mode == Mode::Rand {
-                let r = crate::msgr::ping::random_nonce;
+                let r = crate::msgr::addr::random_nonce;
                 Gen::Rand {
                     rng: (u64::from(r()) << 32) | u64::from(r()) | 1,
                     objects,

@@ -1,4 +1,4 @@
-//! Hosting a whole cluster in this process, and a simple client for it (issue 4, items 6-7).
+//! Hosting a whole cluster in this process, and a simple client for it.
 //!
 //! [`MiniCluster`] starts a monitor and N OSDs on loopback sockets (real messengers, real
 //! threads), creates the pool `data` and waits until every OSD serves it. [`Client`] is a

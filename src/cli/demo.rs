@@ -262,7 +262,7 @@ struct ClusterDemo {
 /// A monitor and three OSDs in this process, a pool, then 4 KiB objects written at 16 in
 /// flight through the objecter, read back and listed.
 fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
-    use crate::minicluster::{Client, MiniCluster};
+    use crate::hosting::cluster::{Client, MiniCluster};
     use crate::types::osd_op::OsdOp;
     use parking_lot::{Condvar, Mutex};
 
