@@ -112,7 +112,9 @@
 
 #define OSDKIT_UNIT_BYTES 1
 
-// Where a command callback puts its reply (or its error text when it returns < 0).
+// Where a command callback puts its reply (or its error text when it returns < 0). Lent to
+// the callback for that call only, on the `admin_socket` thread: do not keep it or pass it
+// to another thread.
 typedef struct osdkit_asok_reply osdkit_asok_reply;
 
 // A client of a cluster (its own messenger, monitor client and objecter). Its functions may
@@ -130,9 +132,11 @@ typedef struct osdkit_cluster osdkit_cluster;
 typedef struct osdkit_connection osdkit_connection;
 
 // A daemon context (Ceph's CephContext): entity name, config, log, perf counters, admin socket.
+// Its functions may be called from any thread, concurrently; `osdkit_context_free` last.
 typedef struct osdkit_context osdkit_context;
 
-// A Finisher: one thread (`finisher`) completing queued callbacks in FIFO order.
+// A Finisher: one thread (`finisher`) completing queued callbacks in FIFO order. Its functions
+// may be called from any thread, concurrently; `osdkit_finisher_free` last.
 typedef struct osdkit_finisher osdkit_finisher;
 
 // A message: a type, a priority, a transaction id and three payload segments (front, middle,
@@ -148,14 +152,22 @@ typedef struct osdkit_messenger osdkit_messenger;
 // atomically, all or none. Not thread-safe: one thread at a time.
 typedef struct osdkit_op_list osdkit_op_list;
 
+// A set of perf counters shown in its context's `perf dump`. Updates are atomic: its
+// functions may be called from any thread, concurrently; `osdkit_perf_free` last.
 typedef struct osdkit_perf osdkit_perf;
 
+// Counters being declared, before `osdkit_perf_create` consumes them. Not thread-safe: one
+// thread at a time (it may move between threads).
 typedef struct osdkit_perf_builder osdkit_perf_builder;
 
+// A Throttle (Ceph's): a budget of units taken with `get` and given back with `put`, waiters
+// served in FIFO order. Its functions may be called from any thread, concurrently;
+// `osdkit_throttle_free` last, with no thread waiting in it.
 typedef struct osdkit_throttle osdkit_throttle;
 
 // A SafeTimer: one thread (`safe_timer`) running events in deadline order, equal deadlines
-// in the order they were added.
+// in the order they were added. Its functions may be called from any thread, concurrently
+// (from its own events too); `osdkit_timer_free` last, not from an event.
 typedef struct osdkit_timer osdkit_timer;
 
 // An admin socket command implemented in C.
@@ -197,6 +209,14 @@ typedef int (*osdkit_name_cb)(void *user,
 // at a time in queue order. No library lock is held during the call.
 typedef void (*osdkit_finisher_cb)(void *user,
                                    int r);
+
+// Releases a buffer given to `osdkit_message_set_data_borrowed`: called exactly once with its
+// `user`, when no message uses the buffer any more. This is a destructor, not an event: it
+// may run on any thread (the one freeing the last message, a `msgr-worker-N` after the bytes
+// were written, `ms_dispatch`). The messenger drops messages outside its session locks, but
+// keep the contract narrow all the same: only release the buffer (free, munmap, drop a
+// reference), do not call osdkit and do not block.
+typedef void (*osdkit_data_free_cb)(void *user);
 
 // A message for a dispatcher. `msg` is handed over: return OSDKIT_DISPATCH_HANDLED (or any
 // value but PASS) and it is yours, to free with `osdkit_message_free` from any thread, at
@@ -262,14 +282,6 @@ typedef struct {
   // message sent to self).
   osdkit_connection *conn;
 } osdkit_event;
-
-// Releases a buffer given to `osdkit_message_set_data_borrowed`: called exactly once with its
-// `user`, when no message uses the buffer any more. This is a destructor, not an event: it
-// may run on any thread (the one freeing the last message, a `msgr-worker-N` after the bytes
-// were written, `ms_dispatch`). The messenger drops messages outside its session locks, but
-// keep the contract narrow all the same: only release the buffer (free, munmap, drop a
-// reference), do not call osdkit and do not block.
-typedef void (*osdkit_data_free_cb)(void *user);
 
 // A timer event. Runs on the `safe_timer` thread, one event at a time (never concurrently).
 // While it runs, `osdkit_timer_cancel` from another thread waits for it to return; from inside
@@ -583,6 +595,47 @@ int osdkit_client_operate_async(const osdkit_client *c,
                                 osdkit_completion_cb cb,
                                 void *user);
 
+// Queues `msg` on the connection; the owning worker thread frames and writes it (a lossless
+// session replays it after a fault until the peer acknowledges it). `msg` is consumed in
+// every case, also on failure. A received message may be sent on as it is (its payload is
+// not copied). Returns 0, -ENOTCONN (the connection was marked down, or a lossy session
+// faulted) or -EINVAL.
+int osdkit_connection_send(const osdkit_connection *conn,
+                           osdkit_message *msg);
+
+// Asks for a KEEPALIVE2 to be sent on the connection. Returns 0 or -EINVAL.
+int osdkit_connection_send_keepalive(const osdkit_connection *conn);
+
+// Closes the connection (Ceph's `mark_down`): queued messages are dropped, no RESET event is
+// delivered; later sends fail with -ENOTCONN. The handle stays valid. Returns 0 or -EINVAL.
+int osdkit_connection_mark_down(const osdkit_connection *conn);
+
+// 1 if the session is open (handshake done, not faulted or closed), 0 if not, -EINVAL.
+int osdkit_connection_is_connected(const osdkit_connection *conn);
+
+// The connection's id: unique in the process and positive; -EINVAL for a NULL handle.
+int64_t osdkit_connection_id(const osdkit_connection *conn);
+
+// The peer's entity type, OSDKIT_ENTITY_TYPE_* (for an incoming connection, what the peer
+// announced), or -EINVAL.
+int osdkit_connection_peer_type(const osdkit_connection *conn);
+
+// Copies the peer's address (`"v2:127.0.0.1:6800/1234"`: the address connected to, or the
+// one an incoming peer announced) NUL-terminated into `buf` of `len` bytes. Returns its
+// length, -ERANGE (nothing written; 128 bytes always suffice) or -EINVAL.
+int osdkit_connection_peer_addr(const osdkit_connection *conn,
+                                char *buf,
+                                size_t len);
+
+// A new handle to the same connection (to keep one a callback only lent). Returns 0 or
+// -EINVAL.
+int osdkit_connection_clone(const osdkit_connection *conn,
+                            osdkit_connection **out_conn);
+
+// Releases a connection handle (the connection itself stays open: close it with
+// `osdkit_connection_mark_down`). NULL is ignored. Never on a handle a callback lent.
+void osdkit_connection_free(osdkit_connection *conn);
+
 // Creates a context for entity `name` (`"osd.3"`, `"client.admin"`), reading the ceph.conf-style
 // file `conf_path` (may be NULL). Nothing runs until `osdkit_context_start`.
 // Returns 0, -EINVAL (bad name or arguments) or -ENOENT (no such conf file).
@@ -653,6 +706,98 @@ int osdkit_finisher_stop(osdkit_finisher *f);
 
 // Stops and frees the finisher. NULL is ignored. Not from inside one of its callbacks.
 void osdkit_finisher_free(osdkit_finisher *f);
+
+// A new message of type `msg_type` (Ceph's `CEPH_MSG_*` numbering; application types are
+// free to choose), priority OSDKIT_MSG_PRIO_DEFAULT, tid 0, empty segments. Returns 0 or
+// -EINVAL.
+int osdkit_message_new(uint16_t msg_type,
+                       osdkit_message **out_msg);
+
+// Frees a message (its borrowed data is released when no sent copy uses it any more). NULL is
+// ignored. Not for a message already consumed by a send.
+void osdkit_message_free(osdkit_message *msg);
+
+// Sets the message type (e.g. to send a received message back as a reply, without copying its
+// payload). Returns 0 or -EINVAL.
+int osdkit_message_set_type(osdkit_message *msg,
+                            uint16_t msg_type);
+
+// A new message with the same type, priority, tid and segments (shared, not copied: a
+// borrowed data buffer is released only when both are gone), without the connection, in
+// `*out_msg`. For sending one payload to several peers. Returns 0 or -EINVAL.
+int osdkit_message_clone(const osdkit_message *msg,
+                         osdkit_message **out_msg);
+
+// Sets the priority (OSDKIT_MSG_PRIO_*, 0..255 in practice). Returns 0 or -EINVAL.
+int osdkit_message_set_priority(osdkit_message *msg,
+                                uint16_t priority);
+
+// Sets the transaction id. Returns 0 or -EINVAL.
+int osdkit_message_set_tid(osdkit_message *msg,
+                           uint64_t tid);
+
+// Sets the front segment (small headers) to a copy of `len` bytes at `buf` (NULL allowed
+// when `len` is 0). Returns 0 or -EINVAL.
+int osdkit_message_set_front(osdkit_message *msg,
+                             const void *buf,
+                             size_t len);
+
+// Sets the middle segment to a copy of `len` bytes at `buf`. Returns 0 or -EINVAL.
+int osdkit_message_set_middle(osdkit_message *msg,
+                              const void *buf,
+                              size_t len);
+
+// Sets the data segment (bulk data) to a copy of `len` bytes at `buf`. Returns 0 or -EINVAL.
+int osdkit_message_set_data(osdkit_message *msg,
+                            const void *buf,
+                            size_t len);
+
+// Sets the data segment to the `len` bytes at `buf` without copying them: the library reads
+// them in place (up to the socket) and calls `free_fn(user)` exactly once when nothing uses
+// them any more — after the message (and every copy the messenger made of it, e.g. a
+// lossless session's until acknowledged) is gone; see `osdkit_data_free_cb` for where it
+// runs. The buffer must stay valid and unchanged until then. `free_fn` may be NULL only for
+// memory that outlives every message (static storage). Data set before is released.
+// Returns 0 or -EINVAL (then `free_fn` is not called and the buffer stays the caller's).
+int osdkit_message_set_data_borrowed(osdkit_message *msg,
+                                     const void *buf,
+                                     size_t len,
+                                     osdkit_data_free_cb free_fn,
+                                     void *user);
+
+// The message type, or -EINVAL.
+int osdkit_message_type(const osdkit_message *msg);
+
+// The priority, or -EINVAL.
+int osdkit_message_priority(const osdkit_message *msg);
+
+// The transaction id, in `*tid_out`. Returns 0 or -EINVAL.
+int osdkit_message_tid(const osdkit_message *msg,
+                       uint64_t *tid_out);
+
+// Lends the front segment: `*ptr_out` (NULL when empty) and `*len_out`, valid until the
+// message is freed, consumed by a send, or its front is set again. Not copied. Returns 0 or
+// -EINVAL.
+int osdkit_message_front(const osdkit_message *msg,
+                         const uint8_t **ptr_out,
+                         size_t *len_out);
+
+// Lends the middle segment, as `osdkit_message_front`.
+int osdkit_message_middle(const osdkit_message *msg,
+                          const uint8_t **ptr_out,
+                          size_t *len_out);
+
+// Lends the data segment, as `osdkit_message_front` (a received data segment is the bytes
+// as read from the socket; a borrowed one is the caller's buffer itself).
+int osdkit_message_data(const osdkit_message *msg,
+                        const uint8_t **ptr_out,
+                        size_t *len_out);
+
+// A new handle to the connection a received message arrived on (to reply on), in
+// `*out_conn`. Returns 0, -ENOENT (a message made locally or sent to self has none) or
+// -EINVAL.
+int osdkit_message_connection(const osdkit_message *msg,
+                              osdkit_connection **out_conn);
 
 // Creates a messenger for entity `name` (`"osd.0"`, `"client.admin"`; it need not be the
 // context's own name) using `ctx`'s configuration (`ms_async_op_threads`,
@@ -782,139 +927,6 @@ int osdkit_messenger_shutdown(osdkit_messenger *m);
 // freed. NULL is ignored.
 void osdkit_messenger_free(osdkit_messenger *m);
 
-// Queues `msg` on the connection; the owning worker thread frames and writes it (a lossless
-// session replays it after a fault until the peer acknowledges it). `msg` is consumed in
-// every case, also on failure. A received message may be sent on as it is (its payload is
-// not copied). Returns 0, -ENOTCONN (the connection was marked down, or a lossy session
-// faulted) or -EINVAL.
-int osdkit_connection_send(const osdkit_connection *conn,
-                           osdkit_message *msg);
-
-// Asks for a KEEPALIVE2 to be sent on the connection. Returns 0 or -EINVAL.
-int osdkit_connection_send_keepalive(const osdkit_connection *conn);
-
-// Closes the connection (Ceph's `mark_down`): queued messages are dropped, no RESET event is
-// delivered; later sends fail with -ENOTCONN. The handle stays valid. Returns 0 or -EINVAL.
-int osdkit_connection_mark_down(const osdkit_connection *conn);
-
-// 1 if the session is open (handshake done, not faulted or closed), 0 if not, -EINVAL.
-int osdkit_connection_is_connected(const osdkit_connection *conn);
-
-// The connection's id, unique in the process and never 0 (0 for a NULL handle).
-uint64_t osdkit_connection_id(const osdkit_connection *conn);
-
-// The peer's entity type, OSDKIT_ENTITY_TYPE_* (for an incoming connection, what the peer
-// announced), or -EINVAL.
-int osdkit_connection_peer_type(const osdkit_connection *conn);
-
-// Copies the peer's address (`"v2:127.0.0.1:6800/1234"`: the address connected to, or the
-// one an incoming peer announced) NUL-terminated into `buf` of `len` bytes. Returns its
-// length, -ERANGE (nothing written; 128 bytes always suffice) or -EINVAL.
-int osdkit_connection_peer_addr(const osdkit_connection *conn,
-                                char *buf,
-                                size_t len);
-
-// A new handle to the same connection (to keep one a callback only lent). Returns 0 or
-// -EINVAL.
-int osdkit_connection_clone(const osdkit_connection *conn,
-                            osdkit_connection **out_conn);
-
-// Releases a connection handle (the connection itself stays open: close it with
-// `osdkit_connection_mark_down`). NULL is ignored. Never on a handle a callback lent.
-void osdkit_connection_free(osdkit_connection *conn);
-
-// A new message of type `msg_type` (Ceph's `CEPH_MSG_*` numbering; application types are
-// free to choose), priority OSDKIT_MSG_PRIO_DEFAULT, tid 0, empty segments. Returns 0 or
-// -EINVAL.
-int osdkit_message_new(uint16_t msg_type,
-                       osdkit_message **out_msg);
-
-// Frees a message (its borrowed data is released when no sent copy uses it any more). NULL is
-// ignored. Not for a message already consumed by a send.
-void osdkit_message_free(osdkit_message *msg);
-
-// Sets the message type (e.g. to send a received message back as a reply, without copying its
-// payload). Returns 0 or -EINVAL.
-int osdkit_message_set_type(osdkit_message *msg,
-                            uint16_t msg_type);
-
-// A new message with the same type, priority, tid and segments (shared, not copied: a
-// borrowed data buffer is released only when both are gone), without the connection, in
-// `*out_msg`. For sending one payload to several peers. Returns 0 or -EINVAL.
-int osdkit_message_clone(const osdkit_message *msg,
-                         osdkit_message **out_msg);
-
-// Sets the priority (OSDKIT_MSG_PRIO_*, 0..255 in practice). Returns 0 or -EINVAL.
-int osdkit_message_set_priority(osdkit_message *msg,
-                                uint16_t priority);
-
-// Sets the transaction id. Returns 0 or -EINVAL.
-int osdkit_message_set_tid(osdkit_message *msg,
-                           uint64_t tid);
-
-// Sets the front segment (small headers) to a copy of `len` bytes at `buf` (NULL allowed
-// when `len` is 0). Returns 0 or -EINVAL.
-int osdkit_message_set_front(osdkit_message *msg,
-                             const void *buf,
-                             size_t len);
-
-// Sets the middle segment to a copy of `len` bytes at `buf`. Returns 0 or -EINVAL.
-int osdkit_message_set_middle(osdkit_message *msg,
-                              const void *buf,
-                              size_t len);
-
-// Sets the data segment (bulk data) to a copy of `len` bytes at `buf`. Returns 0 or -EINVAL.
-int osdkit_message_set_data(osdkit_message *msg,
-                            const void *buf,
-                            size_t len);
-
-// Sets the data segment to the `len` bytes at `buf` without copying them: the library reads
-// them in place (up to the socket) and calls `free_fn(user)` exactly once when nothing uses
-// them any more — after the message (and every copy the messenger made of it, e.g. a
-// lossless session's until acknowledged) is gone; see `osdkit_data_free_cb` for where it
-// runs. The buffer must stay valid and unchanged until then. `free_fn` may be NULL only for
-// memory that outlives every message (static storage). Data set before is released.
-// Returns 0 or -EINVAL (then `free_fn` is not called and the buffer stays the caller's).
-int osdkit_message_set_data_borrowed(osdkit_message *msg,
-                                     const void *buf,
-                                     size_t len,
-                                     osdkit_data_free_cb free_fn,
-                                     void *user);
-
-// The message type, or -EINVAL.
-int osdkit_message_type(const osdkit_message *msg);
-
-// The priority, or -EINVAL.
-int osdkit_message_priority(const osdkit_message *msg);
-
-// The transaction id, in `*tid_out`. Returns 0 or -EINVAL.
-int osdkit_message_tid(const osdkit_message *msg,
-                       uint64_t *tid_out);
-
-// Lends the front segment: `*ptr_out` (NULL when empty) and `*len_out`, valid until the
-// message is freed, consumed by a send, or its front is set again. Not copied. Returns 0 or
-// -EINVAL.
-int osdkit_message_front(const osdkit_message *msg,
-                         const uint8_t **ptr_out,
-                         size_t *len_out);
-
-// Lends the middle segment, as `osdkit_message_front`.
-int osdkit_message_middle(const osdkit_message *msg,
-                          const uint8_t **ptr_out,
-                          size_t *len_out);
-
-// Lends the data segment, as `osdkit_message_front` (a received data segment is the bytes
-// as read from the socket; a borrowed one is the caller's buffer itself).
-int osdkit_message_data(const osdkit_message *msg,
-                        const uint8_t **ptr_out,
-                        size_t *len_out);
-
-// A new handle to the connection a received message arrived on (to reply on), in
-// `*out_conn`. Returns 0, -ENOENT (a message made locally or sent to self has none) or
-// -EINVAL.
-int osdkit_message_connection(const osdkit_message *msg,
-                              osdkit_connection **out_conn);
-
 // Starts a set of counters (a "logger" in `perf dump`) called `name`. Returns 0 or -EINVAL.
 int osdkit_perf_builder_new(const char *name,
                             osdkit_perf_builder **out_b);
@@ -1007,11 +1019,11 @@ int osdkit_throttle_put(osdkit_throttle *t,
 int osdkit_throttle_reset_max(osdkit_throttle *t,
                               uint64_t max);
 
-// Units currently taken (0 for NULL).
-uint64_t osdkit_throttle_current(const osdkit_throttle *t);
+// Units currently taken, or -EINVAL for NULL (Ceph's `Throttle::get_current`, an int64_t).
+int64_t osdkit_throttle_current(const osdkit_throttle *t);
 
-// The limit (0 = unlimited, and 0 for NULL).
-uint64_t osdkit_throttle_max(const osdkit_throttle *t);
+// The limit (0 = unlimited), or -EINVAL for NULL (Ceph's `Throttle::get_max`).
+int64_t osdkit_throttle_max(const osdkit_throttle *t);
 
 // Number of requests waiting in line (blocked in `osdkit_throttle_get` or
 // `osdkit_throttle_get_timeout`), or -EINVAL.

@@ -386,8 +386,8 @@ public:
     void take(std::uint64_t c) { detail::check(osdkit_throttle_take(native(), c), "osdkit_throttle_take"); }
     void put(std::uint64_t c = 1) { detail::check(osdkit_throttle_put(native(), c), "osdkit_throttle_put"); }
     void reset_max(std::uint64_t m) { detail::check(osdkit_throttle_reset_max(native(), m), "osdkit_throttle_reset_max"); }
-    std::uint64_t current() const { return osdkit_throttle_current(native()); }
-    std::uint64_t max() const { return osdkit_throttle_max(native()); }
+    std::int64_t current() const { return osdkit_throttle_current(native()); }
+    std::int64_t max() const { return osdkit_throttle_max(native()); }
     // Callers blocked in get/get_timeout right now.
     int waiters() const { return detail::check(osdkit_throttle_waiters(native()), "osdkit_throttle_waiters"); }
 
@@ -621,7 +621,7 @@ public:
     bool is_connected() const {
         return detail::check(osdkit_connection_is_connected(native()), "osdkit_connection_is_connected") == 1;
     }
-    std::uint64_t id() const { return osdkit_connection_id(native()); }
+    std::int64_t id() const { return osdkit_connection_id(native()); }
     // OSDKIT_ENTITY_TYPE_*.
     int peer_type() const { return detail::check(osdkit_connection_peer_type(native()), "osdkit_connection_peer_type"); }
     std::string peer_addr() const {

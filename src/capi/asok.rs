@@ -9,7 +9,9 @@ use crate::common::formatter::Format;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::sync::Arc;
 
-/// Where a command callback puts its reply (or its error text when it returns < 0).
+/// Where a command callback puts its reply (or its error text when it returns < 0). Lent to
+/// the callback for that call only, on the `admin_socket` thread: do not keep it or pass it
+/// to another thread.
 pub struct osdkit_asok_reply {
     data: Vec<u8>,
 }

@@ -1,10 +1,10 @@
 //! `osdkit_cluster_*` and `osdkit_client_*`: hosting a monitor and OSDs in this process, and a
-//! client for them (issue 4, items 6-7), over [`crate::hosting::cluster`].
+//! client for them, over [`crate::hosting::cluster`].
 //!
 //! Every client call has a blocking form, which may be called from any thread, concurrently.
 //! Writes also have async forms whose completion runs on a library thread.
 
-use super::{cstr, guard, guard_void, handle, out, set_last_error};
+use super::{bytes_arg, cstr, free_handle, guard, guard_void, handle, out, set_last_error, write_str};
 use crate::common::error::Error;
 use crate::hosting::cluster::{Client, MiniCluster};
 use crate::types::osd_op::OsdOp;
@@ -43,35 +43,6 @@ pub type osdkit_completion_cb = Option<extern "C" fn(user: *mut c_void, result: 
 /// One object name from `osdkit_client_list`. `name` is borrowed for the call only. Runs on the
 /// thread calling `osdkit_client_list`. Return 0 to go on, nonzero to stop the listing.
 pub type osdkit_name_cb = Option<extern "C" fn(user: *mut c_void, name: *const c_char) -> c_int>;
-
-/// Copies `s` NUL-terminated into `buf` of `len` bytes; its length, or -ERANGE.
-fn write_str(s: &str, buf: *mut c_char, len: usize) -> Result<c_int, Error> {
-    if buf.is_null() {
-        return Err(Error::inval("buf is NULL"));
-    }
-    if s.len() + 1 > len {
-        return Err(Error::new(libc::ERANGE, format!("'{s}' needs {} bytes", s.len() + 1)));
-    }
-    // SAFETY: `buf` is non-NULL with room for `len` >= s.len() + 1 bytes (caller contract);
-    // `s` is our own memory, so the regions do not overlap.
-    unsafe {
-        std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast::<u8>(), s.len());
-        *buf.add(s.len()) = 0;
-    }
-    Ok(s.len() as c_int)
-}
-
-/// A borrowed byte argument: NULL is allowed only with `len` 0.
-fn bytes_arg<'a>(p: *const c_void, len: usize, what: &str) -> Result<&'a [u8], Error> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if p.is_null() {
-        return Err(Error::inval(format!("{what} is NULL with length {len}")));
-    }
-    // SAFETY: non-NULL, `len` readable bytes living for the call (header contract).
-    Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
-}
 
 /// Hands bytes to C in a `malloc`ed buffer (at least one byte, so never NULL); freed with
 /// `osdkit_buffer_free`.
@@ -248,15 +219,7 @@ pub extern "C" fn osdkit_cluster_start_osd(c: *const osdkit_cluster, id: c_int) 
 /// clients first (or expect their ops to time out).
 #[no_mangle]
 pub extern "C" fn osdkit_cluster_free(c: *mut osdkit_cluster) {
-    if c.is_null() {
-        return;
-    }
-    guard_void(|| {
-        // SAFETY: `c` came from osdkit_cluster_start (Box::into_raw) and is freed once.
-        let b = unsafe { Box::from_raw(c) };
-        b.c.shutdown();
-        drop(b);
-    });
+    free_handle(c, |b| b.c.shutdown());
 }
 
 // ------------------------------------------------------------------------------------------
@@ -288,15 +251,7 @@ pub extern "C" fn osdkit_client_connect(
 /// client.
 #[no_mangle]
 pub extern "C" fn osdkit_client_free(c: *mut osdkit_client) {
-    if c.is_null() {
-        return;
-    }
-    guard_void(|| {
-        // SAFETY: `c` came from osdkit_client_connect (Box::into_raw) and is freed once.
-        let b = unsafe { Box::from_raw(c) };
-        b.c.shutdown();
-        drop(b);
-    });
+    free_handle(c, |b| b.c.shutdown());
 }
 
 /// Writes object `oid` of pool `pool` whole (creating it, replacing its data) with `len`
@@ -648,10 +603,7 @@ pub extern "C" fn osdkit_op_list_new() -> *mut osdkit_op_list {
 /// Releases an op list. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn osdkit_op_list_free(l: *mut osdkit_op_list) {
-    if !l.is_null() {
-        // SAFETY: `l` came from osdkit_op_list_new (Box::into_raw) and is freed once.
-        guard_void(|| drop(unsafe { Box::from_raw(l) }));
-    }
+    free_handle(l, |_| {});
 }
 
 fn push(l: *mut osdkit_op_list, f: impl FnOnce() -> Result<OsdOp, Error>) -> c_int {

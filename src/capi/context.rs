@@ -1,13 +1,14 @@
 //! `osdkit_context_*`: create, configure, start and free a daemon context.
 
-use super::{cstr, guard, guard_void, handle, opt_cstr, out, set_last_error};
-use crate::Context;
+use super::{cstr, free_handle, guard, guard_void, handle, opt_cstr, out, set_last_error, write_str};
 use crate::common::error::Error;
+use crate::Context;
 use std::ffi::{c_char, c_int, CString};
 use std::path::Path;
 use std::sync::OnceLock;
 
 /// A daemon context (Ceph's CephContext): entity name, config, log, perf counters, admin socket.
+/// Its functions may be called from any thread, concurrently; `osdkit_context_free` last.
 pub struct osdkit_context {
     pub(crate) ctx: Context,
     asok_path: OnceLock<CString>,
@@ -67,19 +68,7 @@ pub extern "C" fn osdkit_context_get_option(
     guard(|| {
         let c = handle(ctx, "ctx")?;
         let v = c.ctx.conf().get_val_str(cstr(key, "key")?)?;
-        if buf.is_null() {
-            return Err(Error::inval("buf is NULL"));
-        }
-        if v.len() + 1 > len {
-            return Err(Error::new(libc::ERANGE, format!("value needs {} bytes", v.len() + 1)));
-        }
-        // SAFETY: `buf` is non-NULL with room for `len` bytes (caller contract), and we write
-        // v.len() + 1 <= len bytes; the regions cannot overlap (v is our own allocation).
-        unsafe {
-            std::ptr::copy_nonoverlapping(v.as_ptr(), buf.cast::<u8>(), v.len());
-            *buf.add(v.len()) = 0;
-        }
-        Ok(v.len() as c_int)
+        write_str(&v, buf, len)
     })
 }
 
@@ -150,13 +139,5 @@ pub extern "C" fn osdkit_log(
 /// Timers, finishers, throttles and perf counters made from it stay valid and must be freed too.
 #[no_mangle]
 pub extern "C" fn osdkit_context_free(ctx: *mut osdkit_context) {
-    if ctx.is_null() {
-        return;
-    }
-    guard_void(|| {
-        // SAFETY: `ctx` came from osdkit_context_new (Box::into_raw) and is freed once (contract).
-        let b = unsafe { Box::from_raw(ctx) };
-        b.ctx.shutdown();
-        drop(b);
-    });
+    free_handle(ctx, |b| b.ctx.shutdown());
 }

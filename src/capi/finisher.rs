@@ -2,13 +2,14 @@
 
 use super::asok::osdkit_drop_cb;
 use super::context::osdkit_context;
-use super::{cstr, guard, guard_void, handle, UserData};
+use super::{cstr, free_handle, guard, handle, UserData};
 use crate::common::error::Error;
 use crate::finisher::Finisher;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
-/// A Finisher: one thread (`finisher`) completing queued callbacks in FIFO order.
+/// A Finisher: one thread (`finisher`) completing queued callbacks in FIFO order. Its functions
+/// may be called from any thread, concurrently; `osdkit_finisher_free` last.
 pub struct osdkit_finisher {
     f: Arc<Finisher>,
 }
@@ -95,12 +96,5 @@ pub extern "C" fn osdkit_finisher_stop(f: *mut osdkit_finisher) -> c_int {
 /// Stops and frees the finisher. NULL is ignored. Not from inside one of its callbacks.
 #[no_mangle]
 pub extern "C" fn osdkit_finisher_free(f: *mut osdkit_finisher) {
-    if f.is_null() {
-        return;
-    }
-    guard_void(|| {
-        // SAFETY: `f` came from osdkit_finisher_new (Box::into_raw) and is freed once (contract).
-        let b = unsafe { Box::from_raw(f) };
-        b.f.stop();
-    });
+    free_handle(f, |b| b.f.stop());
 }

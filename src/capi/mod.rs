@@ -1,4 +1,4 @@
-//! The C ABI (DESIGN.md §7). `include/osdkit.h` is generated from these files by
+//! The C ABI. `include/osdkit.h` is generated from these files by
 //! `scripts/gen-header.sh` (a pinned cbindgen) and committed.
 //!
 //! Conventions: names `osdkit_<area>_<verb>`; opaque handles from `_new`, released by `_free`;
@@ -12,8 +12,10 @@
 
 pub mod asok;
 pub mod client;
+pub mod connection;
 pub mod context;
 pub mod finisher;
+pub mod message;
 pub mod msgr;
 pub mod perf;
 pub mod throttle;
@@ -104,6 +106,58 @@ pub(crate) fn out<T>(p: *mut T, v: T, what: &str) -> Result<(), Error> {
     // SAFETY: non-NULL, and the caller provides space for one T (header contract).
     unsafe { p.write(v) };
     Ok(())
+}
+
+/// Takes back a handle the caller hands over (a `_free`, or a call that consumes it): None for
+/// NULL.
+pub(crate) fn take_handle<T>(p: *mut T) -> Option<Box<T>> {
+    // SAFETY: non-NULL handles come from this library's `Box::into_raw` and the header makes
+    // every `_free` and consuming call the handle's last use, so it is taken back exactly once.
+    (!p.is_null()).then(|| unsafe { Box::from_raw(p) })
+}
+
+/// A handle's `_free`: NULL is ignored; otherwise `finish` runs on it (stopping its threads)
+/// inside the panic boundary, and then it is dropped.
+pub(crate) fn free_handle<T>(p: *mut T, finish: impl FnOnce(&T)) {
+    guard_void(|| {
+        if let Some(b) = take_handle(p) {
+            finish(&b);
+        }
+    });
+}
+
+/// Copies `s` NUL-terminated into `buf` of `len` bytes; returns its length, or -ERANGE (then
+/// nothing is written) naming the size needed.
+pub(crate) fn write_str(s: &str, buf: *mut c_char, len: usize) -> Result<c_int, Error> {
+    if buf.is_null() {
+        return Err(Error::inval("buf is NULL"));
+    }
+    if s.len() + 1 > len {
+        return Err(Error::new(libc::ERANGE, format!("'{s}' needs {} bytes", s.len() + 1)));
+    }
+    // SAFETY: `buf` is non-NULL with room for `len` bytes (caller contract) and we write
+    // s.len() + 1 <= len bytes; `s` is our own memory, so the regions do not overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast::<u8>(), s.len());
+        *buf.add(s.len()) = 0;
+    }
+    Ok(s.len() as c_int)
+}
+
+/// A borrowed byte argument: NULL is allowed only with `len` 0.
+pub(crate) fn bytes_arg<'a>(p: *const c_void, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Error::inval(format!("{what} is NULL with length {len}")));
+    }
+    if len > isize::MAX as usize {
+        return Err(Error::inval(format!("{what} length {len} is too large")));
+    }
+    // SAFETY: non-NULL, `len` <= isize::MAX readable bytes living for the call (header
+    // contract).
+    Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
 }
 
 /// Hands a Rust string to C; freed with `osdkit_string_free`.

@@ -1,7 +1,7 @@
 //! `osdkit_perf_*`: perf counters defined from C, shown in the context's `perf dump`.
 
 use super::context::osdkit_context;
-use super::{cstr, guard, guard_void, handle, opt_cstr};
+use super::{cstr, free_handle, guard, handle, opt_cstr, take_handle};
 use crate::common::error::Error;
 use crate::common::perf::{PerfCounters, PerfCountersBuilder, PerfCountersCollection, Unit};
 use std::ffi::{c_char, c_int};
@@ -16,10 +16,14 @@ pub const OSDKIT_PERFCOUNTER_COUNTER: u32 = 0x8;
 pub const OSDKIT_UNIT_NONE: c_int = 0;
 pub const OSDKIT_UNIT_BYTES: c_int = 1;
 
+/// Counters being declared, before `osdkit_perf_create` consumes them. Not thread-safe: one
+/// thread at a time (it may move between threads).
 pub struct osdkit_perf_builder {
     b: PerfCountersBuilder,
 }
 
+/// A set of perf counters shown in its context's `perf dump`. Updates are atomic: its
+/// functions may be called from any thread, concurrently; `osdkit_perf_free` last.
 pub struct osdkit_perf {
     pc: Arc<PerfCounters>,
     coll: Weak<PerfCountersCollection>,
@@ -110,10 +114,7 @@ pub extern "C" fn osdkit_perf_builder_add(
 /// Frees a builder that was not passed to `osdkit_perf_create`. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn osdkit_perf_builder_free(b: *mut osdkit_perf_builder) {
-    if !b.is_null() {
-        // SAFETY: from osdkit_perf_builder_new, freed once (contract).
-        guard_void(|| drop(unsafe { Box::from_raw(b) }));
-    }
+    free_handle(b, |_| {});
 }
 
 /// Builds the counters and adds them to `ctx`'s `perf dump`. Consumes `b` whatever the result.
@@ -124,11 +125,9 @@ pub extern "C" fn osdkit_perf_create(
     b: *mut osdkit_perf_builder,
     out_pc: *mut *mut osdkit_perf,
 ) -> c_int {
-    if b.is_null() {
+    let Some(builder) = take_handle(b) else {
         return guard(|| Err(Error::inval("builder is NULL")));
-    }
-    // SAFETY: from osdkit_perf_builder_new; ownership passes to us here (contract: consumed).
-    let builder = unsafe { Box::from_raw(b) };
+    };
     guard(|| {
         let c = handle(ctx, "ctx")?;
         if out_pc.is_null() {
@@ -224,12 +223,7 @@ pub extern "C" fn osdkit_perf_read_avg(
 /// Removes the counters from their context's `perf dump` and frees them. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn osdkit_perf_free(p: *mut osdkit_perf) {
-    if p.is_null() {
-        return;
-    }
-    guard_void(|| {
-        // SAFETY: from osdkit_perf_create, freed once (contract).
-        let b = unsafe { Box::from_raw(p) };
+    free_handle(p, |b| {
         if let Some(c) = b.coll.upgrade() {
             c.remove(&b.pc);
         }

@@ -1,13 +1,16 @@
 //! `osdkit_throttle_*`: Ceph's Throttle (FIFO counting semaphore; max 0 = unlimited).
 
 use super::context::osdkit_context;
-use super::{cstr, guard, guard_void, handle};
+use super::{cstr, free_handle, guard, handle};
 use crate::common::error::Error;
 use crate::common::throttle::Throttle;
 use std::ffi::{c_char, c_int};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A Throttle (Ceph's): a budget of units taken with `get` and given back with `put`, waiters
+/// served in FIFO order. Its functions may be called from any thread, concurrently;
+/// `osdkit_throttle_free` last, with no thread waiting in it.
 pub struct osdkit_throttle {
     t: Arc<Throttle>,
 }
@@ -100,16 +103,30 @@ pub extern "C" fn osdkit_throttle_reset_max(t: *mut osdkit_throttle, max: u64) -
     })
 }
 
-/// Units currently taken (0 for NULL).
+/// Units currently taken, or -EINVAL for NULL (Ceph's `Throttle::get_current`, an int64_t).
 #[no_mangle]
-pub extern "C" fn osdkit_throttle_current(t: *const osdkit_throttle) -> u64 {
-    handle(t, "throttle").map(|t| t.t.get_current()).unwrap_or(0)
+pub extern "C" fn osdkit_throttle_current(t: *const osdkit_throttle) -> i64 {
+    throttle_value(t, |t| t.get_current())
 }
 
-/// The limit (0 = unlimited, and 0 for NULL).
+/// The limit (0 = unlimited), or -EINVAL for NULL (Ceph's `Throttle::get_max`).
 #[no_mangle]
-pub extern "C" fn osdkit_throttle_max(t: *const osdkit_throttle) -> u64 {
-    handle(t, "throttle").map(|t| t.t.get_max()).unwrap_or(0)
+pub extern "C" fn osdkit_throttle_max(t: *const osdkit_throttle) -> i64 {
+    throttle_value(t, |t| t.get_max())
+}
+
+/// One reading of `t` as C's int64_t; a negative errno for a NULL handle.
+fn throttle_value(t: *const osdkit_throttle, f: impl FnOnce(&Throttle) -> u64) -> i64 {
+    let mut v = 0;
+    let r = guard(|| {
+        v = i64::try_from(f(&handle(t, "throttle")?.t)).unwrap_or(i64::MAX);
+        Ok(0)
+    });
+    if r < 0 {
+        i64::from(r)
+    } else {
+        v
+    }
 }
 
 /// Number of requests waiting in line (blocked in `osdkit_throttle_get` or
@@ -122,11 +139,5 @@ pub extern "C" fn osdkit_throttle_waiters(t: *const osdkit_throttle) -> c_int {
 /// Frees the throttle. NULL is ignored. No thread may be waiting in it.
 #[no_mangle]
 pub extern "C" fn osdkit_throttle_free(t: *mut osdkit_throttle) {
-    if t.is_null() {
-        return;
-    }
-    guard_void(|| {
-        // SAFETY: `t` came from osdkit_throttle_new (Box::into_raw) and is freed once (contract).
-        drop(unsafe { Box::from_raw(t) });
-    });
+    free_handle(t, |_| {});
 }

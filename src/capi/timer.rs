@@ -2,14 +2,15 @@
 
 use super::asok::osdkit_drop_cb;
 use super::context::osdkit_context;
-use super::{cstr, guard, guard_void, handle, UserData};
+use super::{cstr, free_handle, guard, handle, UserData};
 use crate::common::error::Error;
 use crate::timer::SafeTimer;
 use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
 
 /// A SafeTimer: one thread (`safe_timer`) running events in deadline order, equal deadlines
-/// in the order they were added.
+/// in the order they were added. Its functions may be called from any thread, concurrently
+/// (from its own events too); `osdkit_timer_free` last, not from an event.
 pub struct osdkit_timer {
     timer: SafeTimer,
 }
@@ -117,12 +118,5 @@ pub extern "C" fn osdkit_timer_shutdown(t: *mut osdkit_timer) -> c_int {
 /// Shuts the timer down and frees it. NULL is ignored. Not from inside one of its callbacks.
 #[no_mangle]
 pub extern "C" fn osdkit_timer_free(t: *mut osdkit_timer) {
-    if t.is_null() {
-        return;
-    }
-    guard_void(|| {
-        // SAFETY: `t` came from osdkit_timer_new (Box::into_raw) and is freed once (contract).
-        let b = unsafe { Box::from_raw(t) };
-        b.timer.shutdown();
-    });
+    free_handle(t, |b| b.timer.shutdown());
 }

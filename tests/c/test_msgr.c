@@ -999,8 +999,8 @@ static void test_bad_args(const char *dir) {
     CHECK_EQ(osdkit_connection_send_keepalive(NULL), -EINVAL);
     CHECK_EQ(osdkit_connection_is_connected(NULL), -EINVAL);
     CHECK_EQ(osdkit_connection_peer_type(NULL), -EINVAL);
-    CHECK(osdkit_connection_id(NULL) == 0);
-    CHECK(osdkit_connection_id(c) != 0);
+    CHECK_EQ(osdkit_connection_id(NULL), -EINVAL);
+    CHECK(osdkit_connection_id(c) > 0);
     CHECK_EQ(osdkit_connection_peer_addr(NULL, buf, sizeof(buf)), -EINVAL);
     CHECK_EQ(osdkit_connection_peer_addr(c, NULL, sizeof(buf)), -EINVAL);
     CHECK_EQ(osdkit_connection_peer_addr(c, small, sizeof(small)), -ERANGE);

@@ -65,8 +65,8 @@ static void test_throttle_basic(void) {
     CHECK_EQ(osdkit_throttle_put(NULL, 1), -EINVAL);
     CHECK_EQ(osdkit_throttle_take(NULL, 1), -EINVAL);
     CHECK_EQ(osdkit_throttle_reset_max(NULL, 1), -EINVAL);
-    CHECK_EQ(osdkit_throttle_current(NULL), 0);
-    CHECK_EQ(osdkit_throttle_max(NULL), 0);
+    CHECK_EQ(osdkit_throttle_current(NULL), -EINVAL);
+    CHECK_EQ(osdkit_throttle_max(NULL), -EINVAL);
     CHECK_EQ(osdkit_throttle_waiters(NULL), -EINVAL);
     CHECK_CONTAINS(osdkit_last_error(), "throttle");
     osdkit_throttle_free(NULL);

@@ -86,8 +86,8 @@ static void echo_on_accept(void *user, const osdkit_connection *conn) {
     if (osdkit_connection_peer_addr(conn, peer, sizeof(peer)) < 0) {
         snprintf(peer, sizeof(peer), "?");
     }
-    fprintf(stderr, "msgr_echo_server: accepted connection %llu from %s\n",
-            (unsigned long long)osdkit_connection_id(conn), peer);
+    fprintf(stderr, "msgr_echo_server: accepted connection %lld from %s\n",
+            (long long)osdkit_connection_id(conn), peer);
     pthread_mutex_lock(&st->mu);
     st->accepted++;
     pthread_mutex_unlock(&st->mu);
@@ -95,7 +95,7 @@ static void echo_on_accept(void *user, const osdkit_connection *conn) {
 
 static void echo_on_reset(void *user, const osdkit_connection *conn) {
     echo_stats *st = (echo_stats *)user;
-    fprintf(stderr, "msgr_echo_server: connection %llu closed\n", (unsigned long long)osdkit_connection_id(conn));
+    fprintf(stderr, "msgr_echo_server: connection %lld closed\n", (long long)osdkit_connection_id(conn));
     pthread_mutex_lock(&st->mu);
     st->resets++;
     pthread_mutex_unlock(&st->mu);
