@@ -2,7 +2,7 @@
 //! name one connection, each released with `osdkit_connection_free`.
 
 use super::message::{osdkit_message, outgoing, take_msg};
-use super::{free_handle, guard, handle, out, write_str};
+use super::{free_handle, guard, guard_i64, handle, out, write_str};
 use crate::common::error::Error;
 use crate::msgr::connection::ConnectionRef;
 use std::ffi::{c_char, c_int};
@@ -63,16 +63,7 @@ pub extern "C" fn osdkit_connection_is_connected(conn: *const osdkit_connection)
 /// The connection's id: unique in the process and positive; -EINVAL for a NULL handle.
 #[no_mangle]
 pub extern "C" fn osdkit_connection_id(conn: *const osdkit_connection) -> i64 {
-    let mut id = 0;
-    let r = guard(|| {
-        id = i64::try_from(handle(conn, "conn")?.c.id()).map_err(|_| Error::new(libc::EOVERFLOW, "connection id"))?;
-        Ok(0)
-    });
-    if r < 0 {
-        i64::from(r)
-    } else {
-        id
-    }
+    guard_i64(|| i64::try_from(handle(conn, "conn")?.c.id()).map_err(|_| Error::new(libc::EOVERFLOW, "connection id")))
 }
 
 /// The peer's entity type, OSDKIT_ENTITY_TYPE_* (for an incoming connection, what the peer

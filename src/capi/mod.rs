@@ -64,6 +64,20 @@ pub(crate) fn guard(f: impl FnOnce() -> Result<c_int, Error>) -> c_int {
     }
 }
 
+/// `guard` for a reading returned as C's `int64_t`: the value, or a negative errno.
+pub(crate) fn guard_i64(f: impl FnOnce() -> Result<i64, Error>) -> i64 {
+    let mut v = 0;
+    let r = guard(|| {
+        v = f()?;
+        Ok(0)
+    });
+    if r < 0 {
+        i64::from(r)
+    } else {
+        v
+    }
+}
+
 /// For `void` exports: runs `f`, swallowing a panic (it cannot be reported).
 pub(crate) fn guard_void(f: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(f)).is_err() {

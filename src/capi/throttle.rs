@@ -1,7 +1,7 @@
 //! `osdkit_throttle_*`: Ceph's Throttle (FIFO counting semaphore; max 0 = unlimited).
 
 use super::context::osdkit_context;
-use super::{cstr, free_handle, guard, handle};
+use super::{cstr, free_handle, guard, guard_i64, handle};
 use crate::common::error::Error;
 use crate::common::throttle::Throttle;
 use std::ffi::{c_char, c_int};
@@ -117,16 +117,7 @@ pub extern "C" fn osdkit_throttle_max(t: *const osdkit_throttle) -> i64 {
 
 /// One reading of `t` as C's int64_t; a negative errno for a NULL handle.
 fn throttle_value(t: *const osdkit_throttle, f: impl FnOnce(&Throttle) -> u64) -> i64 {
-    let mut v = 0;
-    let r = guard(|| {
-        v = i64::try_from(f(&handle(t, "throttle")?.t)).unwrap_or(i64::MAX);
-        Ok(0)
-    });
-    if r < 0 {
-        i64::from(r)
-    } else {
-        v
-    }
+    guard_i64(|| Ok(i64::try_from(f(&handle(t, "throttle")?.t)).unwrap_or(i64::MAX)))
 }
 
 /// Number of requests waiting in line (blocked in `osdkit_throttle_get` or
