@@ -35,17 +35,12 @@ pub(super) fn split_number(s: &str) -> (&str, &str) {
 pub(super) fn parse_si_int(s: &str) -> Option<i128> {
     let (num, suffix) = split_number(s.trim());
     let n: i128 = num.parse().ok()?;
-    let exp = match suffix.to_ascii_uppercase().as_str() {
-        "" => 0,
-        "K" => 1,
-        "M" => 2,
-        "G" => 3,
-        "T" => 4,
-        "P" => 5,
-        "E" => 6,
-        _ => return None,
-    };
-    n.checked_mul(1000i128.pow(exp))
+    n.checked_mul(1000i128.pow(unit_power(&suffix.to_ascii_uppercase())?))
+}
+
+/// The power of the unit a size suffix names (`K` = 1, ... `E` = 6; none = 0).
+fn unit_power(unit: &str) -> Option<u32> {
+    ["", "K", "M", "G", "T", "P", "E"].iter().position(|u| *u == unit).map(|p| p as u32)
 }
 
 /// Byte counts with Ceph's IEC suffixes (`strict_iec_cast`): `4K`, `4KiB`, `4KB` all mean 4096.
@@ -62,16 +57,7 @@ pub(super) fn parse_size(s: &str) -> Option<u64> {
     if unit.len() > 1 && unit.ends_with('I') {
         unit.pop();
     }
-    let exp = match unit.as_str() {
-        "" | "B" => 0,
-        "K" => 1,
-        "M" => 2,
-        "G" => 3,
-        "T" => 4,
-        "P" => 5,
-        "E" => 6,
-        _ => return None,
-    };
+    let exp = if unit == "B" { 0 } else { unit_power(&unit)? };
     u64::try_from(n.checked_mul(1024u128.pow(exp))?).ok()
 }
 
