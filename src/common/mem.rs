@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const PAGE: usize = 4096;
 /// `pretouch` allocates, faults in and frees memory in pieces of this size. mimalloc (v3) hands
 /// memory freed from pieces of 1 MiB out again for allocations of any size; of pieces of 64 MiB
-/// it reused about two thirds (`tests/mem_keep.rs`).
+/// it reused about two thirds (`tests/osd_mem_keep.rs`).
 const PIECE: usize = 1 << 20;
 
 /// The kernel's estimate of memory available without swapping (`MemAvailable` in
@@ -95,7 +95,7 @@ mod mi {
         pub fn mi_collect(force: bool);
     }
     /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (v3.3): how long freed memory is
-    /// kept before it goes back to the system, -1 for never. `tests/mem_keep.rs` checks that
+    /// kept before it goes back to the system, -1 for never. `tests/osd_mem_keep.rs` checks that
     /// this is the option that does that.
     pub const OPTION_PURGE_DELAY: libc::c_int = 15;
 }
