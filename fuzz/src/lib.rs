@@ -6,17 +6,23 @@
 //!    default limits and with tight ones), checking that every decoded frame re-encodes to a
 //!    frame that decodes to the same value, and that the decoder consumed exactly one frame.
 //! 2. A server-side `Protocol` (what a `msgr-worker-N` runs for an accepted socket) fed the
-//!    bytes in chunks, with the owner's decisions (accept an ident; resume, reset, retry or
-//!    wait a reconnect) taken as a worker would, chosen by the input.
+//!    bytes in chunks, with the owner's decisions taken by the messenger's own session code
+//!    (`osdkit::msgr::session`): an ident is accepted into a session record, and a reconnect
+//!    is judged against the record the server holds, which the input chooses.
 //! 3. What that server wrote back: it must be our banner followed by well-formed frames only.
 //!
 //! The first input byte is a mode byte: bits 0–1 choose a valid client prefix put in front of
 //! the rest (none / banner / banner+HELLO+auth / the whole handshake up to CLIENT_IDENT), so
 //! that the fuzzer reaches the READY-state handlers without having to discover CRCs; bits 2–4
-//! pick the answer to a SESSION_RECONNECT; bits 5–7 the chunk size of the feed.
+//! pick what the server holds when a SESSION_RECONNECT arrives (nothing, the accepted
+//! session, a closed one, another cookie, a lossy one, a newer global_seq or connect_seq, or
+//! a session matching the reconnect), so every answer of `judge_reconnect` is reached; bits
+//! 5–7 the chunk size of the feed.
 
 use bytes::{Bytes, BytesMut};
 use osdkit::msgr::addr::{EntityAddr, ADDR_TYPE_ANY};
+use osdkit::msgr::session::{self, Reconnect, SessionRecord};
+use osdkit::msgr::v2::control::SessionReconnect;
 use osdkit::msgr::v2::control::{
     auth_signature_none, AuthRequest, ClientIdent, Hello, FEATURES_PACIFIC, FEATURE_MSG_ADDR2,
 };
@@ -186,6 +192,8 @@ fn drive_server(mode: u8, data: &[u8]) {
         _ => 4096,
     };
     let mut p = Protocol::server(local(), peer_sock(), 4242, FrameLimits::default());
+    // What the server's session registry holds for this peer (set when an ident is accepted).
+    let mut accepted: Option<SessionRecord> = None;
     let mut out: Vec<u8> = Vec::new();
     let mut last_seq = 0u64;
     let mut frames = 0usize;
@@ -200,21 +208,23 @@ fn drive_server(mode: u8, data: &[u8]) {
             match ev {
                 Event::ClientIdent { ident, .. } => {
                     assert!(!ident.addrs.is_empty(), "an ident without addresses is refused");
-                    p.accept_client_ident(1, 0xabcd, ident.flags & 1 != 0, &ident);
+                    let lossy = ident.flags & 1 != 0;
+                    let rec = session::accepted(&ident, lossy, 0xabcd);
+                    assert_eq!(rec.server_cookie == 0, lossy, "only a lossless session gets a cookie");
+                    p.accept_client_ident(1, rec.server_cookie, lossy, &ident);
+                    accepted = Some(rec);
                 }
-                Event::Reconnect { reconnect, .. } => match (mode >> 2) & 7 {
-                    0 | 1 => {
-                        // The owner states what the session had received; messages before it
-                        // are duplicates from now on.
-                        p.reconnect_ok(reconnect.msg_seq);
-                        last_seq = reconnect.msg_seq;
+                Event::Reconnect { reconnect, .. } => {
+                    let held = held_session((mode >> 2) & 7, accepted, &reconnect);
+                    let verdict = session::judge_reconnect(held.as_ref(), true, &reconnect);
+                    if let Reconnect::Resume { in_seq } = verdict {
+                        let h = held.expect("only a held session resumes");
+                        assert!(!h.closed && h.client_cookie == reconnect.client_cookie && h.server_cookie != 0);
+                        // Messages up to what the session had received are duplicates now.
+                        last_seq = in_seq;
                     }
-                    2 => p.session_reset(true),
-                    3 => p.session_reset(false),
-                    4 => p.session_retry(reconnect.connect_seq.wrapping_add(1)),
-                    5 => p.session_retry_global(reconnect.global_seq.wrapping_add(1)),
-                    _ => p.wait(),
-                },
+                    session::answer(&mut p, verdict);
+                }
                 Event::Message { header, .. } => {
                     assert!(p.is_ready(), "messages are delivered only in READY");
                     assert!(header.seq > last_seq, "delivered seqs strictly increase");
@@ -237,6 +247,44 @@ fn drive_server(mode: u8, data: &[u8]) {
         }
     }
     check_server_output(&out);
+}
+
+/// The session the server holds when `reconnect` arrives, by `pick` (0..=7): none, the one it
+/// accepted on this socket, or one made to reach each answer of `judge_reconnect`.
+fn held_session(pick: u8, accepted: Option<SessionRecord>, r: &SessionReconnect) -> Option<SessionRecord> {
+    let matching = SessionRecord {
+        closed: false,
+        client_cookie: r.client_cookie,
+        server_cookie: r.server_cookie.max(1),
+        peer_global_seq: r.global_seq,
+        connect_seq: r.connect_seq,
+        in_seq: r.msg_seq,
+    };
+    match pick {
+        0 => None,
+        1 => accepted,
+        2 => Some(SessionRecord {
+            closed: true,
+            ..matching
+        }),
+        3 => Some(SessionRecord {
+            client_cookie: r.client_cookie.wrapping_add(1),
+            ..matching
+        }),
+        4 => Some(SessionRecord {
+            server_cookie: 0,
+            ..matching
+        }),
+        5 => Some(SessionRecord {
+            peer_global_seq: r.global_seq.saturating_add(1),
+            ..matching
+        }),
+        6 => Some(SessionRecord {
+            connect_seq: r.connect_seq.saturating_add(1),
+            ..matching
+        }),
+        _ => Some(matching),
+    }
 }
 
 /// Structured inputs: the bytes are a list of frame recipes, so the fuzzer can produce frames
@@ -396,6 +444,35 @@ mod tests {
             spec.extend_from_slice(&[0, 0]);
             frame_decode(&spec);
         }
+    }
+
+    /// Every answer of the real `judge_reconnect` is reachable from the mode byte's bits 2–4.
+    #[test]
+    fn every_reconnect_answer_is_reached() {
+        let r = SessionReconnect {
+            addrs: Vec::new(),
+            client_cookie: 5,
+            server_cookie: 6,
+            global_seq: 7,
+            connect_seq: 8,
+            msg_seq: 9,
+        };
+        let got: Vec<Reconnect> = (0..8)
+            .map(|pick| session::judge_reconnect(held_session(pick, None, &r).as_ref(), true, &r))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Reconnect::Reset { full: true },
+                Reconnect::Reset { full: true },
+                Reconnect::Reset { full: true },
+                Reconnect::Reset { full: true },
+                Reconnect::Reset { full: false },
+                Reconnect::RetryGlobal(8),
+                Reconnect::Retry(9),
+                Reconnect::Resume { in_seq: 9 },
+            ]
+        );
     }
 
     fn mode_byte(prefix: u8) -> u8 {

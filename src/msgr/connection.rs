@@ -50,6 +50,28 @@ pub(crate) struct ConnState {
     pub last_keepalive_ack: Option<Instant>,
 }
 
+impl ConnState {
+    /// A session not yet connected: nothing queued, no cookies, no peer known.
+    pub(crate) fn new() -> ConnState {
+        ConnState {
+            status: ConnStatus::Connecting,
+            out_q: VecDeque::new(),
+            sent: VecDeque::new(),
+            out_seq: 0,
+            in_seq: 0,
+            client_cookie: 0,
+            server_cookie: 0,
+            connect_seq: 0,
+            peer_global_seq: 0,
+            kicked: false,
+            peer_addrs: Vec::new(),
+            peer_gid: -1,
+            failures: 0,
+            last_keepalive_ack: None,
+        }
+    }
+}
+
 pub struct Connection {
     id: u64,
     pub(crate) worker: usize,
@@ -98,22 +120,7 @@ impl Connection {
             peer_type: AtomicU8::new(peer_type),
             policy,
             outgoing,
-            state: Mutex::new(ConnState {
-                status: ConnStatus::Connecting,
-                out_q: VecDeque::new(),
-                sent: VecDeque::new(),
-                out_seq: 0,
-                in_seq: 0,
-                client_cookie: 0,
-                server_cookie: 0,
-                connect_seq: 0,
-                peer_global_seq: 0,
-                kicked: false,
-                peer_addrs: Vec::new(),
-                peer_gid: -1,
-                failures: 0,
-                last_keepalive_ack: None,
-            }),
+            state: Mutex::new(ConnState::new()),
             msgr,
         })
     }

@@ -10,6 +10,9 @@ pub mod messenger;
 pub mod policy;
 pub mod prioritized_queue;
 pub mod recv_pool;
+pub mod session;
+mod session_map;
+mod shared;
 pub mod v2;
 pub(crate) mod worker;
 

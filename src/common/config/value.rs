@@ -40,7 +40,10 @@ pub(super) fn parse_si_int(s: &str) -> Option<i128> {
 
 /// The power of the unit a size suffix names (`K` = 1, ... `E` = 6; none = 0).
 fn unit_power(unit: &str) -> Option<u32> {
-    ["", "K", "M", "G", "T", "P", "E"].iter().position(|u| *u == unit).map(|p| p as u32)
+    ["", "K", "M", "G", "T", "P", "E"]
+        .iter()
+        .position(|u| *u == unit)
+        .map(|p| p as u32)
 }
 
 /// Byte counts with Ceph's IEC suffixes (`strict_iec_cast`): `4K`, `4KiB`, `4KB` all mean 4096.

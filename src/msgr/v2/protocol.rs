@@ -66,7 +66,7 @@ pub struct LocalInfo {
 }
 
 /// What the client side sends once authenticated: a new session, or a reconnect.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientSession {
     New { global_seq: u64, cookie: u64, lossy: bool },
     Reconnect(SessionReconnect),

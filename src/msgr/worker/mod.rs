@@ -4,10 +4,14 @@
 //! drains each connection's queue into frames and writes them with one `writev`; it reads into
 //! the protocol's buffer and hands complete messages to fast dispatch or the DispatchQueue.
 
+mod events;
+mod io;
+
 use super::connection::{ConnStatus, ConnectionRef};
 use super::dispatch_queue::ConnEvent;
 use super::message::{Message, ThrottleRelease};
-use super::messenger::Inner;
+use super::session;
+use super::shared::Inner;
 use super::v2::control::{MsgHeader, SessionReconnect};
 use super::v2::protocol::{ClientSession, Event, Protocol};
 use crate::common::perf::{PerfCounters, PerfCountersBuilder};
@@ -230,7 +234,7 @@ impl Worker {
             next_token: 2,
             listener,
             msgr,
-            rng: 0x9e37_79b9_7f4a_7c15 ^ ((idx as u64 + 1) << 32) ^ u64::from(super::addr::random_nonce()),
+            rng: 0x9e37_79b9_7f4a_7c15 ^ ((idx as u64 + 1) << 32) ^ u64::from(crate::msgr::addr::random_nonce()),
             conf,
             reconnects: Vec::new(),
             perf,
@@ -474,7 +478,12 @@ impl Worker {
     fn accepted(&mut self, stream: TcpStream, peer: SocketAddr) {
         let Some(msgr) = self.msgr.upgrade() else { return };
         self.perf.inc(L_CREATED, 1);
-        let mut proto = Protocol::server(msgr.local_info(), peer, msgr.next_global_id(), msgr.frame_limits());
+        let mut proto = Protocol::server(
+            msgr.local_info(),
+            peer,
+            msgr.sessions.next_global_id(),
+            msgr.frame_limits(),
+        );
         proto.set_recv_pool(msgr.recv_pool());
         let mut s = Sock {
             stream,
@@ -570,20 +579,14 @@ impl Worker {
             if st.status == ConnStatus::Closed {
                 return;
             }
-            st.status = ConnStatus::Connecting;
-            if st.server_cookie != 0 {
-                st.connect_seq += 1;
-                ClientSession::Reconnect(reconnect_request(&msgr, &st))
-            } else {
-                if st.client_cookie == 0 && !conn.policy.lossy {
-                    st.client_cookie = super::addr::random_cookie();
-                }
-                ClientSession::New {
-                    global_seq: msgr.next_global_seq(),
-                    cookie: st.client_cookie,
-                    lossy: conn.policy.lossy,
-                }
-            }
+            let gseq = msgr.sessions.next_global_seq();
+            session::client_session(
+                &mut st,
+                conn.policy.lossy,
+                msgr.my_addrs(),
+                gseq,
+                crate::msgr::addr::random_cookie,
+            )
         };
         let Some(sa) = target.addr else {
             self.give_up(&conn, "target has no address");
@@ -705,427 +708,6 @@ impl Worker {
         Verdict::Keep
     }
 
-    fn read(&mut self, t: usize, to_eagain: bool) -> Verdict {
-        loop {
-            if self.recv_throttled(t) {
-                if !self.throttled.contains(&t) {
-                    self.throttled.push(t);
-                }
-                break;
-            }
-            if self.inject_failure() {
-                return Verdict::Fault("injected socket failure (ms_inject_socket_failures)".into());
-            }
-            let s = self.socks.get_mut(&t).expect("token checked");
-            // A large frame in progress is read exactly (see `frame_remaining`); otherwise a
-            // fixed chunk holds many small frames. A bigger chunk would only pull in the start
-            // of a large frame that then gets copied when its buffer is sized.
-            let remaining = s.proto.frame_remaining();
-            // Large frames come in pieces of at most LARGE_READ, small enough to be still in
-            // cache when the protocol checksums them (`RunningCrc`).
-            let chunk = remaining.clamp(READ_CHUNK, LARGE_READ);
-            // Room for the rest of the frame is enough: a large frame's buffer was sized to it,
-            // and growing it for a whole chunk would copy the frame into memory never touched.
-            let need = if remaining > 0 { remaining.min(chunk) } else { chunk };
-            let (n, room) = match recv_into(&s.stream, s.proto.read_buf(), chunk, need) {
-                Ok((0, _)) => return Verdict::Fault("peer closed the connection".into()),
-                Ok(r) => r,
-                Err(e) => match e.kind() {
-                    ErrorKind::WouldBlock => break,
-                    ErrorKind::Interrupted => continue,
-                    _ => return Verdict::Fault(format!("read: {e}")),
-                },
-            };
-            self.perf.inc(L_RECV_BYTES, n as u64);
-            s.last_active = Instant::now();
-            // Less than was room for: the socket is empty (its edge-triggered readiness fires
-            // again on new data). A full buffer says nothing of the socket.
-            let drained = n < room && !to_eagain;
-            // The valid frames before a bad one are handled first (a lossy session would
-            // otherwise lose those messages), then the connection is closed.
-            let processed = s.proto.process();
-            match (self.events(t), processed) {
-                (Verdict::Keep, Err(f)) => return Verdict::Fault(format!("protocol error: {f}")),
-                (Verdict::Keep, Ok(())) if drained => break,
-                (Verdict::Keep, Ok(())) => {}
-                (v, _) => return v,
-            }
-        }
-        Verdict::Keep
-    }
-
-    /// Handles what the protocol reported after a read.
-    fn events(&mut self, t: usize) -> Verdict {
-        let Some(msgr) = self.msgr.upgrade() else {
-            return Verdict::Fault("messenger gone".into());
-        };
-        let mut got_messages = false;
-        let mut drain = false;
-        let mut delivered = 0usize;
-        loop {
-            let s = self.socks.get_mut(&t).expect("token checked");
-            let Some(ev) = s.proto.poll_event() else { break };
-            match ev {
-                Event::Message { header, segments } => {
-                    got_messages = true;
-                    let conn = s.conn.clone().expect("messages only after ready");
-                    let seq = header.seq;
-                    self.deliver(&msgr, &conn, header, segments);
-                    // The replies handling queued go out now and then, not only after the whole
-                    // read: the client can send its next ops while the rest are handled here.
-                    delivered += 1;
-                    if self.conf.flush_every > 0 && delivered % self.conf.flush_every == 0 {
-                        // What was delivered counts as received should a send fault the socket
-                        // (a reconnect would otherwise have it sent and delivered again).
-                        conn.state.lock().in_seq = seq;
-                        if let Some(s) = self.socks.get_mut(&t) {
-                            s.proto.delivered(seq);
-                        }
-                        self.run_deferred();
-                        if !self.socks.contains_key(&t) {
-                            // A send failed and closed this very socket (its fault is
-                            // handled): nothing is left to read or flush here.
-                            return Verdict::Moved;
-                        }
-                    }
-                }
-                Event::Acked { seq } => {
-                    if let Some(c) = &s.conn {
-                        // Dropped after the lock (see `Connection::close_and_discard`).
-                        let mut st = c.state.lock();
-                        while st.sent.front().is_some_and(|m| m.seq <= seq) {
-                            self.graveyard.extend(st.sent.pop_front());
-                        }
-                        drop(st);
-                        self.graveyard.clear();
-                    }
-                }
-                Event::Keepalive => {}
-                Event::KeepaliveAck { .. } => {
-                    if let Some(c) = &s.conn {
-                        c.state.lock().last_keepalive_ack = Some(Instant::now());
-                    }
-                }
-                Event::Ready {
-                    peer_gid,
-                    peer_addrs,
-                    server_cookie,
-                    ..
-                } => {
-                    if !s.outgoing {
-                        // The accepting side learned this when it accepted the ident.
-                        continue;
-                    }
-                    let conn = s.conn.clone().expect("outgoing sockets carry their session");
-                    s.ready = true;
-                    {
-                        let mut st = conn.state.lock();
-                        st.status = ConnStatus::Open;
-                        st.server_cookie = server_cookie;
-                        st.peer_gid = peer_gid;
-                        st.peer_addrs = peer_addrs;
-                        st.failures = 0;
-                        st.kicked = true;
-                    }
-                    msgr.dq().queue_event(ConnEvent::Connect, conn);
-                    drain = true;
-                }
-                Event::ReconnectOk { msg_seq } => {
-                    let conn = s.conn.clone().expect("outgoing sockets carry their session");
-                    s.ready = true;
-                    {
-                        let mut st = conn.state.lock();
-                        while st.out_q.front().is_some_and(|m| m.seq != 0 && m.seq <= msg_seq) {
-                            self.graveyard.extend(st.out_q.pop_front());
-                        }
-                        st.status = ConnStatus::Open;
-                        st.failures = 0;
-                        st.kicked = true;
-                    }
-                    self.graveyard.clear();
-                    msgr.dq().queue_event(ConnEvent::Connect, conn);
-                    drain = true;
-                }
-                Event::SessionReset { full } => {
-                    let conn = s.conn.clone().expect("outgoing sockets carry their session");
-                    let session = {
-                        let mut st = conn.state.lock();
-                        if full {
-                            self.graveyard.extend(st.out_q.drain(..));
-                            self.graveyard.extend(st.sent.drain(..));
-                            st.client_cookie = super::addr::random_cookie();
-                        }
-                        for m in st.out_q.iter_mut() {
-                            m.seq = 0;
-                        }
-                        st.out_seq = 0;
-                        st.in_seq = 0;
-                        st.server_cookie = 0;
-                        st.connect_seq = 0;
-                        ClientSession::New {
-                            global_seq: msgr.next_global_seq(),
-                            cookie: st.client_cookie,
-                            lossy: conn.policy.lossy,
-                        }
-                    };
-                    self.graveyard.clear();
-                    s.proto.set_in_seq(0);
-                    s.proto.resend_session(session);
-                    if full {
-                        msgr.dq().queue_event(ConnEvent::BadRemoteReset, conn);
-                    }
-                }
-                Event::SessionRetry { connect_seq } => {
-                    let conn = s.conn.clone().expect("outgoing sockets carry their session");
-                    let r = {
-                        let mut st = conn.state.lock();
-                        st.connect_seq = connect_seq.saturating_add(1);
-                        reconnect_request(&msgr, &st)
-                    };
-                    s.proto.resend_session(ClientSession::Reconnect(r));
-                }
-                Event::SessionRetryGlobal { global_seq } => {
-                    let conn = s.conn.clone().expect("outgoing sockets carry their session");
-                    msgr.bump_global_seq(global_seq);
-                    let r = reconnect_request(&msgr, &conn.state.lock());
-                    s.proto.resend_session(ClientSession::Reconnect(r));
-                }
-                Event::Wait => return Verdict::Fault("peer asked us to wait (connection race)".into()),
-                Event::ClientIdent { ident, peer_type } => {
-                    let conn = msgr.accept_session(&ident, peer_type, self.idx);
-                    let (cookie, lossy) = {
-                        let st = conn.state.lock();
-                        (st.server_cookie, conn.policy.lossy)
-                    };
-                    s.proto
-                        .accept_client_ident(msgr.next_global_seq(), cookie, lossy, &ident);
-                    s.ready = true;
-                    s.conn = Some(conn.clone());
-                    msgr.dq().queue_event(ConnEvent::Accept, conn.clone());
-                    drain = true;
-                    if self.attach(t, conn) {
-                        return Verdict::Moved;
-                    }
-                }
-                Event::Reconnect { reconnect, .. } => {
-                    // The session's receive state (in_seq) is only final once its old socket
-                    // stopped reading: decide on the worker that owns the session, after
-                    // closing that socket. Otherwise the old socket could still deliver what
-                    // the peer is about to resend.
-                    match msgr.in_session(&reconnect) {
-                        Some(c) if c.worker != self.idx => {
-                            let mut s = self.socks.remove(&t).expect("token checked");
-                            let _ = self.poll.registry().deregister(&mut s.stream);
-                            s.wq.extend(s.proto.take_output());
-                            self.perf.set(L_ACTIVE, self.socks.len() as u64);
-                            msgr.worker(c.worker).send(Cmd::Resume(c, Box::new(s), reconnect));
-                            return Verdict::Moved;
-                        }
-                        _ => {
-                            // Validated before anything is closed; `attach` replaces the
-                            // session's old socket once the reconnect is accepted.
-                            let s = self.socks.get_mut(&t).expect("token checked");
-                            if let Some(conn) = msgr.resume_session(&reconnect, &mut s.proto) {
-                                s.ready = true;
-                                s.conn = Some(conn.clone());
-                                drain = true;
-                                self.attach(t, conn);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        if got_messages {
-            let s = self.socks.get_mut(&t).expect("token checked");
-            let all = s.proto.in_seq();
-            s.proto.delivered(all);
-            if let Some(c) = &s.conn {
-                let idle = {
-                    let mut st = c.state.lock();
-                    st.in_seq = all;
-                    st.out_q.is_empty()
-                };
-                if !c.policy.lossy && idle {
-                    s.proto.send_ack();
-                }
-            }
-        }
-        if drain {
-            self.drain(t)
-        } else {
-            self.flush(t)
-        }
-    }
-
-    /// Server side: the socket now carries `conn`'s session. Returns true when it moved to
-    /// the worker owning the session (which then handles the events still pending on it).
-    fn attach(&mut self, t: usize, conn: ConnectionRef) -> bool {
-        conn.state.lock().kicked = true;
-        if conn.worker == self.idx {
-            if let Some(old) = self.by_conn.insert(conn.id(), t) {
-                if old != t {
-                    if let Some(mut o) = self.socks.remove(&old) {
-                        let _ = self.poll.registry().deregister(&mut o.stream);
-                    }
-                }
-            }
-            return false;
-        }
-        let Some(msgr) = self.msgr.upgrade() else { return false };
-        let mut s = self.socks.remove(&t).expect("token checked");
-        let _ = self.poll.registry().deregister(&mut s.stream);
-        s.wq.extend(s.proto.take_output());
-        self.perf.set(L_ACTIVE, self.socks.len() as u64);
-        msgr.worker(conn.worker).send(Cmd::Adopt(conn, Box::new(s)));
-        true
-    }
-
-    /// `ms_inject_delay_*` first: a message from a peer of a listed type is held back with the
-    /// configured probability, and the connection's later messages queue behind it (Ceph's
-    /// DelayedDelivery keeps a connection's order too).
-    fn deliver(&mut self, msgr: &Arc<Inner>, conn: &ConnectionRef, h: MsgHeader, segs: [Bytes; 4]) {
-        let delaying =
-            !self.conf.inject_delay_types.is_empty() && self.conf.inject_delay_types.contains(&conn.peer_type());
-        if delaying || self.delayed.contains_key(&conn.id()) {
-            let now = Instant::now();
-            let mut release = now;
-            if delaying && (self.next_rand() as f64 / u64::MAX as f64) < self.conf.inject_delay_probability {
-                let frac = self.next_rand() as f64 / u64::MAX as f64;
-                release = now + self.conf.inject_delay_max.mul_f64(frac);
-                self.perf.inc(L_DELAYED, 1);
-            }
-            let q = self.delayed.entry(conn.id()).or_default();
-            if let Some(last) = q.back() {
-                release = release.max(last.release);
-            }
-            if release > now || !q.is_empty() {
-                q.push_back(Delayed {
-                    release,
-                    conn: conn.clone(),
-                    header: h,
-                    segments: segs,
-                });
-                return;
-            }
-        }
-        self.dispatch(msgr, conn, h, segs);
-    }
-
-    fn dispatch(&mut self, msgr: &Arc<Inner>, conn: &ConnectionRef, h: MsgHeader, segs: [Bytes; 4]) {
-        let [_, front, middle, data] = segs;
-        let len = (front.len() + middle.len() + data.len()) as u64;
-        self.perf.inc(L_RECV_MSGS, 1);
-        let mut m = Message::new(h.ty, front);
-        m.middle = middle;
-        m.data = data;
-        m.priority = h.priority;
-        m.tid = h.tid;
-        m.version = h.version;
-        m.compat_version = h.compat_version;
-        m.seq = h.seq;
-        m.conn = Some(conn.clone());
-        m.recv_stamp = Some(Instant::now());
-        // Held until the message is dropped; reads stop while a throttle is full
-        // (`recv_throttled`), so a slow dispatcher bounds what a peer can make us buffer.
-        if let Some(th) = &conn.policy.throttler_messages {
-            th.take(1);
-            m.throttle_release.push(ThrottleRelease {
-                throttle: th.clone(),
-                amount: 1,
-            });
-        }
-        if let Some(th) = &conn.policy.throttler_bytes {
-            th.take(len);
-            m.throttle_release.push(ThrottleRelease {
-                throttle: th.clone(),
-                amount: len,
-            });
-        }
-        if let Some(m) = msgr.chain.try_fast_dispatch(m) {
-            let mut m = m;
-            msgr.dispatch_throttle.take(len);
-            m.dispatch_throttle_size = len;
-            let prio = m.priority;
-            msgr.dq().enqueue(m, prio, conn.id());
-        }
-    }
-
-    /// Frames everything queued on the socket's session and writes it.
-    fn drain(&mut self, t: usize) -> Verdict {
-        let s = self.socks.get_mut(&t).expect("token checked");
-        if !s.ready {
-            return self.flush(t);
-        }
-        let Some(conn) = s.conn.clone() else {
-            return self.flush(t);
-        };
-        let mut sent = 0u64;
-        {
-            let mut st = conn.state.lock();
-            st.kicked = false;
-            while let Some(mut m) = st.out_q.pop_front() {
-                if m.seq == 0 {
-                    st.out_seq += 1;
-                    m.seq = st.out_seq;
-                }
-                let h = MsgHeader {
-                    seq: m.seq,
-                    tid: m.tid,
-                    ty: m.ty,
-                    priority: m.priority,
-                    version: m.version,
-                    compat_version: m.compat_version,
-                    ..Default::default()
-                };
-                s.proto
-                    .send_message(h, m.front.clone(), m.middle.clone(), m.data.clone());
-                sent += 1;
-                if !conn.policy.lossy {
-                    st.sent.push_back(m);
-                }
-            }
-        }
-        self.perf.inc(L_SEND_MSGS, sent);
-        self.flush(t)
-    }
-
-    fn flush(&mut self, t: usize) -> Verdict {
-        let inject = self.inject_failure();
-        let s = self.socks.get_mut(&t).expect("token checked");
-        s.wq.extend(s.proto.take_output());
-        if !s.connected || s.wq.is_empty() {
-            return Verdict::Keep;
-        }
-        if inject {
-            return Verdict::Fault("injected socket failure (ms_inject_socket_failures)".into());
-        }
-        while !s.wq.is_empty() {
-            let slices: Vec<IoSlice<'_>> = s.wq.iter().take(64).map(|b| IoSlice::new(b)).collect();
-            match crate::common::net::send_vectored(std::os::fd::AsRawFd::as_raw_fd(&s.stream), &slices) {
-                Ok(0) => return Verdict::Fault("write returned 0".into()),
-                Ok(mut n) => {
-                    self.perf.inc(L_SEND_BYTES, n as u64);
-                    s.last_active = Instant::now();
-                    while n > 0 {
-                        let front = s.wq.front_mut().expect("bytes written came from the queue");
-                        if n >= front.len() {
-                            n -= front.len();
-                            s.wq.pop_front();
-                        } else {
-                            let _ = front.split_to(n);
-                            n = 0;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Verdict::Fault(format!("write: {e}")),
-            }
-        }
-        Verdict::Keep
-    }
-
     /// A socket failed: close it and decide the session's fate by its policy.
     fn fault(&mut self, t: usize, why: &str) {
         let Some(mut s) = self.socks.remove(&t) else { return };
@@ -1165,11 +747,7 @@ impl Worker {
             msgr.dq().queue_event(ev, conn.clone());
             return;
         }
-        // Lossless: what was sent and not acked goes back in front, keeping its seq.
-        let sent = std::mem::take(&mut st.sent);
-        for m in sent.into_iter().rev() {
-            st.out_q.push_front(m);
-        }
+        session::requeue_unacked(&mut st);
         if conn.outgoing && !conn.policy.server {
             st.status = ConnStatus::Connecting;
             let backoff = self.conf.backoff(st.failures);
@@ -1182,92 +760,5 @@ impl Worker {
         } else {
             st.status = ConnStatus::Standby;
         }
-    }
-}
-
-/// One `recv(2)` of at most `want` bytes straight into the spare capacity of `buf` (no
-/// zeroing first, no copy after), which is grown to `want` only if it has less than `need`;
-/// returns the bytes read and how many there was room for.
-fn recv_into(
-    stream: &TcpStream,
-    buf: &mut bytes::BytesMut,
-    want: usize,
-    need: usize,
-) -> std::io::Result<(usize, usize)> {
-    use std::os::fd::AsRawFd;
-    if buf.capacity() - buf.len() < need {
-        buf.reserve(want);
-    }
-    let spare = buf.spare_capacity_mut();
-    let room = want.min(spare.len());
-    let spare = &mut spare[..room];
-    // SAFETY: `spare` is writable memory owned by `buf`, `spare.len()` bytes long; recv(2)
-    // writes at most that many bytes into it and reports how many. The fd belongs to `stream`,
-    // which outlives the call.
-    let r = unsafe { libc::recv(stream.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), 0) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let n = r as usize;
-    // SAFETY: recv initialised the first `n` bytes of the spare capacity.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok((n, room))
-}
-
-pub(crate) fn reconnect_request(msgr: &Inner, st: &super::connection::ConnState) -> SessionReconnect {
-    SessionReconnect {
-        addrs: msgr.my_addrs(),
-        client_cookie: st.client_cookie,
-        server_cookie: st.server_cookie,
-        global_seq: msgr.next_global_seq(),
-        connect_seq: st.connect_seq,
-        msg_seq: st.in_seq,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    /// A connected pair: a std stream to write with, a mio stream to read with.
-    fn pair() -> (std::net::TcpStream, TcpStream) {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let w = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (r, _) = l.accept().unwrap();
-        (w, TcpStream::from_std(r))
-    }
-
-    fn recv_all(r: &TcpStream, buf: &mut bytes::BytesMut, want: usize, need: usize) -> (usize, usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match recv_into(r, buf, want, need) {
-                Ok(r) => return r,
-                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Err(e) => panic!("recv: {e}"),
-            }
-        }
-    }
-
-    #[test]
-    fn the_end_of_a_frame_is_read_into_its_buffer_without_growing_it() {
-        let (mut w, r) = pair();
-        w.write_all(&[7u8; 100]).unwrap();
-        // A buffer cut to a frame's size, 100 bytes short of full: asking for a whole chunk
-        // but needing only the 100 reads into it, where it is.
-        let mut buf = bytes::BytesMut::with_capacity(1 << 20);
-        buf.resize((1 << 20) - 100, 1);
-        let (ptr, cap) = (buf.as_ptr(), buf.capacity());
-        // Room for 100, 100 read: not a sign the socket is drained (the reader must go on).
-        assert_eq!(recv_all(&r, &mut buf, READ_CHUNK, 100), (100, 100));
-        assert_eq!((buf.as_ptr(), buf.capacity(), buf.len()), (ptr, cap, 1 << 20));
-        assert!(buf[(1 << 20) - 100..].iter().all(|&b| b == 7));
-        // With less room than it needs, the buffer grows to what is asked for.
-        w.write_all(&[9u8; 10]).unwrap();
-        assert_eq!(recv_all(&r, &mut buf, READ_CHUNK, READ_CHUNK), (10, READ_CHUNK));
-        assert!(buf.capacity() - (1 << 20) >= READ_CHUNK - 10);
-        assert_eq!(&buf[1 << 20..], &[9u8; 10]);
     }
 }
