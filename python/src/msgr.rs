@@ -14,12 +14,13 @@
 use crate::dispatch::{self, Closable, Dispatcher, Job, SLICE};
 use crate::{callable, duration, os_error};
 use bytes::Bytes;
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::bounded;
 use osdkit::common::entity::{EntityName, EntityType};
 use osdkit::common::formatter::{render, Format};
 use osdkit::msgr::addr::EntityAddr;
 use osdkit::msgr::connection::{ConnStatus, ConnectionRef};
 use osdkit::msgr::dispatcher::Dispatcher as MsDispatcher;
+use osdkit::msgr::event_queue::{EventQueue, MsgrEvent};
 use osdkit::msgr::message::Message as RMessage;
 use osdkit::msgr::messenger::Messenger as RMessenger;
 use osdkit::msgr::policy::Policy;
@@ -361,9 +362,9 @@ struct Shared {
     disp: Arc<Dispatcher>,
     on_message: Mutex<Option<Arc<Py<PyAny>>>>,
     on_event: Mutex<Option<Arc<Py<PyAny>>>>,
-    /// Messages for `recv()` while no `on_message` callable is set; dropped at close.
-    tx: Mutex<Option<Sender<RMessage>>>,
-    rx: Receiver<RMessage>,
+    /// Messages for `recv()` while no `on_message` callable is set (the core messenger's
+    /// pull-style queue); closed, and emptied, at close.
+    queue: EventQueue,
     closed: AtomicBool,
 }
 
@@ -435,10 +436,7 @@ impl MsDispatcher for PyDispatcher {
                 });
             }
             None => {
-                let tx = sh.tx.lock().clone();
-                if let Some(tx) = tx {
-                    let _ = tx.send(m);
-                }
+                sh.queue.push(MsgrEvent::Message(m));
             }
         }
         None
@@ -479,8 +477,7 @@ impl Closable for MsgrInner {
         let cbs = (self.shared.on_message.lock().take(), self.shared.on_event.lock().take());
         drop(cbs);
         // Wakes every `recv()` at once.
-        let tx = self.shared.tx.lock().take();
-        drop(tx);
+        self.shared.queue.close();
         true
     }
 
@@ -490,7 +487,6 @@ impl Closable for MsgrInner {
             let _life = self.lifecycle.lock();
             self.msgr.shutdown();
         }
-        while self.shared.rx.try_recv().is_ok() {}
         self.shared.disp.close();
         self.shared.disp.join();
     }
@@ -517,7 +513,7 @@ impl MsgrInner {
         }
         let limit = timeout.map(|t| duration("timeout", t)).transpose()?;
         let deadline = limit.and_then(|d| Instant::now().checked_add(d));
-        let rx = &self.shared.rx;
+        let queue = &self.shared.queue;
         loop {
             if self.shared.is_closed() {
                 return Ok(None);
@@ -526,14 +522,13 @@ impl MsgrInner {
                 Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
                 None => SLICE,
             };
-            match py.detach(|| rx.recv_timeout(slice)) {
-                Ok(m) if self.shared.is_closed() => {
-                    drop(m);
-                    return Ok(None);
-                }
-                Ok(m) => return Ok(Some(m)),
-                Err(RecvTimeoutError::Disconnected) => return Ok(None),
-                Err(RecvTimeoutError::Timeout) => {
+            match py.detach(|| queue.next(Some(slice))) {
+                Ok(_) if self.shared.is_closed() => return Ok(None),
+                Ok(MsgrEvent::Message(m)) => return Ok(Some(m)),
+                // Only messages are queued here (connection events go to `on_event`).
+                Ok(_) => continue,
+                Err(e) if e.errno == libc::ESHUTDOWN => return Ok(None),
+                Err(_) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         return Err(PyTimeoutError::new_err(format!(
                             "no message within {} s",
@@ -569,13 +564,11 @@ impl Messenger {
         let default_policy = self::policy(policy)?;
         let msgr = RMessenger::new(&ctx.get().inner.ctx, name, nonce).map_err(os_error)?;
         msgr.set_default_policy(default_policy);
-        let (tx, rx) = unbounded();
         let shared = Arc::new(Shared {
             disp: Dispatcher::start()?,
             on_message: Mutex::new(None),
             on_event: Mutex::new(None),
-            tx: Mutex::new(Some(tx)),
-            rx,
+            queue: EventQueue::new(),
             closed: AtomicBool::new(false),
         });
         msgr.add_dispatcher_tail(Arc::new(PyDispatcher { shared: shared.clone() }));

@@ -17,14 +17,14 @@ use crate::common::formatter::{render, Format};
 use crate::msgr::addr::EntityAddr;
 use crate::msgr::connection::ConnectionRef;
 use crate::msgr::dispatcher::Dispatcher;
+use crate::msgr::event_queue::{EventQueue, MsgrEvent};
 use crate::msgr::message::Message;
 use crate::msgr::messenger::Messenger;
 use crate::msgr::policy::Policy;
-use parking_lot::{Condvar, Mutex, RwLock};
-use std::collections::VecDeque;
+use parking_lot::{Mutex, RwLock};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `nonce` for `osdkit_messenger_new`: choose a random nonce (what every daemon but a monitor
 /// does). Any value in 0..=UINT32_MAX is used as given (monitors use 0).
@@ -174,73 +174,6 @@ impl CDispatcher {
     }
 }
 
-/// One queued event of the pull-style queue.
-struct Pending {
-    kind: c_int,
-    msg: Option<Message>,
-    conn: Option<ConnectionRef>,
-}
-
-#[derive(Default)]
-struct EventQueue {
-    st: Mutex<EventState>,
-    cv: Condvar,
-}
-
-#[derive(Default)]
-struct EventState {
-    q: VecDeque<Pending>,
-    closed: bool,
-}
-
-impl EventQueue {
-    fn push(&self, p: Pending) {
-        let mut st = self.st.lock();
-        if st.closed {
-            drop(st);
-            // Dropped outside our lock: a message may hold a C buffer whose release runs now.
-            drop(p);
-            return;
-        }
-        st.q.push_back(p);
-        drop(st);
-        self.cv.notify_one();
-    }
-
-    /// Wakes every waiter with ESHUTDOWN and discards what is queued.
-    fn close(&self) {
-        let items = {
-            let mut st = self.st.lock();
-            st.closed = true;
-            std::mem::take(&mut st.q)
-        };
-        self.cv.notify_all();
-        drop(items);
-    }
-
-    fn next(&self, timeout: Option<Duration>) -> Result<Pending, Error> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut st = self.st.lock();
-        loop {
-            if st.closed {
-                return Err(Error::new(libc::ESHUTDOWN, "the messenger is shut down"));
-            }
-            if let Some(p) = st.q.pop_front() {
-                return Ok(p);
-            }
-            match deadline {
-                None => self.cv.wait(&mut st),
-                Some(d) => {
-                    if Instant::now() >= d {
-                        return Err(Error::new(libc::ETIMEDOUT, "no event before the timeout"));
-                    }
-                    let _ = self.cv.wait_until(&mut st, d);
-                }
-            }
-        }
-    }
-}
-
 /// The Rust dispatcher of an `osdkit_messenger`: its C dispatchers, then the event queue.
 #[derive(Default)]
 struct CDispatch {
@@ -280,10 +213,13 @@ impl CDispatch {
             }
         }
         if let Some(q) = self.events.get() {
-            q.push(Pending {
-                kind,
-                msg: None,
-                conn: Some(c.clone()),
+            let c = c.clone();
+            q.push(match kind {
+                OSDKIT_EVENT_CONNECT => MsgrEvent::Connect(c),
+                OSDKIT_EVENT_ACCEPT => MsgrEvent::Accept(c),
+                OSDKIT_EVENT_RESET => MsgrEvent::Reset(c),
+                OSDKIT_EVENT_REMOTE_RESET => MsgrEvent::RemoteReset(c),
+                _ => MsgrEvent::Refused(c),
             });
         }
     }
@@ -323,12 +259,7 @@ impl Dispatcher for CDispatch {
             m = unsafe { Box::from_raw(p) }.m;
         }
         if let Some(q) = self.events.get() {
-            let conn = m.conn.clone();
-            q.push(Pending {
-                kind: OSDKIT_EVENT_MESSAGE,
-                msg: Some(m),
-                conn,
-            });
+            q.push(MsgrEvent::Message(m));
             return None;
         }
         Some(m)
@@ -595,13 +526,21 @@ pub extern "C" fn osdkit_messenger_next_event(
             .cloned()
             .ok_or_else(|| Error::inval("the event queue is not enabled (osdkit_messenger_enable_event_queue)"))?;
         let timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
-        let p = q.next(timeout)?;
+        let (kind, msg, conn) = match q.next(timeout)? {
+            MsgrEvent::Message(m) => {
+                let conn = m.conn.clone();
+                (OSDKIT_EVENT_MESSAGE, Some(m), conn)
+            }
+            MsgrEvent::Connect(c) => (OSDKIT_EVENT_CONNECT, None, Some(c)),
+            MsgrEvent::Accept(c) => (OSDKIT_EVENT_ACCEPT, None, Some(c)),
+            MsgrEvent::Reset(c) => (OSDKIT_EVENT_RESET, None, Some(c)),
+            MsgrEvent::RemoteReset(c) => (OSDKIT_EVENT_REMOTE_RESET, None, Some(c)),
+            MsgrEvent::Refused(c) => (OSDKIT_EVENT_REFUSED, None, Some(c)),
+        };
         let e = osdkit_event {
-            kind: p.kind,
-            msg: p
-                .msg
-                .map_or(std::ptr::null_mut(), |m| Box::into_raw(Box::new(osdkit_message { m }))),
-            conn: p.conn.map_or(std::ptr::null_mut(), new_conn),
+            kind,
+            msg: msg.map_or(std::ptr::null_mut(), |m| Box::into_raw(Box::new(osdkit_message { m }))),
+            conn: conn.map_or(std::ptr::null_mut(), new_conn),
         };
         out(ev, e, "ev")?;
         Ok(0)
