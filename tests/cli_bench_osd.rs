@@ -80,10 +80,10 @@ fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// Runs `osdkit args`: it must exit 1 with `needle` in its stderr.
-fn fails_with(args: &[&str], needle: &str) {
+/// Runs `osdkit args`: it must exit with `errno` and say `needle` on stderr.
+fn fails_with(args: &[&str], errno: i32, needle: &str) {
     let o = run(args);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(errno), "{}", text(&o.stderr));
     assert!(text(&o.stderr).contains(needle), "{}", text(&o.stderr));
 }
 
@@ -114,7 +114,7 @@ fn bench_osd_write_seq_rand_against_a_cluster() {
     let c = Cluster::start(&tmp.path().join("cluster"));
 
     // seq before any write --no-cleanup: nothing to read, said so.
-    fails_with(&refs(&c.bench(&["1", "seq"])), "benchmark_last_metadata");
+    fails_with(&refs(&c.bench(&["1", "seq"])), libc::ENOENT, "benchmark_last_metadata");
 
     // write with clean up (text output): the rados bench lines, then nothing left behind.
     let out = ok(&refs(&c.bench(&["1", "write", "-b", "4096", "-t", "8"])));
@@ -158,13 +158,13 @@ fn bench_osd_write_seq_rand_against_a_cluster() {
     assert_clean_run(&r, "rand", 4096, 4);
     assert!(r["seconds"].as_f64().unwrap() >= 1.0, "{r}");
 
-    // Overwrite one object with other bytes: seq catches it, counts an error, exits 1.
+    // Overwrite one object with other bytes: seq catches it, counts an error, exits EIO.
     let bad = tmp.path().join("bad.bin");
     std::fs::write(&bad, vec![0x5a; 4096]).unwrap();
     let victim = format!("{prefix}_object0");
     ok(&["put", "-c", &c.conf, "-p", "data", &victim, bad.to_str().unwrap()]);
     let o = run(&refs(&c.bench(&["2", "seq", "-t", "8", "--json"])));
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert_eq!(o.status.code(), Some(libc::EIO), "{}", text(&o.stderr));
     let v: Value = serde_json::from_str(text(&o.stdout).trim()).unwrap();
     assert_eq!(v["errors"], 1, "{v}");
     assert!(
@@ -175,7 +175,11 @@ fn bench_osd_write_seq_rand_against_a_cluster() {
     // A short object too: the length check.
     std::fs::write(&bad, b"short").unwrap();
     ok(&["put", "-c", &c.conf, "-p", "data", &victim, bad.to_str().unwrap()]);
-    fails_with(&refs(&c.bench(&["2", "seq", "--json"])), "read 5 bytes, expected 4096");
+    fails_with(
+        &refs(&c.bench(&["2", "seq", "--json"])),
+        libc::EIO,
+        "read 5 bytes, expected 4096",
+    );
 
     // cleanup deletes every object the write left and the metadata object, and says how many.
     let v = bench_json(&c, &["1", "cleanup", "--json"]);
@@ -184,12 +188,17 @@ fn bench_osd_write_seq_rand_against_a_cluster() {
     assert_eq!(v["cleanup_errors"], 0, "{v}");
     let left = c.ls();
     assert!(left.iter().all(|n| !n.starts_with("benchmark_")), "{left:?}");
-    // Nothing left to clean: said so, exit 1.
-    fails_with(&refs(&c.bench(&["1", "cleanup"])), "no benchmark_last_metadata");
+    // Nothing left to clean: said so, exit ENOENT.
+    fails_with(
+        &refs(&c.bench(&["1", "cleanup"])),
+        libc::ENOENT,
+        "no benchmark_last_metadata",
+    );
 
-    // A missing pool: exit 1, said clearly.
+    // A missing pool: exit ENOENT, said clearly.
     fails_with(
         &["bench", "osd", "-c", &c.conf, "-p", "nosuchpool", "1", "write"],
+        libc::ENOENT,
         "pool 'nosuchpool' does not exist",
     );
 }
@@ -220,6 +229,6 @@ fn bench_osd_bad_arguments_are_refused() {
         "-b",
         "0",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::EINVAL));
     assert!(text(&o.stderr).contains("-b must be"), "{}", text(&o.stderr));
 }

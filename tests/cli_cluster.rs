@@ -127,6 +127,34 @@ fn vstart_objects_pools_status_and_stop() {
         "{text}"
     );
 
+    // Ceph's conventions: -f json-pretty (one object, indented), -f json the same as --json,
+    // the config from OSDKIT_CONF when -c is not given, a daemon's admin socket by its name.
+    let pretty = ok(&c.args(&["status", "-f", "json-pretty"]));
+    assert!(pretty.contains("\n  \""), "not indented: {pretty}");
+    let pv: Value = serde_json::from_str(&pretty).unwrap();
+    assert_eq!(pv["osds"].as_array().map(Vec::len), Some(3), "{pv}");
+    assert_eq!(ok_json(&c.args(&["status", "-f", "json"]))["osds"], pv["osds"]);
+    let o = run(&c.args(&["status", "-f", "xml"]));
+    assert_eq!(o.status.code(), Some(2), "bad usage: {}", stderr(&o));
+    let o = osdkit()
+        .args(["status", "--json"])
+        .env("OSDKIT_CONF", &c.conf)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let ev: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ev["osds"].as_array().map(Vec::len), Some(3), "{ev}");
+    let o = osdkit()
+        .args(["status"])
+        .env("OSDKIT_CONF", "/nonexistent/osdkit.conf")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(libc::ENOENT), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&ok(&["daemon", "osd.1", "-c", &c.conf, "-f", "json", "version"])).unwrap();
+    assert!(v["version"].is_string(), "{v}");
+    let o = run(&["daemon", "osd.1", "-c", &c.conf, "no", "such", "command"]);
+    assert_eq!(o.status.code(), Some(libc::EINVAL), "{}", stderr(&o));
+
     // put a file, get it back identical; through stdin and stdout too.
     let input = tmp.path().join("in.bin");
     let data: Vec<u8> = (0..(5u32 << 20) + 12345)
@@ -164,27 +192,28 @@ fn vstart_objects_pools_status_and_stop() {
     // ls: one name a line.
     assert_eq!(ok(&c.args(&["ls", "-p", "data"])), "big\nsmall\n");
 
-    // rm, then the object is gone: a clear message naming it and the errno, exit 1.
+    // rm, then the object is gone: a clear message naming it and the errno, which is the exit
+    // status.
     ok(&c.args(&["rm", "-p", "data", "small"]));
     assert_eq!(ok(&c.args(&["ls", "-p", "data"])), "big\n");
     let o = run(&c.args(&["stat", "-p", "data", "small"]));
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::ENOENT));
     let e = stderr(&o);
     assert!(e.contains("'small'") && e.contains("No such file or directory"), "{e}");
     let o = run(&c.args(&["get", "-p", "data", "small", output.to_str().unwrap()]));
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::ENOENT));
     assert!(
         std::fs::read(&output).unwrap() == data,
         "a failed get must not touch the file"
     );
     let o = run(&c.args(&["ls", "-p", "nosuchpool"]));
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::ENOENT));
     assert!(stderr(&o).contains("nosuchpool"), "{}", stderr(&o));
 
     // Pools: create, ls, rm, with errno text on failure.
     ok(&c.args(&["pool", "create", "p2", "--pg-num", "8", "--size", "2"]));
     let o = run(&c.args(&["pool", "create", "p2"]));
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::EEXIST));
     assert!(stderr(&o).contains("File exists"), "{}", stderr(&o));
     let ls = ok_json(&c.args(&["pool", "ls", "--json"]));
     assert_eq!(ls["pools"], serde_json::json!(["data", "p2"]), "{ls}");
@@ -194,13 +223,13 @@ fn vstart_objects_pools_status_and_stop() {
     ok(&c.args(&["pool", "rm", "p2"]));
     assert_eq!(ok(&c.args(&["pool", "ls"])), "data\n");
     let o = run(&c.args(&["pool", "rm", "p2"]));
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::ENOENT));
     assert!(stderr(&o).contains("No such file or directory"), "{}", stderr(&o));
     assert_eq!(status_pids(&c).len(), 3);
 
     // A second vstart in the same directory refuses while the cluster runs.
     let o = run(&["vstart", "--dir", dir.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::EEXIST));
     assert!(stderr(&o).contains("already running"), "{}", stderr(&o));
 
     // stop: every daemon gone, nothing the user needs removed.
@@ -222,7 +251,7 @@ fn vstart_objects_pools_status_and_stop() {
     let t0 = Instant::now();
     let o = run(&c.args(&["ls", "-p", "data"]));
     let took = t0.elapsed();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::ETIMEDOUT));
     assert!(stderr(&o).contains("monitor"), "{}", stderr(&o));
     let bound = osdkit::cli::client::CONNECT_TIMEOUT * 3;
     assert!(took < bound, "ls without a monitor took {took:?} (bound {bound:?})");
@@ -250,7 +279,8 @@ fn kv_cluster_keeps_objects_across_stop_and_vstart() {
     assert_eq!(unsafe { libc::kill(pids[1], libc::SIGSTOP) }, 0);
     let o = run(&["stop", "--dir", dir.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let said = String::from_utf8_lossy(&o.stdout);
+    // Progress goes to stderr.
+    let said = stderr(&o);
     assert!(said.contains("osd.1") && said.contains("SIGKILL"), "{said}");
     assert!(pids.iter().all(|p| !alive(*p)));
     assert!(!dir.join("run/osd.1.pid").exists());
@@ -269,12 +299,12 @@ fn daemons_report_bad_config_and_stop_on_sigterm() {
     };
 
     let o = run(&["osd", "-c", d.join("missing.conf").to_str().unwrap(), "-i", "0"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot read config file"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(libc::ENOENT));
+    assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
 
     let no_mon = write("nomon.conf", "[global]\nrun_dir = RUN\nlog_file = \n");
     let o = run(&["osd", "-c", &no_mon, "-i", "0"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::EINVAL));
     assert!(stderr(&o).contains("mon_host is not set"), "{}", stderr(&o));
     assert!(!run_dir.join("osd.0.pid").exists(), "a failed start leaves no pid file");
 
@@ -283,11 +313,11 @@ fn daemons_report_bad_config_and_stop_on_sigterm() {
         "[global]\nrun_dir = RUN\nmon_host = v2:127.0.0.1:1\n[osd]\nosd_objectstore = tape\n",
     );
     let o = run(&["osd", "-c", &bad_store, "-i", "0"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::EINVAL));
     assert!(stderr(&o).contains("osd_objectstore"), "{}", stderr(&o));
 
     let o = run(&["osd", "-c", &no_mon, "-i", "zero"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::EINVAL));
     assert!(stderr(&o).contains("'zero'"), "{}", stderr(&o));
 
     // A monitor in the foreground (-f) serves its admin socket and stops cleanly on SIGTERM.
@@ -333,7 +363,7 @@ fn daemons_report_bad_config_and_stop_on_sigterm() {
     assert!(run_dir.join("mon.x.pid").exists());
     // A second monitor with the same pid file fails and says why.
     let o = run(&["mon", "-c", &mon_conf, "-i", "x"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::EEXIST));
     assert!(stderr(&o).contains("locked by pid"), "{}", stderr(&o));
     // SAFETY: SIGTERM to the child we spawned.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);

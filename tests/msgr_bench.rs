@@ -66,7 +66,7 @@ fn bad_arguments_are_refused_with_a_reason() {
         .args(["bench", "msgr", "--depth", "0", "--seconds", "1"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(libc::EINVAL));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("--depth"),
         "{}",

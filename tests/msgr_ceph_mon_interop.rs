@@ -112,7 +112,7 @@ fn ping_completes_the_msgr2_handshake_with_a_real_ceph_mon() {
     // connection): retry for a while, as a Ceph client would.
     let deadline = Instant::now() + Duration::from_secs(60);
     let (code, out, err) = loop {
-        let r = osdkit(&["ping", "--json", "-c", "5", "-i", "0.05", &addr]);
+        let r = osdkit(&["ping", "--json", "--count", "5", "-i", "0.05", &addr]);
         if r.0 == Some(0) || Instant::now() > deadline {
             break r;
         }
@@ -130,7 +130,7 @@ fn ping_completes_the_msgr2_handshake_with_a_real_ceph_mon() {
     assert!(v["my_addr"].as_str().unwrap().contains("127.0.0.1"));
 
     // The text form says what happened, like ping(8).
-    let (code, out, _) = osdkit(&["ping", "-c", "2", "-i", "0", &addr]);
+    let (code, out, _) = osdkit(&["ping", "--count", "2", "-i", "0", &addr]);
     assert_eq!(code, Some(0));
     assert!(
         out.contains("msgr2 session with mon") && out.contains("keepalive 2 from"),
@@ -140,10 +140,10 @@ fn ping_completes_the_msgr2_handshake_with_a_real_ceph_mon() {
 
 #[test]
 fn ping_reports_refusals_clearly() {
-    // Nothing listens: a clear error, exit 1.
+    // Nothing listens: a clear error, and the errno as the exit status.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (code, _, err) = osdkit(&["ping", "--timeout", "2", &format!("v2:127.0.0.1:{port}")]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(libc::ECONNREFUSED));
     assert!(err.contains("connect") && err.contains("refused"), "{err}");
     // A peer that is not msgr2 (here: an HTTP-ish listener that sends garbage).
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -155,7 +155,7 @@ fn ping_reports_refusals_clearly() {
         std::thread::sleep(Duration::from_millis(200));
     });
     let (code, _, err) = osdkit(&["ping", "--timeout", "5", &format!("127.0.0.1:{p}")]);
-    assert_eq!(code, Some(1));
+    assert_eq!(code, Some(libc::EPROTO));
     assert!(err.contains("bad banner"), "{err}");
     t.join().unwrap();
     let (code, _, err) = osdkit(&["ping", "v1:127.0.0.1:6789"]);

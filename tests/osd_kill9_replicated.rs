@@ -76,7 +76,7 @@ fn kill9_each_osd_of_a_replicated_cluster_in_turn_loses_no_acknowledged_write() 
         let before = progress();
         wait_for("writes after its return", 30, || progress() > before + 60);
         wait_clean(&conf);
-        // Every copy compared, the writers still going: `pg deep-scrub` exits 1 on any
+        // Every copy compared, the writers still going: `pg deep-scrub` exits EIO on any
         // inconsistency.
         let out: serde_json::Value =
             serde_json::from_str(&osdkit_ok(&["pg", "deep-scrub", "-c", &conf, "--json"])).unwrap();

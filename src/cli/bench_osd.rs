@@ -725,12 +725,13 @@ pub fn run(conf: &Path, o: &BenchOpts) -> Result<Report> {
     }
 }
 
-/// The command: prints the report (text or one JSON object); 0 when every op succeeded.
+/// The command: prints the report (text or one JSON object); 0 when every op succeeded,
+/// EIO when some failed, the errno when the run could not be made.
 pub fn cli(conf: &Path, o: &BenchOpts) -> i32 {
     match run(conf, o) {
         Ok(rep) => {
             if o.json {
-                println!("{}", rep.to_json());
+                super::conventions::print_json(&rep.to_json());
             } else {
                 rep.print_text();
             }
@@ -748,14 +749,15 @@ pub fn cli(conf: &Path, o: &BenchOpts) -> i32 {
                         String::new()
                     }
                 );
-                1
+                // The ops' own errnos vary; a run with failed ops is an I/O error as a whole.
+                libc::EIO
             } else {
                 0
             }
         }
         Err(e) => {
             eprintln!("osdkit bench osd: {e}");
-            1
+            e.exit_code()
         }
     }
 }

@@ -51,7 +51,7 @@ fn run(
         Ok(opts) => run_daemon(opts, setup),
         Err(e) => {
             eprintln!("{name}: failed to start: {e}");
-            1
+            e.exit_code()
         }
     }
 }
@@ -79,7 +79,7 @@ pub fn run_osd(conf: &Path, id: &str, foreground: bool) -> i32 {
         Ok(n) if n >= 0 => n,
         _ => {
             eprintln!("osd.{id}: failed to start: an OSD id is a non-negative number, not '{id}'");
-            return 1;
+            return libc::EINVAL;
         }
     };
     let name = format!("osd.{whoami}");

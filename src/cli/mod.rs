@@ -9,6 +9,7 @@
 pub mod bench_msgr;
 pub mod bench_osd;
 pub mod client;
+pub mod conventions;
 pub mod daemons;
 pub mod demo;
 pub mod ping;

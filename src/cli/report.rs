@@ -1,8 +1,9 @@
-//! What the `osdkit` subcommands of this layer print, and their exit codes: 0 on success, 1
-//! on failure (the message names what failed and the errno text, on stderr; with `--json` an
-//! `{"error": ..., "errno": ...}` object goes to stdout as well).
+//! What the `osdkit` subcommands of this layer print, and their exit codes: 0 on success, the
+//! errno of a failed request (the message names what failed and the errno text, on stderr;
+//! with `-f json` an `{"error": ..., "errno": ...}` object goes to stdout as well).
 
 use super::client::ClusterClient;
+use super::conventions::print_json;
 use super::vstart::{self, VstartOpts};
 use crate::common::log::format_stamp;
 use crate::Error;
@@ -10,16 +11,13 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 
-/// Prints the failure of `cmd` and returns exit code 1.
+/// Prints the failure of `cmd` and returns its exit code (the errno).
 pub fn fail(cmd: &str, e: &Error, as_json: bool) -> i32 {
     eprintln!("osdkit {cmd}: {}: {}", e.msg, e.strerror());
     if as_json {
-        println!(
-            "{}",
-            json!({"error": e.msg, "errno": -e.errno, "strerror": e.strerror()})
-        );
+        print_json(&json!({"error": e.msg, "errno": -e.errno.abs(), "strerror": e.strerror()}));
     }
-    1
+    e.exit_code()
 }
 
 fn connect(cmd: &str, conf: &Path, as_json: bool) -> Result<ClusterClient, i32> {
@@ -35,15 +33,11 @@ fn connect(cmd: &str, conf: &Path, as_json: bool) -> Result<ClusterClient, i32> 
 
 /// `osdkit vstart`.
 pub fn vstart(o: &VstartOpts, as_json: bool) -> i32 {
-    let mut progress = |s: &str| {
-        if !as_json {
-            println!("{s}");
-        }
-    };
+    let mut progress = |s: &str| eprintln!("{s}");
     match vstart::vstart(o, &mut progress) {
         Ok(v) => {
             if as_json {
-                println!("{v}");
+                print_json(&v);
             } else {
                 println!();
                 println!(
@@ -87,18 +81,12 @@ pub fn vstart(o: &VstartOpts, as_json: bool) -> i32 {
 
 /// `osdkit stop`.
 pub fn stop(dir: &Path, as_json: bool) -> i32 {
-    let mut progress = |s: &str| {
-        if as_json {
-            eprintln!("{s}");
-        } else {
-            println!("{s}");
-        }
-    };
+    let mut progress = |s: &str| eprintln!("{s}");
     match vstart::stop(dir, &mut progress) {
         Ok(v) => {
             let n = v["stopped"].as_array().map_or(0, Vec::len);
             if as_json {
-                println!("{v}");
+                print_json(&v);
             } else if n == 0 {
                 println!("no daemons running in {}", dir.display());
             } else {
@@ -119,7 +107,7 @@ pub fn status(conf: &Path, as_json: bool) -> i32 {
     let v = c.status();
     c.shutdown();
     if as_json {
-        println!("{v}");
+        print_json(&v);
         return 0;
     }
     println!("  cluster:");
@@ -181,14 +169,14 @@ pub fn pool(conf: &Path, cmd: PoolCmd, as_json: bool) -> i32 {
     let r = match cmd {
         PoolCmd::Create { name, pg_num, size } => c.pool_create(&name, pg_num, size).map(|v| {
             if as_json {
-                println!("{v}");
+                print_json(&v);
             } else {
                 println!("pool '{name}' created");
             }
         }),
         PoolCmd::Ls => c.pool_ls().map(|names| {
             if as_json {
-                println!("{}", json!({ "pools": names }));
+                print_json(&json!({ "pools": names }));
             } else {
                 for n in names {
                     println!("{n}");
@@ -197,7 +185,7 @@ pub fn pool(conf: &Path, cmd: PoolCmd, as_json: bool) -> i32 {
         }),
         PoolCmd::Rm { name } => c.pool_rm(&name).map(|rs| {
             if as_json {
-                println!("{}", json!({"pool": name, "removed": true}));
+                print_json(&json!({"pool": name, "removed": true}));
             } else {
                 println!("{rs}");
             }
@@ -256,7 +244,7 @@ fn run_object(c: &ClusterClient, pool: &str, cmd: ObjCmd, as_json: bool) -> crat
     let id = c.pool_id(pool)?;
     let out = |v: Value| {
         if as_json {
-            println!("{v}");
+            print_json(&v);
         }
     };
     match cmd {
@@ -342,7 +330,7 @@ pub fn osd_mark(conf: &Path, what: &str, ids: &[String], as_json: bool) -> i32 {
     match r {
         Ok((rs, _)) => {
             if as_json {
-                println!("{}", json!({"result": rs, "ids": ids}));
+                print_json(&json!({"result": rs, "ids": ids}));
             } else {
                 println!("{rs}");
             }
@@ -400,7 +388,7 @@ fn run_pg(c: &ClusterClient, cmd: PgCmd, as_json: bool) -> crate::Result<i32> {
         PgCmd::Dump => {
             let dump = pgs::pg_dump(o, PG_TIMEOUT)?;
             if as_json {
-                println!("{}", json!({"pg_stats": dump, "epoch": o.osdmap().epoch}));
+                print_json(&json!({"pg_stats": dump, "epoch": o.osdmap().epoch}));
             } else {
                 println!("PG_STAT\tSTATE\tOBJECTS\tBYTES\tLAST_UPDATE\tACTING\tLAST_SCRUB\tLAST_DEEP_SCRUB");
                 for p in &dump {
@@ -451,15 +439,15 @@ fn run_pg(c: &ClusterClient, cmd: PgCmd, as_json: bool) -> crate::Result<i32> {
                 reports.push(r);
             }
             if as_json {
-                println!(
-                    "{}",
-                    json!({"deep": deep, "pgs": reports.len(), "objects": objects, "errors": errors, "reports": reports})
+                print_json(
+                    &json!({"deep": deep, "pgs": reports.len(), "objects": objects, "errors": errors, "reports": reports}),
                 );
             } else {
                 println!("{} pgs scrubbed: {objects} objects, {errors} errors", reports.len());
             }
-            // Like a failed check: inconsistencies make the command fail.
-            return Ok(i32::from(errors > 0));
+            // Like a failed check: inconsistencies make the command fail, with EIO as the
+            // damaged objects would give a reader.
+            return Ok(if errors > 0 { libc::EIO } else { 0 });
         }
     }
     Ok(0)

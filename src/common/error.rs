@@ -16,6 +16,12 @@ pub struct Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// The exit status of a command that failed with this error: its errno (1..=255), as
+    /// Ceph's tools exit.
+    pub fn exit_code(&self) -> i32 {
+        self.errno.abs().clamp(1, 255)
+    }
+
     pub fn new(errno: i32, msg: impl Into<String>) -> Self {
         Error {
             errno: errno.abs(),

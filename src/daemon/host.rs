@@ -25,12 +25,13 @@ pub struct DaemonOpts {
 /// What `setup` hands back: called once when the daemon is asked to stop.
 pub type Stopper = Box<dyn FnOnce() + Send>;
 
-/// Runs a daemon to completion and returns the process exit code. Must be called while the
+/// Runs a daemon to completion and returns the process exit code (0, or the errno of what
+/// failed). Must be called while the
 /// process has a single thread (it may fork).
 pub fn run_daemon(opts: DaemonOpts, setup: impl FnOnce(&Context) -> Result<Stopper>) -> i32 {
     if let Err(e) = SignalHandler::block_signals() {
         eprintln!("{}: {e}", opts.name);
-        return 1;
+        return e.exit_code();
     }
     let child = if opts.foreground {
         None
@@ -41,14 +42,14 @@ pub fn run_daemon(opts: DaemonOpts, setup: impl FnOnce(&Context) -> Result<Stopp
                     Ok(code) => code,
                     Err(e) => {
                         eprintln!("{}: failed to start: {e}", opts.name);
-                        1
+                        e.exit_code()
                     }
                 };
             }
             Ok(Forked::Child(c)) => Some(c),
             Err(e) => {
                 eprintln!("{}: {e}", opts.name);
-                return 1;
+                return e.exit_code();
             }
         }
     };
@@ -59,7 +60,7 @@ pub fn run_daemon(opts: DaemonOpts, setup: impl FnOnce(&Context) -> Result<Stopp
                 Some(c) => c.fail(&e),
                 None => eprintln!("{}: {e}", opts.name),
             }
-            1
+            e.exit_code()
         }
     }
 }
