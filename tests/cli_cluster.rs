@@ -253,7 +253,7 @@ fn vstart_objects_pools_status_and_stop() {
     let took = t0.elapsed();
     assert_eq!(o.status.code(), Some(libc::ETIMEDOUT));
     assert!(stderr(&o).contains("monitor"), "{}", stderr(&o));
-    let bound = osdkit::cli::client::CONNECT_TIMEOUT * 3;
+    let bound = osdkit::client::rados::CONNECT_TIMEOUT * 3;
     assert!(took < bound, "ls without a monitor took {took:?} (bound {bound:?})");
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{osdkit_ok, wait_for, StopCluster};
-use osdkit::hosting::cluster::Client;
+use osdkit::client::Rados;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -61,7 +61,7 @@ fn kill9_osd_under_writes_loses_no_acknowledged_write() {
         .find_map(|l| l.trim().strip_prefix("mon_host = "))
         .unwrap()
         .to_string();
-    let client = Arc::new(Client::connect(&mon, "client.kill9").unwrap());
+    let client = Arc::new(Rados::connect(&mon, "client.kill9").unwrap());
     // Unique objects: acknowledged => exact content. Hot objects: the newest acknowledged
     // version is a floor (a later write may have committed without its ack getting out).
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();

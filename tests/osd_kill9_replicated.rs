@@ -7,7 +7,7 @@
 mod common;
 
 use common::{osdkit_ok, wait_for, StopCluster};
-use osdkit::hosting::cluster::Client;
+use osdkit::client::Rados;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +49,7 @@ fn kill9_each_osd_of_a_replicated_cluster_in_turn_loses_no_acknowledged_write() 
         .lines()
         .find_map(|l| l.trim().strip_prefix("mon_host = ").map(str::to_string))
         .unwrap();
-    let client = Arc::new(Client::connect(&mon, "client.kill9r").unwrap());
+    let client = Arc::new(Rados::connect(&mon, "client.kill9r").unwrap());
     let up = |id: i32| client.objecter().osdmap().osd(id).is_some_and(|o| o.up);
     wait_for("three OSDs up", 30, || (0..3).all(up));
 

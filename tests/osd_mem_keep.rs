@@ -5,8 +5,9 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use osdkit::client::Rados;
 use osdkit::common::mem;
-use osdkit::hosting::cluster::{Client, MiniCluster};
+use osdkit::hosting::cluster::MiniCluster;
 use serde_json::json;
 
 /// The tests measure this process's memory: one at a time.
@@ -92,7 +93,7 @@ fn a_mem_store_osd_faults_its_memory_in_before_it_boots() {
     assert_eq!(perf["prefault_reserve"]["reserved_bytes"], 8 * MIB);
     // Large writes land in them (one in the frames' reserve, the rest in buffers from the
     // allocator's kept memory) and read back intact.
-    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     let body = |i: usize| -> Vec<u8> { (0..4 << 20).map(|j: usize| (j * 31 + i * 7) as u8).collect() };
     for i in 0..4 {
         cl.put("data", &format!("big{i}"), &body(i)).unwrap();

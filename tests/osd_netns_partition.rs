@@ -13,7 +13,7 @@
 mod common;
 
 use common::{osdkit_ok, wait_for};
-use osdkit::hosting::cluster::Client;
+use osdkit::client::Rados;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -170,7 +170,7 @@ fn cutting_an_osds_back_network_marks_it_down_and_healing_brings_the_cluster_bac
         assert!(o.status.success(), "osd.{i}: {}", String::from_utf8_lossy(&o.stderr));
     }
     osdkit_ok(&["pool", "create", "-c", &conf, "data", "--size", "2"]);
-    let client = Arc::new(Client::connect("v2:10.77.1.1:3300", "client.part").unwrap());
+    let client = Arc::new(Rados::connect("v2:10.77.1.1:3300", "client.part").unwrap());
     let up = |id: i32| client.objecter().osdmap().osd(id).is_some_and(|o| o.up);
     wait_for("three OSDs up", 30, || (0..3).all(up));
     let map = client.objecter().osdmap();

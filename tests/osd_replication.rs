@@ -7,8 +7,9 @@ mod common;
 
 use bytes::Bytes;
 use common::wait_for;
+use osdkit::client::Rados;
 use osdkit::common::entity::EntityType;
-use osdkit::hosting::cluster::{Client, MiniCluster};
+use osdkit::hosting::cluster::MiniCluster;
 use osdkit::msgr::dispatcher::Dispatcher;
 use osdkit::msgr::message::Message;
 use osdkit::msgr::messenger::Messenger;
@@ -53,7 +54,7 @@ fn placement(c: &MiniCluster, oid: &str) -> (CollId, Vec<i32>) {
 fn every_write_is_on_each_osd_of_its_acting_set() {
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(dir.path(), 3, 2, &[]);
-    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     for i in 0..120 {
         cl.put("data", &format!("obj-{i}"), format!("payload {i}").as_bytes())
             .unwrap();
@@ -122,7 +123,7 @@ fn start_load(c: &MiniCluster, writers: usize, objects: usize) -> Load {
     let errors: Arc<Mutex<Vec<String>>> = Arc::default();
     let threads = (0..writers)
         .map(|w| {
-            let cl = Client::connect(&c.mon_addr(), &format!("client.{}", 100 + w)).unwrap();
+            let cl = Rados::connect(&c.mon_addr(), &format!("client.{}", 100 + w)).unwrap();
             let (stop, acked, errors) = (stop.clone(), acked.clone(), errors.clone());
             std::thread::spawn(move || {
                 let mut seq = 0u64;
@@ -169,7 +170,7 @@ impl Load {
 }
 
 fn check_all(c: &MiniCluster, acked: &HashMap<String, u64>) {
-    let cl = Client::connect(&c.mon_addr(), "client.checker").unwrap();
+    let cl = Rados::connect(&c.mon_addr(), "client.checker").unwrap();
     for (name, seq) in acked {
         let got = cl.get("data", name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(&got[..], &value(name, *seq)[..], "{name}: last acknowledged seq {seq}");
@@ -298,7 +299,7 @@ fn each_osd_in_turn_killed_and_restarted_under_writes_the_cluster_returns_to_cle
 fn a_resent_write_is_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(dir.path(), 3, 2, &[]);
-    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     cl.put("data", "appended", b"").unwrap();
     // One request (client, incarnation, tid) sent twice to the primary, as a resend after a
     // lost reply would be: the second finds the request in the PG log.
@@ -352,7 +353,7 @@ fn below_min_size_writes_wait_and_complete_when_an_osd_returns() {
     let dir = tempfile::tempdir().unwrap();
     // size 3, min_size 2 (the default for size 3).
     let c = cluster(dir.path(), 3, 3, &[]);
-    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     cl.put("data", "before", b"safe").unwrap();
     c.stop_osd(1).unwrap();
     c.stop_osd(2).unwrap();
@@ -443,7 +444,7 @@ fn dump_pgs_on_the_admin_socket_shows_each_pgs_state() {
 fn scrub_reports_copies_that_differ_and_deep_scrub_reads_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(dir.path(), 3, 2, &[]);
-    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     for i in 0..40 {
         cl.put("data", &format!("s-{i}"), format!("scrub me {i:03}").as_bytes())
             .unwrap();
@@ -583,7 +584,7 @@ fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes_and_noti
     };
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(dir.path(), 3, 2, &[]);
-    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     cl.put("data", "before", b"v1").unwrap();
     let map = c.monitor().osdmap();
     let p = map.object_placement(c.pool_id(), "before", "").unwrap();
@@ -672,7 +673,7 @@ fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes_and_noti
 }
 
 /// `last_recovery` of every PG whose acting set holds `osd`, from the primaries.
-fn recoveries_with(cl: &Client, osd: i32) -> Vec<serde_json::Value> {
+fn recoveries_with(cl: &Rados, osd: i32) -> Vec<serde_json::Value> {
     osdkit::client::pg::pg_dump(cl.objecter(), Duration::from_secs(10))
         .unwrap()
         .into_iter()
@@ -691,7 +692,7 @@ fn a_short_absence_is_caught_up_from_the_log_a_long_one_by_backfill() {
         2,
         &[("osd_max_pg_log_entries", "8"), ("osd_pg_log_recovery", "true")],
     );
-    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     put_numbered(&cl, "l", 0..64, |_| b"first".to_vec());
     c.wait_for_clean(Duration::from_secs(30)).unwrap();
     // Away for 6 writes: every PG it returns to is caught up from the log, and only the
@@ -735,7 +736,7 @@ fn a_short_absence_is_caught_up_from_the_log_a_long_one_by_backfill() {
 }
 
 /// The primaries' view of every PG, by PG id.
-fn pg_states(cl: &Client) -> HashMap<String, serde_json::Value> {
+fn pg_states(cl: &Rados) -> HashMap<String, serde_json::Value> {
     osdkit::client::pg::pg_dump(cl.objecter(), Duration::from_secs(10))
         .unwrap()
         .into_iter()
@@ -756,7 +757,7 @@ fn deep_scrub_clean(c: &MiniCluster) -> Vec<osdkit::osd::scrub::ScrubReport> {
 }
 
 /// Writes `<prefix>-<i>` for i in `range`, each with `content(i)`.
-fn put_numbered(cl: &Client, prefix: &str, range: std::ops::Range<usize>, content: impl Fn(usize) -> Vec<u8>) {
+fn put_numbered(cl: &Rados, prefix: &str, range: std::ops::Range<usize>, content: impl Fn(usize) -> Vec<u8>) {
     for i in range {
         cl.put("data", &format!("{prefix}-{i}"), &content(i)).unwrap();
     }
@@ -768,7 +769,7 @@ fn while_a_pg_recovers_only_ops_on_objects_it_still_lacks_wait() {
     // Slow recovery (a pause after each batch of copies) leaves seconds in which PGs serve
     // with copies still to make.
     let c = cluster(dir.path(), 2, 2, &[("osd_recovery_sleep", "0.3")]);
-    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     let pgid_of = |oid: &str| {
         let map = c.monitor().osdmap();
         map.object_placement(c.pool_id(), oid, "").unwrap().pg.to_string()
@@ -843,7 +844,7 @@ fn a_recovery_cut_short_is_not_mistaken_for_a_complete_copy() {
         2,
         &[("osd_pg_log_recovery", "true"), ("osd_recovery_sleep", "1")],
     );
-    let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+    let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     put_numbered(&cl, "b", 0..64, |_| b"base".to_vec());
     c.wait_for_clean(Duration::from_secs(30)).unwrap();
     c.stop_osd(1).unwrap();

@@ -60,12 +60,12 @@ fn daemon_lifecycle_pidfile_sighup_sigterm() {
         "hi"
     );
 
-    // A second daemon with the same pid file fails, and says why.
+    // A second daemon with the same pid file fails (EEXIST, its exit status) and says why.
     let second = start(
         dir.path(),
         &["--admin_socket", dir.path().join("other.asok").to_str().unwrap()],
     );
-    assert_eq!(second.status.code(), Some(1));
+    assert_eq!(second.status.code(), Some(libc::EEXIST));
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("locked by pid") && err.contains(&pid.to_string()), "{err}");
     assert!(alive(pid));
@@ -88,11 +88,11 @@ fn daemon_lifecycle_pidfile_sighup_sigterm() {
 fn startup_failure_is_reported_by_the_parent() {
     let dir = tempfile::tempdir().unwrap();
     let out = start(dir.path(), &["--admin_socket_mode", "999"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(libc::EINVAL));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("admin_socket_mode"), "{err}");
     assert!(!dir.path().join("osd.pid").exists());
     let bad_name = Command::new(daemon_bin()).arg("disk.0").output().unwrap();
-    assert_eq!(bad_name.status.code(), Some(1));
+    assert_eq!(bad_name.status.code(), Some(libc::EINVAL));
     assert!(String::from_utf8_lossy(&bad_name.stderr).contains("unknown entity type"));
 }

@@ -1,5 +1,5 @@
-//! `Cluster` and `Client`: a monitor and OSDs hosted in this process, and a client of them,
-//! over `osdkit::hosting::cluster`.
+//! `Cluster` and `Client`: a monitor and OSDs hosted in this process (`osdkit::hosting`),
+//! and the object client (`osdkit::client::Rados`) for them.
 //!
 //! Every blocking call runs detached from the interpreter on a helper thread and is waited for
 //! in 100 ms slices (Ctrl-C raises KeyboardInterrupt; the op itself goes on). Errors are
@@ -19,7 +19,9 @@
 use crate::dispatch::{self, Closable, Dispatcher};
 use crate::{callable, os_error};
 use bytes::Bytes;
-use osdkit::hosting::cluster::{parse_stat, Client as RClient, MiniCluster};
+use osdkit::client::Rados as RClient;
+use osdkit::hosting::cluster::MiniCluster;
+use osdkit::types::osd_op::ObjectStat;
 use osdkit::types::osd_op::{self as ops, decode_omap_vals, MOsdOpReply, OsdOp};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -398,7 +400,7 @@ fn parse_ops(list: &Bound<'_, PyAny>) -> PyResult<(Vec<OsdOp>, Vec<Out>)> {
 }
 
 fn stat_tuple<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyAny>> {
-    let st = parse_stat(b).map_err(os_error)?;
+    let st = ObjectStat::decode(b).map_err(os_error)?;
     let mtime = st.mtime.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     Ok((st.size, mtime).into_pyobject(py)?.into_any())
 }

@@ -1,12 +1,13 @@
-//! `osdkit_cluster_*` and `osdkit_client_*`: hosting a monitor and OSDs in this process, and a
-//! client for them, over [`crate::hosting::cluster`].
+//! `osdkit_cluster_*` and `osdkit_client_*`: hosting a monitor and OSDs in this process
+//! ([`crate::hosting::cluster`]), and the object client ([`crate::client::Rados`]) for them.
 //!
 //! Every client call has a blocking form, which may be called from any thread, concurrently.
 //! Writes also have async forms whose completion runs on a library thread.
 
 use super::{bytes_arg, cstr, free_handle, guard, guard_void, handle, out, set_last_error, write_str};
+use crate::client::Rados;
 use crate::common::error::Error;
-use crate::hosting::cluster::{Client, MiniCluster};
+use crate::hosting::cluster::MiniCluster;
 use crate::types::osd_op::OsdOp;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ pub struct osdkit_cluster {
 /// A client of a cluster (its own messenger, monitor client and objecter). Its functions may
 /// be called from any thread, concurrently.
 pub struct osdkit_client {
-    c: Client,
+    c: Rados,
 }
 
 /// A list of ops on one object, sent as one request by `osdkit_client_operate`: they apply
@@ -240,7 +241,7 @@ pub extern "C" fn osdkit_client_connect(
         }
         let addr = cstr(mon_addr, "mon_addr")?;
         let name = super::opt_cstr(name, "name")?.unwrap_or("client.admin");
-        let c = Client::connect(addr, name)?;
+        let c = Rados::connect(addr, name)?;
         out(out_client, Box::into_raw(Box::new(osdkit_client { c })), "out")?;
         Ok(0)
     })

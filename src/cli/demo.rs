@@ -262,12 +262,13 @@ struct ClusterDemo {
 /// A monitor and three OSDs in this process, a pool, then 4 KiB objects written at 16 in
 /// flight through the objecter, read back and listed.
 fn cluster_demo(dir: &std::path::Path) -> Result<ClusterDemo> {
-    use crate::hosting::cluster::{Client, MiniCluster};
+    use crate::client::Rados;
+    use crate::hosting::cluster::MiniCluster;
     use crate::types::osd_op::OsdOp;
     use parking_lot::{Condvar, Mutex};
 
     let cluster = MiniCluster::start(&dir.join("cluster"), 3, "mem", 2)?;
-    let client = Client::connect(&cluster.mon_addr(), "client.admin")?;
+    let client = Rados::connect(&cluster.mon_addr(), "client.admin")?;
     let objecter = client.objecter();
     let pool = cluster.pool_id();
 

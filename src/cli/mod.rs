@@ -17,8 +17,7 @@ pub mod report;
 pub mod vstart;
 
 use crate::common::config::Config;
-use crate::msgr::addr::EntityAddr;
-use crate::{Error, Result};
+use crate::Result;
 use std::path::{Path, PathBuf};
 
 /// The pid file default when `pid_file` is not configured.
@@ -31,29 +30,7 @@ pub fn load_conf(name: &str, conf: &Path) -> Result<Config> {
     Ok(c)
 }
 
-/// The first address of `mon_host` (`v2:127.0.0.1:3300`, `[v2:127.0.0.1:3300/0]`, lists
-/// separated by commas, semicolons or spaces).
-pub fn parse_mon_host(s: &str) -> Result<EntityAddr> {
-    let first = s
-        .split([',', ';', ' ', '\t'])
-        .map(str::trim)
-        .find(|t| !t.is_empty())
-        .ok_or_else(|| {
-            Error::inval("mon_host is not set: name the monitor's address, e.g. mon_host = v2:127.0.0.1:3300")
-        })?;
-    let t = if first.starts_with("[v") || first.starts_with("[any") {
-        first.trim_start_matches('[').trim_end_matches(']')
-    } else {
-        first
-    };
-    let a: EntityAddr = t
-        .parse()
-        .map_err(|e: Error| Error::inval(format!("mon_host '{s}': {}", e.msg)))?;
-    if a.addr.is_none() {
-        return Err(Error::inval(format!("mon_host '{s}' has no IP and port")));
-    }
-    Ok(a)
-}
+pub use crate::client::rados::parse_mon_host;
 
 /// Where the daemon of `conf` keeps its pid file (configured, or the default under `run_dir`).
 pub fn pid_file_of(conf: &Config) -> PathBuf {
@@ -97,19 +74,4 @@ pub fn send_signal(pid: i32, sig: i32) -> bool {
     }
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     unsafe { libc::kill(pid, sig) == 0 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mon_host_forms() {
-        let a = parse_mon_host("v2:127.0.0.1:3300").unwrap();
-        assert_eq!(a.addr.unwrap().port(), 3300);
-        let b = parse_mon_host(" [v2:127.0.0.1:6789/0], v2:127.0.0.2:1").unwrap();
-        assert_eq!(b.addr.unwrap().port(), 6789);
-        assert_eq!(parse_mon_host("").unwrap_err().errno, libc::EINVAL);
-        assert!(parse_mon_host("v1:1.2.3.4:6789").is_err());
-    }
 }

@@ -1,35 +1,21 @@
-//! Hosting a whole cluster in this process, and a simple client for it.
-//!
-//! [`MiniCluster`] starts a monitor and N OSDs on loopback sockets (real messengers, real
-//! threads), creates the pool `data` and waits until every OSD serves it. [`Client`] is a
-//! messenger, a `MonClient` and an `Objecter`: blocking calls by pool name (`put`, `get`,
-//! `stat`, ...), several ops as one atomic request (`operate`) and an async form
-//! (`submit_async`). This is what the C (`osdkit_cluster_*`, `osdkit_client_*`) and Python
-//! (`osdkit.Cluster`, `osdkit.Client`) faces wrap. Errors carry Ceph's errnos (`ENOENT` for a
-//! missing object or pool, `EEXIST`, `ECANCELED`, `ETIMEDOUT`, ...).
+//! Hosting a whole cluster in this process: [`MiniCluster`] starts a monitor and N OSDs on
+//! loopback sockets (real messengers, real threads), creates the pool `data` and waits until
+//! every OSD serves it; OSDs can be stopped and started again. Clients connect to it with
+//! [`crate::client::Rados::connect`]. The C (`osdkit_cluster_*`) and Python (`osdkit.Cluster`)
+//! faces wrap it.
 
-use crate::client::objecter::Objecter;
 use crate::common::error::{Error, Result};
-use crate::mon::client::MonClient;
 use crate::mon::Monitor;
-use crate::msgr::addr::EntityAddr;
-use crate::msgr::messenger::Messenger;
-use crate::msgr::policy::Policy;
 use crate::os::{kv::KvStore, mem::MemStore, ObjectStore};
 use crate::osd::Osd;
-use crate::types::osd_op::{decode_omap_vals, MOsdOpReply, OsdOp};
 use crate::Context;
-use bytes::Bytes;
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How long start-up steps (boot, pool creation, first map) may take.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// Per-op timeout of a [`Client`].
-const OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The pool every mini cluster has.
 pub const DEFAULT_POOL: &str = "data";
 const DEFAULT_PG_NUM: u32 = 32;
@@ -204,7 +190,7 @@ impl MiniCluster {
         })
     }
 
-    /// The monitor's address, e.g. `v2:127.0.0.1:40123/0`: what [`Client::connect`] takes.
+    /// The monitor's address, e.g. `v2:127.0.0.1:40123/0`: what [`crate::client::Rados::connect`] takes.
     pub fn mon_addr(&self) -> String {
         self.mon.addr().to_string()
     }
@@ -434,233 +420,18 @@ fn loopback() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// What `stat` returns: the size and the modification time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ObjectStat {
-    pub size: u64,
-    pub mtime: SystemTime,
-}
-
-/// A completion for [`Client::submit_async`].
-pub type Completion = Box<dyn FnOnce(Result<MOsdOpReply>) + Send>;
-
-/// A cluster client: a messenger (lossy client policy), a `MonClient` following the monitor's
-/// maps and an `Objecter` sending ops to the primaries. Blocking calls may be made from any
-/// thread, concurrently.
-pub struct Client {
-    ctx: Context,
-    msgr: Messenger,
-    monc: MonClient,
-    objecter: Objecter,
-    stopped: std::sync::atomic::AtomicBool,
-}
-
-fn check_reply(oid: &str, r: MOsdOpReply) -> Result<MOsdOpReply> {
-    if r.result < 0 {
-        return Err(Error::new(
-            -r.result,
-            format!("{oid}: {}", crate::common::error::strerror(-r.result)),
-        ));
-    }
-    Ok(r)
-}
-
-impl Client {
-    /// Connects as `name` (e.g. `client.admin`) to the monitor at `mon_addr` and waits for its
-    /// first map.
-    pub fn connect(mon_addr: &str, name: &str) -> Result<Client> {
-        let mon: EntityAddr = mon_addr.parse()?;
-        let entity: crate::EntityName = name.parse()?;
-        if entity.ty != crate::common::entity::EntityType::Client {
-            return Err(Error::inval(format!("'{name}' is not a client name (client.<id>)")));
-        }
-        let ctx = daemon_ctx(name, None, &[])?;
-        let msgr = Messenger::new(&ctx, name, None)?;
-        msgr.set_default_policy(Policy::lossy_client());
-        let objecter = Objecter::new(&msgr, name, OP_TIMEOUT)?;
-        let monc = MonClient::new(&msgr, mon)?;
-        let c = Client {
-            ctx,
-            msgr,
-            monc,
-            objecter,
-            stopped: std::sync::atomic::AtomicBool::new(false),
-        };
-        c.msgr.start()?;
-        let o2 = c.objecter.clone();
-        c.monc.set_map_callback(move |m| o2.set_osdmap(m.clone()));
-        c.monc.subscribe_osdmap()?;
-        let map = c.monc.wait_for_map(STARTUP_TIMEOUT, |m| m.epoch > 0)?;
-        c.objecter.set_osdmap(map);
-        Ok(c)
-    }
-
-    pub fn objecter(&self) -> &Objecter {
-        &self.objecter
-    }
-
-    pub fn monc(&self) -> &MonClient {
-        &self.monc
-    }
-
-    /// The id of pool `pool`; `-ENOENT` if no map seen so far has it.
-    pub fn pool_id(&self, pool: &str) -> Result<i64> {
-        if let Some(p) = self.objecter.osdmap().pool_by_name(pool) {
-            return Ok(p.id);
-        }
-        // The callback may not have delivered the newest map yet.
-        let map = self.monc.osdmap();
-        let id = map.pool_by_name(pool).map(|p| p.id);
-        if id.is_some() {
-            self.objecter.set_osdmap(map);
-        }
-        id.ok_or_else(|| Error::noent(format!("no pool '{pool}'")))
-    }
-
-    /// Several ops on one object as one request: they apply atomically or not at all. The
-    /// reply (each op's `rval` and `outdata`), or the first failed op's errno as the error.
-    pub fn operate(&self, pool: &str, oid: &str, ops: Vec<OsdOp>) -> Result<MOsdOpReply> {
-        if ops.is_empty() {
-            return Err(Error::inval("no ops"));
-        }
-        let id = self.pool_id(pool)?;
-        self.objecter.op(id, oid, ops)
-    }
-
-    /// As `operate`, without waiting: `done` gets the reply or the error (a failed op's errno,
-    /// `ENOENT` for a missing pool, `ETIMEDOUT`, `ESHUTDOWN`). It runs on the messenger worker
-    /// thread that received the reply (`msgr-worker-N`), or on the objecter's timer thread, or,
-    /// for an error found before sending, on the calling thread before this returns; it must
-    /// not block.
-    pub fn submit_async(&self, pool: &str, oid: &str, ops: Vec<OsdOp>, done: Completion) {
-        if ops.is_empty() {
-            return done(Err(Error::inval("no ops")));
-        }
-        let id = match self.pool_id(pool) {
-            Ok(id) => id,
-            Err(e) => return done(Err(e)),
-        };
-        let name = oid.to_string();
-        self.objecter.submit(
-            id,
-            oid,
-            "",
-            ops,
-            Box::new(move |r| done(r.and_then(|r| check_reply(&name, r)))),
-        );
-    }
-
-    /// Writes the whole object (creating it, replacing its data).
-    pub fn put(&self, pool: &str, oid: &str, data: &[u8]) -> Result<()> {
-        self.operate(pool, oid, vec![OsdOp::writefull(Bytes::copy_from_slice(data))])
-            .map(drop)
-    }
-
-    /// The whole object's data.
-    pub fn get(&self, pool: &str, oid: &str) -> Result<Bytes> {
-        let mut r = self.operate(pool, oid, vec![OsdOp::read(0, 0)])?;
-        Ok(std::mem::take(&mut r.ops[0].outdata))
-    }
-
-    /// Size and modification time.
-    pub fn stat(&self, pool: &str, oid: &str) -> Result<ObjectStat> {
-        let r = self.operate(pool, oid, vec![OsdOp::stat()])?;
-        parse_stat(&r.ops[0].outdata)
-    }
-
-    pub fn remove(&self, pool: &str, oid: &str) -> Result<()> {
-        self.operate(pool, oid, vec![OsdOp::delete()]).map(drop)
-    }
-
-    /// Every object name in `pool`, sorted.
-    pub fn list(&self, pool: &str) -> Result<Vec<String>> {
-        let id = self.pool_id(pool)?;
-        self.objecter.list(id)
-    }
-
-    pub fn setxattr(&self, pool: &str, oid: &str, name: &str, value: &[u8]) -> Result<()> {
-        self.operate(pool, oid, vec![OsdOp::setxattr(name, Bytes::copy_from_slice(value))])
-            .map(drop)
-    }
-
-    /// `-ENODATA` if the object has no such xattr.
-    pub fn getxattr(&self, pool: &str, oid: &str, name: &str) -> Result<Bytes> {
-        let mut r = self.operate(pool, oid, vec![OsdOp::getxattr(name)])?;
-        Ok(std::mem::take(&mut r.ops[0].outdata))
-    }
-
-    /// Sets omap keys (creating the object if needed).
-    pub fn omap_set(&self, pool: &str, oid: &str, vals: &BTreeMap<String, Bytes>) -> Result<()> {
-        self.operate(pool, oid, vec![OsdOp::omap_set_vals(vals)]).map(drop)
-    }
-
-    /// The values of `keys` that exist; with `keys` `None`, every key and value.
-    pub fn omap_get(&self, pool: &str, oid: &str, keys: Option<&[String]>) -> Result<BTreeMap<String, Bytes>> {
-        const PAGE: u64 = 1024;
-        let bad = |e: crate::types::encoding::DecodeError| Error::new(libc::EIO, format!("bad omap reply: {e:?}"));
-        if let Some(keys) = keys {
-            let r = self.operate(pool, oid, vec![OsdOp::omap_get_vals_by_keys(keys.to_vec())])?;
-            return decode_omap_vals(&r.ops[0].outdata).map_err(bad);
-        }
-        let mut all = BTreeMap::new();
-        let mut after = String::new();
-        loop {
-            let r = self.operate(pool, oid, vec![OsdOp::omap_get_vals(after.clone(), PAGE)])?;
-            let page = decode_omap_vals(&r.ops[0].outdata).map_err(bad)?;
-            let n = page.len() as u64;
-            if let Some(k) = page.keys().next_back() {
-                after = k.clone();
-            }
-            all.extend(page);
-            if n < PAGE {
-                return Ok(all);
-            }
-        }
-    }
-
-    /// Fails ops in flight with `-ESHUTDOWN` and stops the client's threads. Idempotent; also
-    /// done on drop.
-    pub fn shutdown(&self) {
-        if self.stopped.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            return;
-        }
-        self.objecter.shutdown();
-        self.monc.shutdown();
-        self.msgr.shutdown();
-        self.ctx.shutdown();
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// A `STAT` op's output: size (u64), then mtime seconds (u32) and nanoseconds (u32), little
-/// endian.
-pub fn parse_stat(b: &[u8]) -> Result<ObjectStat> {
-    if b.len() < 16 {
-        return Err(Error::new(libc::EIO, format!("stat reply of {} bytes", b.len())));
-    }
-    let size = u64::from_le_bytes(b[0..8].try_into().expect("8 bytes"));
-    let secs = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
-    let nsec = u32::from_le_bytes(b[12..16].try_into().expect("4 bytes"));
-    Ok(ObjectStat {
-        size,
-        mtime: UNIX_EPOCH + Duration::new(u64::from(secs), nsec.min(999_999_999)),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::osd_op::OsdOp;
+    use bytes::Bytes;
+    use std::collections::BTreeMap;
 
     #[test]
     fn mem_cluster_round_trips_and_errnos() {
         let dir = tempfile::tempdir().unwrap();
         let c = MiniCluster::start(dir.path(), 2, "mem", 1).unwrap();
-        let cl = Client::connect(&c.mon_addr(), "client.admin").unwrap();
+        let cl = crate::client::Rados::connect(&c.mon_addr(), "client.admin").unwrap();
         cl.put("data", "a", b"hello").unwrap();
         assert_eq!(&cl.get("data", "a").unwrap()[..], b"hello");
         assert_eq!(cl.stat("data", "a").unwrap().size, 5);
@@ -691,6 +462,45 @@ mod tests {
             Box::new(move |r| tx.send(r.map(|r| r.result)).unwrap()),
         );
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap(), 0);
+        // The librados-shaped pool handle.
+        assert_eq!(cl.ioctx("nopool").err().map(|e| e.errno), Some(libc::ENOENT));
+        let io = cl.ioctx("data").unwrap();
+        io.write_full("w", b"hello").unwrap();
+        io.append("w", b" world").unwrap();
+        io.write("w", b"J", 0).unwrap();
+        assert_eq!(&io.read("w", 5, 0).unwrap()[..], b"Jello");
+        assert_eq!(&io.read("w", 0, 6).unwrap()[..], b"world");
+        io.trunc("w", 4).unwrap();
+        assert_eq!(io.stat("w").unwrap().size, 4);
+        io.setxattr("w", "a", b"1").unwrap();
+        io.setxattr("w", "b", b"2").unwrap();
+        let x = io.getxattrs("w").unwrap();
+        assert_eq!((x.len(), &x["a"][..], &x["b"][..]), (2, &b"1"[..], &b"2"[..]));
+        io.rmxattr("w", "a").unwrap();
+        assert_eq!(io.getxattr("w", "a").unwrap_err().errno, libc::ENODATA);
+        let kv: BTreeMap<String, Bytes> = [
+            ("k1".to_string(), Bytes::from_static(b"v1")),
+            ("k2".to_string(), Bytes::from_static(b"v2")),
+        ]
+        .into();
+        io.omap_set("w", &kv).unwrap();
+        assert_eq!(io.omap_get_vals("w", "", 10).unwrap(), kv);
+        assert_eq!(io.omap_get_vals("w", "k1", 10).unwrap().len(), 1);
+        io.omap_rm_keys("w", &["k1".to_string()]).unwrap();
+        let left = io
+            .omap_get_vals_by_keys("w", &["k1".to_string(), "k2".to_string()])
+            .unwrap();
+        assert_eq!(left.keys().collect::<Vec<_>>(), ["k2"]);
+        assert!(io.list_objects().unwrap().contains(&"w".to_string()));
+        let (tx2, rx2) = std::sync::mpsc::channel();
+        io.aio_operate(
+            "w",
+            vec![OsdOp::stat()],
+            Box::new(move |r| tx2.send(r.map(|r| r.result)).unwrap()),
+        );
+        assert_eq!(rx2.recv_timeout(Duration::from_secs(10)).unwrap().unwrap(), 0);
+        io.remove("w").unwrap();
+        assert_eq!(io.stat("w").unwrap_err().errno, libc::ENOENT);
         // An OSD restarted on its memory store still has its objects.
         for id in 0..2 {
             c.stop_osd(id).unwrap();

@@ -718,6 +718,30 @@ impl MOsdOpReply {
     }
 }
 
+/// What a `STAT` op answers: the size and the modification time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectStat {
+    pub size: u64,
+    pub mtime: std::time::SystemTime,
+}
+
+impl ObjectStat {
+    /// A `STAT` op's output: size (u64), then mtime seconds (u32) and nanoseconds (u32),
+    /// little endian. `-EIO` when it is short.
+    pub fn decode(b: &[u8]) -> crate::Result<ObjectStat> {
+        if b.len() < 16 {
+            return Err(crate::Error::new(libc::EIO, format!("stat reply of {} bytes", b.len())));
+        }
+        let size = u64::from_le_bytes(b[0..8].try_into().expect("8 bytes"));
+        let secs = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+        let nsec = u32::from_le_bytes(b[12..16].try_into().expect("4 bytes"));
+        Ok(ObjectStat {
+            size,
+            mtime: std::time::UNIX_EPOCH + std::time::Duration::new(u64::from(secs), nsec.min(999_999_999)),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::encoding::test_util::{assert_prefixes_fail, Rng};

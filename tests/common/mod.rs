@@ -94,12 +94,7 @@ pub struct SeqWriters {
 }
 
 impl SeqWriters {
-    pub fn start(
-        client: &std::sync::Arc<osdkit::hosting::cluster::Client>,
-        prefix: &str,
-        writers: usize,
-        objects: u64,
-    ) -> Self {
+    pub fn start(client: &std::sync::Arc<osdkit::client::Rados>, prefix: &str, writers: usize, objects: u64) -> Self {
         let acked: std::sync::Arc<parking_lot::Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let threads = (0..writers)
@@ -127,7 +122,7 @@ impl SeqWriters {
 
     /// Stops the writers and checks that every acknowledged object reads back intact, at its
     /// last acknowledged sequence or newer (a write that committed but whose ack was lost).
-    pub fn finish_and_check(self, client: &osdkit::hosting::cluster::Client) {
+    pub fn finish_and_check(self, client: &osdkit::client::Rados) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for t in self.threads {
             t.join().unwrap();
