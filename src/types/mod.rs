@@ -7,6 +7,7 @@ pub mod hb_messages;
 pub mod messages;
 pub mod mon_messages;
 pub mod osd_op;
+pub mod osd_op_msg;
 pub mod osdmap;
 pub mod placement;
 pub mod rep_messages;
