@@ -27,6 +27,8 @@ from ._native import (
     version,
 )
 
+from .rados import Error, Ioctx, Rados
+
 __version__: str = _native.__version__
 
 __all__ = [
@@ -34,11 +36,14 @@ __all__ = [
     "Cluster",
     "Connection",
     "Context",
+    "Error",
     "Finisher",
+    "Ioctx",
     "Message",
     "MessageIterator",
     "Messenger",
     "PerfCounters",
+    "Rados",
     "SafeTimer",
     "Throttle",
     "admin_command",

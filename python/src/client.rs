@@ -13,8 +13,9 @@
 //! `("setxattr", name, value)`, `("rmxattr", name)`, `("cmpxattr", name, value)` (equal, as
 //! strings: -ECANCELED otherwise), `("omap_set", {key: value})`, `("omap_rm", [keys])`,
 //! `("read", offset=0, length=0)` (length 0: to the end), `("stat",)`, `("getxattr", name)`,
-//! `("omap_get", [keys] | None)`. The result has one item per op: None for a write,
-//! `bytes` for `read` / `getxattr`, `(size, mtime)` for `stat`, a dict for `omap_get`.
+//! `("getxattrs",)`, `("omap_get", [keys] | None)`. The result has one item per op: None for a
+//! write, `bytes` for `read` / `getxattr`, `(size, mtime)` for `stat`, a dict for `getxattrs`
+//! and `omap_get`.
 
 use crate::dispatch::{self, Closable, Dispatcher};
 use crate::{callable, os_error};
@@ -367,6 +368,10 @@ fn parse_op(t: &Bound<'_, PyAny>) -> PyResult<(OsdOp, Out)> {
             arity(1, 1)?;
             (OsdOp::getxattr(arg(0)?.extract::<String>()?), Out::Data)
         }
+        "getxattrs" => {
+            arity(0, 0)?;
+            (OsdOp::getxattrs(), Out::Omap)
+        }
         "omap_get" => {
             arity(0, 1)?;
             let keys: Option<Vec<String>> = if n == 1 { arg(0)?.extract()? } else { None };
@@ -378,7 +383,7 @@ fn parse_op(t: &Bound<'_, PyAny>) -> PyResult<(OsdOp, Out)> {
         other => {
             return Err(PyValueError::new_err(format!(
                 "unknown op '{other}' (write_full, write, append, create, truncate, zero, remove, setxattr, \
-                 rmxattr, cmpxattr, omap_set, omap_rm, read, stat, getxattr, omap_get)"
+                 rmxattr, cmpxattr, omap_set, omap_rm, read, stat, getxattr, getxattrs, omap_get)"
             )))
         }
     };
@@ -443,13 +448,10 @@ impl Client {
     }
 }
 
-#[pymethods]
 impl Client {
-    #[new]
-    #[pyo3(signature = (mon_addr, name = "client.admin"))]
-    fn new(py: Python<'_>, mon_addr: &str, name: &str) -> PyResult<Self> {
-        let (addr, name) = (mon_addr.to_string(), name.to_string());
-        let c = blocking(py, move || RClient::connect(&addr, &name))?;
+    /// The Python object of a connected client: its callback thread started, registered for
+    /// the close at exit.
+    fn wrap(c: RClient) -> PyResult<Client> {
         let inner = Arc::new(ClientInner {
             c: Arc::new(c),
             closed: AtomicBool::new(false),
@@ -457,6 +459,35 @@ impl Client {
         });
         dispatch::register(inner.clone());
         Ok(Client { inner })
+    }
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (mon_addr, name = "client.admin"))]
+    fn new(py: Python<'_>, mon_addr: &str, name: &str) -> PyResult<Self> {
+        let (addr, name) = (mon_addr.to_string(), name.to_string());
+        Client::wrap(blocking(py, move || RClient::connect(&addr, &name))?)
+    }
+
+    /// A client configured from `conffile` (its `mon_host`, `rados_osd_op_timeout`, ... for
+    /// `name`), as `rados_conf_read_file` and `rados_connect` do.
+    #[staticmethod]
+    #[pyo3(signature = (conffile, name = "client.admin"))]
+    fn from_conf(py: Python<'_>, conffile: PathBuf, name: &str) -> PyResult<Self> {
+        let name = name.to_string();
+        Client::wrap(blocking(py, move || RClient::connect_with_conf(&name, &conffile))?)
+    }
+
+    /// A monitor command (one JSON object, as `ceph` sends it): its status text and output;
+    /// OSError with the monitor's errno when it fails.
+    fn mon_command<'py>(&self, py: Python<'py>, cmd: String) -> PyResult<(String, Bound<'py, PyBytes>)> {
+        let c = self.client()?;
+        let v: serde_json::Value =
+            serde_json::from_str(&cmd).map_err(|e| PyValueError::new_err(format!("the command is not JSON: {e}")))?;
+        let (rs, out) = blocking(py, move || c.mon_command(&v))?;
+        Ok((rs, PyBytes::new(py, &out)))
     }
 
     /// Writes object `oid` of `pool` whole (creating it, replacing its data).
