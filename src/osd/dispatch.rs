@@ -70,14 +70,15 @@ impl Dispatcher for FastDispatch {
                 return reply_error(&conn, m.tid, -libc::EINVAL, epoch);
             }
         };
-        let Some(pool) = self.shared.map.read().pool(req.pool).cloned() else {
-            return reply_error(&conn, req.tid, -libc::ENOENT, epoch);
-        };
+        let pool = self.shared.map.read().pool(req.pool).cloned();
         // The PG is the client's if it gave one (the objecter computes it); otherwise ours.
-        let pg = if req.pgid.pool == req.pool && req.pgid.seed < pool.pg_num {
-            req.pgid
-        } else {
-            pool.object_to_pg(&req.oid, &req.nspace).1
+        let pg = match pool {
+            Some(pool) if req.pgid.pool == req.pool && req.pgid.seed < pool.pg_num => req.pgid,
+            Some(pool) => pool.object_to_pg(&req.oid, &req.nspace).1,
+            // A pool created in a map newer than ours: the op waits in its PG for that map
+            // (`handle` parks it), as Ceph's OSD waits for a client's newer epoch.
+            None if req.epoch > epoch && req.pgid.pool == req.pool => req.pgid,
+            None => return reply_error(&conn, req.tid, -libc::ENOENT, epoch),
         };
         let tracked = self.tracker.create(format!(
             "osd_op({}.{}:{} {} {} [{}])",

@@ -42,6 +42,10 @@ impl Shared {
             drop(w);
             return self.requeue(key, op);
         }
+        let Some(min_size) = map.pool(key.pool).map(|p| p.min_size as usize) else {
+            // Waited for a newer map that does not have the pool (removed meanwhile).
+            return reply_error(&op.conn, op.req.tid, -libc::ENOENT, epoch);
+        };
         let pgid = crate::types::placement::PgId::new(key.pool, key.seed);
         let acting = map.pg_to_up_osds(pgid);
         // A map without any OSD up (an OSD run without a monitor, fed only pools) makes this
@@ -53,7 +57,6 @@ impl Shared {
             op.tracked.mark_event("misdirected");
             return;
         }
-        let min_size = map.pool(key.pool).map_or(1, |p| p.min_size as usize);
         let pg = self.pg(key);
         let is_write = op.req.has_write();
         let reqid = op.req.reqid();
