@@ -51,6 +51,33 @@ struct Inner {
     commands: Mutex<HashMap<u64, crossbeam_channel::Sender<MCommandReply>>>,
 }
 
+/// A position in a pool's listing (librados' object list cursor): the PG, by its seed, and
+/// the last name already returned from it. Written as `<pg hex>:<name>`, which `parse`
+/// reads back, so a listing can be resumed in another process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListCursor {
+    pub pg: u32,
+    pub after: String,
+}
+
+impl std::fmt::Display for ListCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:x}:{}", self.pg, self.after)
+    }
+}
+
+impl std::str::FromStr for ListCursor {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<ListCursor> {
+        let bad = || Error::inval(format!("'{s}' is not a listing cursor (<pg hex>:<name>)"));
+        let (pg, after) = s.split_once(':').ok_or_else(bad)?;
+        Ok(ListCursor {
+            pg: u32::from_str_radix(pg, 16).map_err(|_| bad())?,
+            after: after.to_string(),
+        })
+    }
+}
+
 /// Cheap to clone; clones share the objecter.
 #[derive(Clone)]
 pub struct Objecter {
@@ -339,35 +366,60 @@ impl Objecter {
         Ok(r)
     }
 
-    /// Every object name of `pool`, PG by PG (`PGNLS`).
+    /// Every object name of `pool`, sorted.
     pub fn list(&self, pool: i64) -> Result<Vec<String>> {
-        let map = self.osdmap();
-        let p = map
-            .pool(pool)
-            .ok_or_else(|| Error::new(libc::ENOENT, format!("no pool {pool}")))?
-            .clone();
         let mut names = Vec::new();
-        for seed in 0..p.pg_num {
-            let mut after = String::new();
-            loop {
-                let r = self.op_pg(
-                    pool,
-                    "",
-                    Some(PgId::new(pool, seed)),
-                    vec![OsdOp::pgnls(after.clone(), 1024)],
-                )?;
-                let page = crate::types::osd_op::decode_string_list(&r.ops[0].outdata)
-                    .map_err(|e| Error::inval(format!("bad listing: {e:?}")))?;
-                let full = page.len() >= 1024;
-                after = page.last().cloned().unwrap_or_default();
-                names.extend(page);
-                if !full {
-                    break;
-                }
-            }
+        let mut cursor = Some(ListCursor::default());
+        while let Some(c) = cursor {
+            let (page, next) = self.list_page(pool, &c, 1024)?;
+            names.extend(page.into_iter().map(|(_, n)| n));
+            cursor = next;
         }
         names.sort();
         Ok(names)
+    }
+
+    /// Up to `max` object names of `pool` from `cursor` on, PG by PG (`PGNLS`), sorted within
+    /// a PG, each with its PG's seed; and the cursor after the last one, `None` when the
+    /// listing is done.
+    #[allow(clippy::type_complexity)]
+    pub fn list_page(
+        &self,
+        pool: i64,
+        cursor: &ListCursor,
+        max: u64,
+    ) -> Result<(Vec<(u32, String)>, Option<ListCursor>)> {
+        let pg_num = self
+            .osdmap()
+            .pool(pool)
+            .ok_or_else(|| Error::new(libc::ENOENT, format!("no pool {pool}")))?
+            .pg_num;
+        let max = max.max(1);
+        let mut cur = cursor.clone();
+        let mut names = Vec::new();
+        while cur.pg < pg_num && (names.len() as u64) < max {
+            let want = max - names.len() as u64;
+            let r = self.op_pg(
+                pool,
+                "",
+                Some(PgId::new(pool, cur.pg)),
+                vec![OsdOp::pgnls(cur.after.clone(), want)],
+            )?;
+            let page = crate::types::osd_op::decode_string_list(&r.ops[0].outdata)
+                .map_err(|e| Error::inval(format!("bad listing: {e:?}")))?;
+            let full = page.len() as u64 >= want;
+            if let Some(last) = page.last() {
+                cur.after = last.clone();
+            }
+            names.extend(page.into_iter().map(|n| (cur.pg, n)));
+            if !full {
+                cur = ListCursor {
+                    pg: cur.pg + 1,
+                    after: String::new(),
+                };
+            }
+        }
+        Ok((names, (cur.pg < pg_num).then_some(cur)))
     }
 
     /// Sends `cmd` (one JSON object with a `prefix`) to osd.`osd`, as `ceph tell osd.N` does,
@@ -412,6 +464,25 @@ impl Objecter {
         }
         if let Some(t) = o.timer.lock().take() {
             let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ListCursor;
+
+    #[test]
+    fn list_cursor_round_trips_and_rejects_garbage() {
+        let c = ListCursor {
+            pg: 0x1f,
+            after: "name:with:colons".into(),
+        };
+        assert_eq!(c.to_string(), "1f:name:with:colons");
+        assert_eq!("1f:name:with:colons".parse::<ListCursor>().unwrap(), c);
+        assert_eq!("0:".parse::<ListCursor>().unwrap(), ListCursor::default());
+        for bad in ["", "nocolon", "zz:x", "-1:x"] {
+            assert_eq!(bad.parse::<ListCursor>().unwrap_err().errno, libc::EINVAL, "{bad}");
         }
     }
 }

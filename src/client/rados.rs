@@ -7,7 +7,7 @@
 //! Errors carry Ceph's errnos (`ENOENT` for a missing object or pool, `EEXIST`, `ECANCELED`,
 //! `ETIMEDOUT`, ...).
 
-use super::objecter::Objecter;
+use super::objecter::{ListCursor, Objecter};
 use crate::common::error::{Error, Result};
 use crate::mon::client::MonClient;
 use crate::msgr::addr::EntityAddr;
@@ -23,6 +23,12 @@ use std::time::Duration;
 
 /// How long to wait for the monitor's first map.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client context named `name` (`client.<id>`) with no config file read yet
+/// (`rados_create`): set options or read a file on it, then [`Rados::connect_context`].
+pub fn client_context(name: &str) -> Result<Context> {
+    client_ctx(name, None)
+}
 
 /// A client context named `name` (`client.<id>`), reading `conf` if given.
 fn client_ctx(name: &str, conf: Option<&Path>) -> Result<Context> {
@@ -102,6 +108,17 @@ impl Rados {
         Rados::connect_ctx(ctx, mon)
     }
 
+    /// Connects with a context made by [`client_context`] and configured since (options set,
+    /// a conf file read: `rados_create` → `rados_conf_*` → `rados_connect`): to its
+    /// `mon_host`, waiting for the first map.
+    pub fn connect_context(ctx: Context) -> Result<Rados> {
+        let mon = parse_mon_host(&ctx.conf().get_str("mon_host"))?;
+        if !ctx.is_started() {
+            ctx.start()?;
+        }
+        Rados::connect_ctx(ctx, mon)
+    }
+
     /// The one connect sequence: messenger, objecter (op timeout `rados_osd_op_timeout`, 0 =
     /// none, as in Ceph), monitor session, the first map.
     fn connect_ctx(ctx: Context, mon: EntityAddr) -> Result<Rados> {
@@ -164,13 +181,31 @@ impl Rados {
         Ok((rs, out))
     }
 
-    /// Creates a pool (`rados_pool_create`, with Ceph's `osd pool create` arguments); the
-    /// monitor's reply (`pool`, `pool_id`, `epoch`).
+    /// Creates a pool (`rados_pool_create`, with Ceph's `osd pool create` arguments; 0 for
+    /// `pg_num` or `size` leaves it to the monitor's default) and waits until this client's
+    /// map has it, so an ioctx can be opened at once; the monitor's reply (`pool`, `pool_id`,
+    /// `epoch`).
     pub fn pool_create(&self, name: &str, pg_num: u32, size: u32) -> Result<serde_json::Value> {
-        let (_, out) = self.mon_command(&serde_json::json!({
-            "prefix": "osd pool create", "pool": name, "pg_num": pg_num, "size": size
-        }))?;
+        let mut cmd = serde_json::json!({"prefix": "osd pool create", "pool": name});
+        if pg_num > 0 {
+            cmd["pg_num"] = pg_num.into();
+        }
+        if size > 0 {
+            cmd["size"] = size.into();
+        }
+        let (_, out) = self.mon_command(&cmd)?;
+        self.wait_for_pool(name, true)?;
         Ok(serde_json::from_slice(&out).unwrap_or_else(|_| serde_json::json!({"pool": name})))
+    }
+
+    /// Waits until this client's map has (or no longer has) pool `name`, and hands that map
+    /// to the objecter.
+    fn wait_for_pool(&self, name: &str, present: bool) -> Result<()> {
+        let map = self
+            .monc
+            .wait_for_map(CONNECT_TIMEOUT, |m| m.pool_by_name(name).is_some() == present)?;
+        self.objecter.set_osdmap(map);
+        Ok(())
     }
 
     /// Every pool's name (`rados_pool_list`).
@@ -185,7 +220,13 @@ impl Rados {
             "prefix": "osd pool rm", "pool": name, "pool2": name,
             "yes_i_really_really_mean_it": true
         }))?;
+        self.wait_for_pool(name, false)?;
         Ok(rs)
+    }
+
+    /// The client's context: its name, config and log.
+    pub fn context(&self) -> &Context {
+        &self.ctx
     }
 
     pub fn objecter(&self) -> &Objecter {
@@ -327,11 +368,16 @@ impl Rados {
 impl Rados {
     /// A handle on pool `pool` (`rados_ioctx_create`); `-ENOENT` when it does not exist.
     pub fn ioctx(&self, pool: &str) -> Result<IoCtx<'_>> {
-        Ok(IoCtx {
+        Ok(self.ioctx_at(self.pool_id(pool)?, pool.into()))
+    }
+
+    /// A handle on pool id `pool` named `name`, looked up before (a face keeping the id).
+    pub fn ioctx_at(&self, pool: i64, name: std::sync::Arc<str>) -> IoCtx<'_> {
+        IoCtx {
             rados: self,
-            pool: self.pool_id(pool)?,
-            name: pool.to_string(),
-        })
+            pool,
+            name,
+        }
     }
 }
 
@@ -341,7 +387,7 @@ impl Rados {
 pub struct IoCtx<'a> {
     rados: &'a Rados,
     pool: i64,
-    name: String,
+    name: std::sync::Arc<str>,
 }
 
 impl IoCtx<'_> {
@@ -446,6 +492,12 @@ impl IoCtx<'_> {
     /// Every object name in the pool, sorted (`rados_nobjects_list_open` and `_next`).
     pub fn list_objects(&self) -> Result<Vec<String>> {
         self.rados.objecter.list(self.pool)
+    }
+    /// One page of the listing from `cursor`: up to `max` names with their PG's seed, PG by
+    /// PG and sorted within a PG, and the cursor after them (`None` at the end).
+    #[allow(clippy::type_complexity)]
+    pub fn list_page(&self, cursor: &ListCursor, max: u64) -> Result<(Vec<(u32, String)>, Option<ListCursor>)> {
+        self.rados.objecter.list_page(self.pool, cursor, max)
     }
 }
 
