@@ -112,18 +112,32 @@
 
 #define OSDKIT_UNIT_BYTES 1
 
+// `cmp_op` of `osdkit_write_op_cmpxattr` / `osdkit_read_op_cmpxattr` (librados'
+// `LIBRADOS_CMPXATTR_OP_*`): the xattr compared with the given value as strings.
+#define OSDKIT_CMPXATTR_OP_EQ 1
+
+#define OSDKIT_CMPXATTR_OP_NE 2
+
+#define OSDKIT_CMPXATTR_OP_GT 3
+
+#define OSDKIT_CMPXATTR_OP_GTE 4
+
+#define OSDKIT_CMPXATTR_OP_LT 5
+
+#define OSDKIT_CMPXATTR_OP_LTE 6
+
 // Where a command callback puts its reply (or its error text when it returns < 0). Lent to
 // the callback for that call only, on the `admin_socket` thread: do not keep it or pass it
 // to another thread.
 typedef struct osdkit_asok_reply osdkit_asok_reply;
 
-// A client of a cluster (its own messenger, monitor client and objecter). Its functions may
-// be called from any thread, concurrently.
-typedef struct osdkit_client osdkit_client;
-
 // A monitor and N OSDs running in this process, with the pool "data" (32 PGs, size 1). Its
 // functions may be called from any thread.
 typedef struct osdkit_cluster osdkit_cluster;
+
+// The result of one async call (librados' `rados_completion_t`). Thread-safe: it may be
+// waited on and polled from any thread.
+typedef struct osdkit_completion osdkit_completion;
 
 // A reference to one session with a peer. Each handle is owned by whoever received it and is
 // released with `osdkit_connection_free`; several handles may name the same connection. The
@@ -139,6 +153,18 @@ typedef struct osdkit_context osdkit_context;
 // may be called from any thread, concurrently; `osdkit_finisher_free` last.
 typedef struct osdkit_finisher osdkit_finisher;
 
+// A pool handle (librados' `rados_ioctx_t`). It keeps its cluster's connection alive, but its
+// calls fail with -ESHUTDOWN once `osdkit_rados_shutdown` ran. Thread-safe.
+typedef struct osdkit_ioctx osdkit_ioctx;
+
+// Key/value pairs read from an object (xattrs or omap entries), in key order. One thread at a
+// time. Released with `osdkit_kv_iter_end`.
+typedef struct osdkit_kv_iter osdkit_kv_iter;
+
+// A listing of a pool's objects (librados' `rados_list_ctx_t`), PG by PG. One thread at a
+// time. Closed with `osdkit_list_close`.
+typedef struct osdkit_list_ctx osdkit_list_ctx;
+
 // A message: a type, a priority, a transaction id and three payload segments (front, middle,
 // data). Not thread-safe: one thread at a time (it may move between threads).
 typedef struct osdkit_message osdkit_message;
@@ -148,10 +174,6 @@ typedef struct osdkit_message osdkit_message;
 // All its functions may be called from any thread.
 typedef struct osdkit_messenger osdkit_messenger;
 
-// A list of ops on one object, sent as one request by `osdkit_client_operate`: they apply
-// atomically, all or none. Not thread-safe: one thread at a time.
-typedef struct osdkit_op_list osdkit_op_list;
-
 // A set of perf counters shown in its context's `perf dump`. Updates are atomic: its
 // functions may be called from any thread, concurrently; `osdkit_perf_free` last.
 typedef struct osdkit_perf osdkit_perf;
@@ -159,6 +181,14 @@ typedef struct osdkit_perf osdkit_perf;
 // Counters being declared, before `osdkit_perf_create` consumes them. Not thread-safe: one
 // thread at a time (it may move between threads).
 typedef struct osdkit_perf_builder osdkit_perf_builder;
+
+// A cluster handle (librados' `rados_t`): created by name, configured, then connected.
+// Thread-safe once connected.
+typedef struct osdkit_rados osdkit_rados;
+
+// A compound read (librados' `rados_read_op_t`), with where each op's results go. One
+// thread at a time.
+typedef struct osdkit_read_op osdkit_read_op;
 
 // A Throttle (Ceph's): a budget of units taken with `get` and given back with `put`, waiters
 // served in FIFO order. Its functions may be called from any thread, concurrently;
@@ -169,6 +199,20 @@ typedef struct osdkit_throttle osdkit_throttle;
 // in the order they were added. Its functions may be called from any thread, concurrently
 // (from its own events too); `osdkit_timer_free` last, not from an event.
 typedef struct osdkit_timer osdkit_timer;
+
+// A compound write (librados' `rados_write_op_t`). One thread at a time.
+typedef struct osdkit_write_op osdkit_write_op;
+
+// Called once when the async call a completion was given to completes
+// (`rados_callback_t`), with the completion and the `user` pointer given at its creation. It
+// runs on a library thread: the `msgr-worker-N` thread that received the reply, the
+// `objecter_timer` thread for a timeout, or the thread calling `osdkit_rados_shutdown` for
+// calls still in flight then (-ESHUTDOWN). Callbacks may run concurrently with each other.
+// Inside, `osdkit_completion_get_return_value` has the result; the callback must not block,
+// must not wait on its own completion and must not shut down the cluster handle. It may
+// release the completion. No library lock is held while it runs.
+typedef void (*osdkit_callback_t)(osdkit_completion *comp,
+                                  void *user);
 
 // An admin socket command implemented in C.
 //
@@ -189,21 +233,6 @@ typedef int (*osdkit_asok_cb)(void *user,
 // Drop callback for `user`: called exactly once, after the last call of the callback, when
 // the command is unregistered or its context freed. May be NULL.
 typedef void (*osdkit_drop_cb)(void *user);
-
-// Completion of an async call: `result` is 0 or a negative errno (-ENOENT, -EEXIST,
-// -ECANCELED, -ETIMEDOUT, -ESHUTDOWN, ...). Called exactly once per accepted call (one that
-// returned 0), on a library thread: the `msgr-worker-N` thread that received the reply, the
-// `objecter_timer` thread for a timeout, or the thread calling `osdkit_client_free` for ops
-// still in flight then (-ESHUTDOWN). Completions may run concurrently with each other. They
-// must not block, and must not call `osdkit_client_free` of their own client. No library lock
-// is held while it runs.
-typedef void (*osdkit_completion_cb)(void *user,
-                                     int result);
-
-// One object name from `osdkit_client_list`. `name` is borrowed for the call only. Runs on the
-// thread calling `osdkit_client_list`. Return 0 to go on, nonzero to stop the listing.
-typedef int (*osdkit_name_cb)(void *user,
-                              const char *name);
 
 // A queued completion, called with the `r` it was queued with, on the finisher thread, one
 // at a time in queue order. No library lock is held during the call.
@@ -302,6 +331,85 @@ const char *osdkit_last_error(void);
 // Frees a string this library returned (NULL is ignored).
 void osdkit_string_free(char *s);
 
+// Makes a completion (`rados_aio_create_completion2`); `cb` (may be NULL) runs when the call
+// it is given to completes, with `user`. Release with `osdkit_completion_release`. Returns 0
+// or -EINVAL.
+int osdkit_completion_create(osdkit_callback_t cb,
+                             void *user,
+                             osdkit_completion **out_comp);
+
+// Waits until the call completed and its callback returned (`rados_aio_wait_for_complete`).
+// Returns 0, or -EINVAL (NULL, or the completion was never given to a call).
+int osdkit_completion_wait(osdkit_completion *c);
+
+// As `osdkit_completion_wait`, for at most `timeout_ms`: -ETIMEDOUT if it has not completed
+// by then.
+int osdkit_completion_wait_timeout(osdkit_completion *c,
+                                   uint32_t timeout_ms);
+
+// 1 once the call completed and its callback returned, else 0 (`rados_aio_is_complete`);
+// -EINVAL for NULL.
+int osdkit_completion_is_complete(osdkit_completion *c);
+
+// The call's return value (`rados_aio_get_return_value`): 0 or a negative errno, or for a
+// read the number of bytes read. -EINPROGRESS before the call completed (it is set before
+// the callback runs); -EINVAL for NULL.
+int osdkit_completion_get_return_value(osdkit_completion *c);
+
+// Drops the caller's reference (`rados_aio_release`); the library keeps its own until the
+// call completes, so this may come before that. NULL is ignored.
+void osdkit_completion_release(osdkit_completion *c);
+
+// Writes `len` bytes at `buf` at offset `off` of object `oid` (`rados_aio_write`). The data
+// is copied before this returns. Each `osdkit_ioctx_aio_*` returns 0 once the call is sent
+// (then `comp` completes exactly once), or a negative errno without touching `comp`: -EINVAL
+// for a bad argument or a completion already used.
+int osdkit_ioctx_aio_write(const osdkit_ioctx *io,
+                           const char *oid,
+                           osdkit_completion *comp,
+                           const void *buf,
+                           size_t len,
+                           uint64_t off);
+
+// Replaces object `oid`'s data (`rados_aio_write_full`).
+int osdkit_ioctx_aio_write_full(const osdkit_ioctx *io,
+                                const char *oid,
+                                osdkit_completion *comp,
+                                const void *buf,
+                                size_t len);
+
+// Appends to object `oid` (`rados_aio_append`).
+int osdkit_ioctx_aio_append(const osdkit_ioctx *io,
+                            const char *oid,
+                            osdkit_completion *comp,
+                            const void *buf,
+                            size_t len);
+
+// Reads up to `len` bytes from offset `off` of object `oid` into `buf` (`rados_aio_read`).
+// `buf` must stay valid until the completion completes; its return value is the number of
+// bytes read.
+int osdkit_ioctx_aio_read(const osdkit_ioctx *io,
+                          const char *oid,
+                          osdkit_completion *comp,
+                          void *buf,
+                          size_t len,
+                          uint64_t off);
+
+// Size and modification time of object `oid` (`rados_aio_stat`), written when the
+// completion completes successfully; the out-pointers may be NULL and must stay valid until
+// then.
+int osdkit_ioctx_aio_stat(const osdkit_ioctx *io,
+                          const char *oid,
+                          osdkit_completion *comp,
+                          uint64_t *psize,
+                          int64_t *pmtime_sec,
+                          uint32_t *pmtime_nsec);
+
+// Removes object `oid` (`rados_aio_remove`).
+int osdkit_ioctx_aio_remove(const osdkit_ioctx *io,
+                            const char *oid,
+                            osdkit_completion *comp);
+
 // Stores `len` bytes of `data` as the command's reply (copied; replaces an earlier one).
 // Returns 0 or -EINVAL.
 int osdkit_asok_reply_set(osdkit_asok_reply *reply,
@@ -360,8 +468,8 @@ int osdkit_cluster_start_opts(const char *dir,
                               const char *const *options,
                               osdkit_cluster **out_cluster);
 
-// Copies the monitor's address (e.g. "v2:127.0.0.1:40123/0", what `osdkit_client_connect`
-// takes) NUL-terminated into `buf` of `len` bytes. Returns its length without the NUL,
+// Copies the monitor's address (e.g. "v2:127.0.0.1:40123/0", the `mon_host` to give
+// `osdkit_rados_conf_set`) NUL-terminated into `buf` of `len` bytes. Returns its length without the NUL,
 // -ERANGE (nothing written; 128 bytes always suffice) or -EINVAL.
 int osdkit_cluster_mon_addr(const osdkit_cluster *c,
                             char *buf,
@@ -409,191 +517,6 @@ int osdkit_cluster_start_osd(const osdkit_cluster *c,
 // Stops the OSDs and the monitor and releases the cluster. NULL is ignored. Free its
 // clients first (or expect their ops to time out).
 void osdkit_cluster_free(osdkit_cluster *c);
-
-// Connects as `name` (e.g. "client.admin"; NULL means that) to the monitor at `mon_addr` and
-// waits for its map. On success `*out` is the client, to release with `osdkit_client_free`.
-// Returns 0, -EINVAL (bad address or name), -ETIMEDOUT.
-int osdkit_client_connect(const char *mon_addr,
-                          const char *name,
-                          osdkit_client **out_client);
-
-// Fails the ops in flight with -ESHUTDOWN (their completions run on this thread), stops the
-// client's threads and releases it. NULL is ignored. Not from inside a completion of this
-// client.
-void osdkit_client_free(osdkit_client *c);
-
-// Writes object `oid` of pool `pool` whole (creating it, replacing its data) with `len`
-// bytes at `data` (NULL allowed when `len` is 0). Blocks until the write is committed.
-// Returns 0, -ENOENT (no such pool), -EINVAL, -ETIMEDOUT.
-int osdkit_client_put(const osdkit_client *c,
-                      const char *pool,
-                      const char *oid,
-                      const void *data,
-                      size_t len);
-
-// The async form of `osdkit_client_put`: returns 0 once the write is sent (then `cb` is
-// called exactly once with the result; see `osdkit_completion_cb` for the thread), or a
-// negative errno without calling `cb` (-EINVAL, -ENOENT for a missing pool).
-int osdkit_client_put_async(const osdkit_client *c,
-                            const char *pool,
-                            const char *oid,
-                            const void *data,
-                            size_t len,
-                            osdkit_completion_cb cb,
-                            void *user);
-
-// Reads object `oid` whole: on success `*buf` is a new buffer of `*len` bytes (never NULL,
-// also for an empty object), to release with `osdkit_buffer_free`. Returns 0, -ENOENT (no
-// such object or pool), -EINVAL, -ETIMEDOUT.
-int osdkit_client_get(const osdkit_client *c,
-                      const char *pool,
-                      const char *oid,
-                      uint8_t **buf,
-                      size_t *len);
-
-// Releases a buffer this library returned (`osdkit_client_get`, `_getxattr`, `_omap_get`).
-// NULL is ignored.
-void osdkit_buffer_free(uint8_t *buf);
-
-// Size and modification time of object `oid`. `size`, `mtime_sec` (seconds since the epoch)
-// and `mtime_nsec` may each be NULL (not wanted). Returns 0, -ENOENT, -EINVAL, -ETIMEDOUT.
-int osdkit_client_stat(const osdkit_client *c,
-                       const char *pool,
-                       const char *oid,
-                       uint64_t *size,
-                       int64_t *mtime_sec,
-                       uint32_t *mtime_nsec);
-
-// Removes object `oid`. Returns 0, -ENOENT (no such object or pool), -EINVAL, -ETIMEDOUT.
-int osdkit_client_remove(const osdkit_client *c,
-                         const char *pool,
-                         const char *oid);
-
-// Lists pool `pool`: calls `cb` once per object name, in sorted order, on this thread (see
-// `osdkit_name_cb`). Returns the number of names passed to `cb` (a nonzero return from `cb`
-// stops early), -ENOENT (no such pool), -EINVAL, -ETIMEDOUT.
-int osdkit_client_list(const osdkit_client *c,
-                       const char *pool,
-                       osdkit_name_cb cb,
-                       void *user);
-
-// Lists pool `pool` into a new array: `*names` is `*count` NUL-terminated names, sorted, to
-// release with `osdkit_names_free(*names, *count)`. Returns 0, -ENOENT, -EINVAL,
-// -ETIMEDOUT.
-int osdkit_client_list_names(const osdkit_client *c,
-                             const char *pool,
-                             char ***names,
-                             size_t *count);
-
-// Releases an array from `osdkit_client_list_names` (`count` as returned). NULL is ignored.
-void osdkit_names_free(char **names,
-                       size_t count);
-
-// Sets xattr `name` of object `oid` to `len` bytes at `value` (creating the object).
-// Returns 0, -ENOENT (no such pool), -EINVAL (also for an oversized value), -ETIMEDOUT.
-int osdkit_client_setxattr(const osdkit_client *c,
-                           const char *pool,
-                           const char *oid,
-                           const char *name,
-                           const void *value,
-                           size_t len);
-
-// Reads xattr `name` of object `oid` into a new buffer (as `osdkit_client_get`). Returns 0,
-// -ENOENT (no such object or pool), -ENODATA (no such xattr), -EINVAL, -ETIMEDOUT.
-int osdkit_client_getxattr(const osdkit_client *c,
-                           const char *pool,
-                           const char *oid,
-                           const char *name,
-                           uint8_t **buf,
-                           size_t *len);
-
-// Sets `n` omap entries of object `oid` (creating it): key `keys[i]` (NUL-terminated) to
-// `val_lens[i]` bytes at `vals[i]`. All are set in one request. Returns 0, -ENOENT (no such
-// pool), -EINVAL, -ETIMEDOUT.
-int osdkit_client_omap_set(const osdkit_client *c,
-                           const char *pool,
-                           const char *oid,
-                           const char *const *keys,
-                           const void *const *vals,
-                           const size_t *val_lens,
-                           size_t n);
-
-// Reads omap key `key` of object `oid` into a new buffer (as `osdkit_client_get`). Returns
-// 0, -ENOENT (no such object, pool or key), -EINVAL, -ETIMEDOUT.
-int osdkit_client_omap_get(const osdkit_client *c,
-                           const char *pool,
-                           const char *oid,
-                           const char *key,
-                           uint8_t **buf,
-                           size_t *len);
-
-// A new empty op list, or NULL (out of memory). Release with `osdkit_op_list_free`.
-osdkit_op_list *osdkit_op_list_new(void);
-
-// Releases an op list. NULL is ignored.
-void osdkit_op_list_free(osdkit_op_list *l);
-
-// Appends "create the object"; with `exclusive` nonzero the request fails with -EEXIST if it
-// exists. Each `osdkit_op_list_*` append returns the new number of ops, or -EINVAL.
-int osdkit_op_list_create(osdkit_op_list *l,
-                          int exclusive);
-
-// Appends "replace the object's data with `len` bytes at `data`".
-int osdkit_op_list_write_full(osdkit_op_list *l,
-                              const void *data,
-                              size_t len);
-
-// Appends "write `len` bytes at `data` at offset `off`".
-int osdkit_op_list_write(osdkit_op_list *l,
-                         uint64_t off,
-                         const void *data,
-                         size_t len);
-
-// Appends "append `len` bytes at `data`".
-int osdkit_op_list_append(osdkit_op_list *l,
-                          const void *data,
-                          size_t len);
-
-// Appends "remove the object" (-ENOENT if it does not exist).
-int osdkit_op_list_remove(osdkit_op_list *l);
-
-// Appends "set xattr `name` to `len` bytes at `value`".
-int osdkit_op_list_setxattr(osdkit_op_list *l,
-                            const char *name,
-                            const void *value,
-                            size_t len);
-
-// Appends "xattr `name` must equal `len` bytes at `value`" (a string comparison): the
-// request fails with -ECANCELED if it differs, -ENODATA if the xattr is missing.
-int osdkit_op_list_cmpxattr_eq(osdkit_op_list *l,
-                               const char *name,
-                               const void *value,
-                               size_t len);
-
-// Appends "set omap key `key` to `len` bytes at `value`".
-int osdkit_op_list_omap_set(osdkit_op_list *l,
-                            const char *key,
-                            const void *value,
-                            size_t len);
-
-// Sends the ops of `ops` on object `oid` as one request and waits: they apply atomically,
-// all or none. Returns 0, or the errno of the first failing op (then nothing was applied),
-// -ENOENT for a missing pool, -EINVAL (also for an empty list), -ETIMEDOUT. `ops` is not
-// changed and may be sent again.
-int osdkit_client_operate(const osdkit_client *c,
-                          const char *pool,
-                          const char *oid,
-                          const osdkit_op_list *ops);
-
-// The async form of `osdkit_client_operate`: returns 0 once sent (then `cb` is called exactly
-// once; see `osdkit_completion_cb`), or a negative errno without calling `cb`. `ops` may be
-// freed as soon as this returns.
-int osdkit_client_operate_async(const osdkit_client *c,
-                                const char *pool,
-                                const char *oid,
-                                const osdkit_op_list *ops,
-                                osdkit_completion_cb cb,
-                                void *user);
 
 // Queues `msg` on the connection; the owning worker thread frames and writes it (a lossless
 // session replays it after a fault until the peer acknowledges it). `msg` is consumed in
@@ -986,6 +909,389 @@ int osdkit_perf_read_avg(const osdkit_perf *p,
 
 // Removes the counters from their context's `perf dump` and frees them. NULL is ignored.
 void osdkit_perf_free(osdkit_perf *p);
+
+// Creates a cluster handle for client `name` ("client.admin" when NULL; `rados_create2`'s
+// full name, not `rados_create`'s bare id), not yet connected: set options or read a conf
+// file, then `osdkit_rados_connect`. Release with `osdkit_rados_shutdown`. Returns 0 or
+// -EINVAL (NULL `out`, not a client name).
+int osdkit_rados_create(const char *name,
+                        osdkit_rados **out_rados);
+
+// Reads a Ceph-style conf file (`[global]`, `[client]`, `[client.<id>]` apply), as
+// `rados_conf_read_file`; NULL searches `$OSDKIT_CONF`, then `./osdkit.conf`,
+// `~/.osdkit/osdkit.conf`, `/etc/osdkit/osdkit.conf`. Before `osdkit_rados_connect` only.
+// Returns 0, -ENOENT (no file), -EINVAL (a bad line or value), -EISCONN.
+int osdkit_rados_conf_read_file(osdkit_rados *r,
+                                const char *path);
+
+// Sets option `option` (Ceph's name, `_` or space or `-` between words) to `value`, as
+// `rados_conf_set`; e.g. "mon_host" to the monitor's address, "rados_osd_op_timeout" to
+// seconds (0: wait forever). Returns 0, -ENOENT (no such option), -EINVAL (bad value).
+int osdkit_rados_conf_set(osdkit_rados *r,
+                          const char *option,
+                          const char *value);
+
+// Copies option `option`'s value NUL-terminated into `buf` of `len` bytes
+// (`rados_conf_get`). Returns its length without the NUL, -ENOENT (no such option),
+// -ERANGE (too small; nothing written), -EINVAL.
+int osdkit_rados_conf_get(osdkit_rados *r,
+                          const char *option,
+                          char *buf,
+                          size_t len);
+
+// Connects to the monitor named by `mon_host` and waits for its map (`rados_connect`).
+// Returns 0, -EINVAL (`mon_host` unset or bad), -ETIMEDOUT (no monitor answered),
+// -EISCONN (already connected).
+int osdkit_rados_connect(osdkit_rados *r);
+
+// Fails the ops in flight with -ESHUTDOWN (their completions run on this thread), stops the
+// client's threads and releases the handle (`rados_shutdown`). Pool handles still open fail
+// their calls with -ESHUTDOWN until destroyed. NULL is ignored. Not from a completion.
+void osdkit_rados_shutdown(osdkit_rados *r);
+
+// Creates pool `name` with the monitor's default PG count and size (`rados_pool_create`)
+// and waits until this client's map has it. Returns 0, -EEXIST, -EINVAL (bad name),
+// -ENOTCONN.
+int osdkit_rados_pool_create(osdkit_rados *r,
+                             const char *name);
+
+// Removes pool `name` and its objects (`rados_pool_delete`). Returns 0, -ENOENT, -ENOTCONN.
+int osdkit_rados_pool_delete(osdkit_rados *r,
+                             const char *name);
+
+// Pool `name`'s id (`rados_pool_lookup`), or -ENOENT, -ENOTCONN, -EINVAL.
+int64_t osdkit_rados_pool_lookup(osdkit_rados *r,
+                                 const char *name);
+
+// Writes every pool's name into `buf` of `len` bytes as librados does: each NUL-terminated,
+// one after another, and an empty name (a second NUL) at the end. Returns the length that
+// takes; when it is more than `len` nothing is written (call again with a bigger buffer).
+// `buf` may be NULL when `len` is 0. Negative errno on failure.
+int osdkit_rados_pool_list(osdkit_rados *r,
+                           char *buf,
+                           size_t len);
+
+// Opens a handle on pool `pool` (`rados_ioctx_create`). Release with `osdkit_ioctx_destroy`.
+// Returns 0, -ENOENT (no such pool), -ENOTCONN, -EINVAL.
+int osdkit_ioctx_create(osdkit_rados *r,
+                        const char *pool,
+                        osdkit_ioctx **out_ioctx);
+
+// Releases a pool handle (`rados_ioctx_destroy`). NULL is ignored.
+void osdkit_ioctx_destroy(osdkit_ioctx *io);
+
+// The pool's id (`rados_ioctx_get_id`), or -EINVAL.
+int64_t osdkit_ioctx_get_id(const osdkit_ioctx *io);
+
+// Copies the pool's name NUL-terminated into `buf` (`rados_ioctx_get_pool_name`). Returns
+// its length, -ERANGE or -EINVAL.
+int osdkit_ioctx_get_pool_name(const osdkit_ioctx *io,
+                               char *buf,
+                               size_t len);
+
+// Writes `len` bytes at `buf` at offset `off` of object `oid`, creating it
+// (`rados_write`). Blocks until committed. Each blocking object call returns 0 or a negative
+// errno: -ENOENT (no such object, for reads), -EINVAL, -ETIMEDOUT (`rados_osd_op_timeout`),
+// -ESHUTDOWN, or the OSD's errno.
+int osdkit_ioctx_write(const osdkit_ioctx *io,
+                       const char *oid,
+                       const void *buf,
+                       size_t len,
+                       uint64_t off);
+
+// Replaces object `oid`'s data with `len` bytes at `buf`, creating it (`rados_write_full`).
+int osdkit_ioctx_write_full(const osdkit_ioctx *io,
+                            const char *oid,
+                            const void *buf,
+                            size_t len);
+
+// Appends `len` bytes at `buf` to object `oid`, creating it (`rados_append`).
+int osdkit_ioctx_append(const osdkit_ioctx *io,
+                        const char *oid,
+                        const void *buf,
+                        size_t len);
+
+// Reads up to `len` bytes (at most `INT_MAX`) from offset `off` of object `oid` into `buf`
+// (`rados_read`). Returns the number of bytes read (0 past the end), or a negative errno.
+int osdkit_ioctx_read(const osdkit_ioctx *io,
+                      const char *oid,
+                      void *buf,
+                      size_t len,
+                      uint64_t off);
+
+// Size and modification time of object `oid` (`rados_stat`; the nanoseconds as
+// `rados_stat2`). Each out-pointer may be NULL (not wanted).
+int osdkit_ioctx_stat(const osdkit_ioctx *io,
+                      const char *oid,
+                      uint64_t *psize,
+                      int64_t *pmtime_sec,
+                      uint32_t *pmtime_nsec);
+
+// Removes object `oid` (`rados_remove`). -ENOENT if it does not exist.
+int osdkit_ioctx_remove(const osdkit_ioctx *io,
+                        const char *oid);
+
+// Sets object `oid`'s size to `size`, cutting or zero-extending it (`rados_trunc`).
+int osdkit_ioctx_trunc(const osdkit_ioctx *io,
+                       const char *oid,
+                       uint64_t size);
+
+// Copies xattr `name` of object `oid` into `buf` of `len` bytes (`rados_getxattr`). Returns
+// its length, -ERANGE when `len` is too small (nothing written), -ENODATA (no such xattr),
+// -ENOENT (no such object).
+int osdkit_ioctx_getxattr(const osdkit_ioctx *io,
+                          const char *oid,
+                          const char *name,
+                          void *buf,
+                          size_t len);
+
+// Sets xattr `name` of object `oid` to `len` bytes at `buf`, creating the object
+// (`rados_setxattr`).
+int osdkit_ioctx_setxattr(const osdkit_ioctx *io,
+                          const char *oid,
+                          const char *name,
+                          const void *buf,
+                          size_t len);
+
+// Removes xattr `name` of object `oid` (`rados_rmxattr`).
+int osdkit_ioctx_rmxattr(const osdkit_ioctx *io,
+                         const char *oid,
+                         const char *name);
+
+// Every xattr of object `oid` as an iterator (`rados_getxattrs`), to walk with
+// `osdkit_kv_iter_next` and release with `osdkit_kv_iter_end`.
+int osdkit_ioctx_getxattrs(const osdkit_ioctx *io,
+                           const char *oid,
+                           osdkit_kv_iter **iter);
+
+// Sets `n` omap entries of object `oid`, creating it (`rados_write_op_omap_set` as one
+// call): `keys[i]` to `lens[i]` bytes at `vals[i]`.
+int osdkit_ioctx_omap_set(const osdkit_ioctx *io,
+                          const char *oid,
+                          const char *const *keys,
+                          const char *const *vals,
+                          const size_t *lens,
+                          size_t n);
+
+// Removes `n` omap keys of object `oid` (`rados_write_op_omap_rm_keys` as one call).
+int osdkit_ioctx_omap_rm_keys(const osdkit_ioctx *io,
+                              const char *oid,
+                              const char *const *keys,
+                              size_t n);
+
+// Up to `max` omap entries of object `oid` after key `start_after` (NULL or "": from the
+// first) as an iterator (`rados_read_op_omap_get_vals2` as one call).
+int osdkit_ioctx_omap_get_vals(const osdkit_ioctx *io,
+                               const char *oid,
+                               const char *start_after,
+                               uint64_t max,
+                               osdkit_kv_iter **iter);
+
+// The omap entries of object `oid` among `n` `keys` that exist, as an iterator
+// (`rados_read_op_omap_get_vals_by_keys` as one call).
+int osdkit_ioctx_omap_get_vals_by_keys(const osdkit_ioctx *io,
+                                       const char *oid,
+                                       const char *const *keys,
+                                       size_t n,
+                                       osdkit_kv_iter **iter);
+
+// The next pair (`rados_getxattrs_next`, `rados_omap_get_next`): `*key` and `*val` point to
+// the library's copies, valid until `osdkit_kv_iter_end`; `*len` is the value's length. At
+// the end `*key` and `*val` are NULL and `*len` 0. `val` and `len` may be NULL. Returns 0 or
+// -EINVAL.
+int osdkit_kv_iter_next(osdkit_kv_iter *it,
+                        const char **key,
+                        const char **val,
+                        size_t *len);
+
+// How many pairs the iterator holds in all (`rados_omap_iter_size`), or -EINVAL.
+int osdkit_kv_iter_size(const osdkit_kv_iter *it);
+
+// Releases an iterator and the keys and values it handed out. NULL is ignored.
+void osdkit_kv_iter_end(osdkit_kv_iter *it);
+
+// Starts listing the pool's objects (`rados_nobjects_list_open`). Close with
+// `osdkit_list_close`. Returns 0 or -EINVAL.
+int osdkit_ioctx_list_open(const osdkit_ioctx *io,
+                           osdkit_list_ctx **ctx);
+
+// The next object's name (`rados_nobjects_list_next`): `*name` points to the library's
+// copy, valid until the next call on `ctx`. Objects come PG by PG, sorted within a PG.
+// Returns 0, -ENOENT at the end, or a negative errno (the listing can go on after
+// -ETIMEDOUT).
+int osdkit_list_next(osdkit_list_ctx *ctx,
+                     const char **name);
+
+// Copies the listing's position NUL-terminated into `buf` (what `rados_object_list_cursor`
+// is for): `osdkit_list_seek` with it, from this or another process, resumes with the first
+// object `osdkit_list_next` has not returned yet. Returns its length, -ERANGE, -EINVAL; at
+// the end of the listing the position is "end".
+int osdkit_list_get_cursor(osdkit_list_ctx *ctx,
+                           char *buf,
+                           size_t len);
+
+// Moves the listing to `cursor`, a position `osdkit_list_get_cursor` gave
+// (`rados_nobjects_list_seek_cursor`). Returns 0 or -EINVAL (not a cursor).
+int osdkit_list_seek(osdkit_list_ctx *ctx,
+                     const char *cursor);
+
+// Ends a listing (`rados_nobjects_list_close`). NULL is ignored.
+void osdkit_list_close(osdkit_list_ctx *ctx);
+
+// A new, empty compound write (`rados_create_write_op`), or NULL (out of memory). Release
+// with `osdkit_write_op_free`.
+osdkit_write_op *osdkit_write_op_new(void);
+
+// Releases a compound write (`rados_release_write_op`). NULL is ignored.
+void osdkit_write_op_free(osdkit_write_op *op);
+
+// Adds "create the object" (`rados_write_op_create`); with `exclusive` nonzero the request
+// fails with -EEXIST if it exists. Each `osdkit_write_op_*` that adds an op returns the new
+// number of ops, or -EINVAL (the op is unchanged then).
+int osdkit_write_op_create(osdkit_write_op *op,
+                           int exclusive);
+
+// Adds "write `len` bytes at `buf` at offset `off`" (`rados_write_op_write`; copied now).
+int osdkit_write_op_write(osdkit_write_op *op,
+                          const void *buf,
+                          size_t len,
+                          uint64_t off);
+
+// Adds "replace the data with `len` bytes at `buf`" (`rados_write_op_write_full`).
+int osdkit_write_op_write_full(osdkit_write_op *op,
+                               const void *buf,
+                               size_t len);
+
+// Adds "append `len` bytes at `buf`" (`rados_write_op_append`).
+int osdkit_write_op_append(osdkit_write_op *op,
+                           const void *buf,
+                           size_t len);
+
+// Adds "remove the object" (`rados_write_op_remove`; -ENOENT if it does not exist).
+int osdkit_write_op_remove(osdkit_write_op *op);
+
+// Adds "set the size to `off`" (`rados_write_op_truncate`).
+int osdkit_write_op_truncate(osdkit_write_op *op,
+                             uint64_t off);
+
+// Adds "zero `len` bytes from `off`" (`rados_write_op_zero`).
+int osdkit_write_op_zero(osdkit_write_op *op,
+                         uint64_t off,
+                         uint64_t len);
+
+// Adds "set xattr `name` to `len` bytes at `value`" (`rados_write_op_setxattr`).
+int osdkit_write_op_setxattr(osdkit_write_op *op,
+                             const char *name,
+                             const void *value,
+                             size_t len);
+
+// Adds "remove xattr `name`" (`rados_write_op_rmxattr`).
+int osdkit_write_op_rmxattr(osdkit_write_op *op,
+                            const char *name);
+
+// Adds "xattr `name` compared with `len` bytes at `value` by `cmp_op`
+// (`OSDKIT_CMPXATTR_OP_*`) must hold" (`rados_write_op_cmpxattr`): otherwise the request
+// fails with -ECANCELED and applies nothing; -ENODATA if the xattr is missing.
+int osdkit_write_op_cmpxattr(osdkit_write_op *op,
+                             const char *name,
+                             uint8_t cmp_op,
+                             const void *value,
+                             size_t len);
+
+// Adds "set `n` omap entries": `keys[i]` to `lens[i]` bytes at `vals[i]`
+// (`rados_write_op_omap_set`).
+int osdkit_write_op_omap_set(osdkit_write_op *op,
+                             const char *const *keys,
+                             const char *const *vals,
+                             const size_t *lens,
+                             size_t n);
+
+// Adds "remove `n` omap keys" (`rados_write_op_omap_rm_keys`).
+int osdkit_write_op_omap_rm_keys(osdkit_write_op *op,
+                                 const char *const *keys,
+                                 size_t n);
+
+// Sends the compound write on object `oid` and waits (`rados_write_op_operate`): all its ops
+// apply, or none. Returns 0, the errno of the first failing op, -EINVAL (also for an empty
+// op), -ETIMEDOUT, -ESHUTDOWN.
+int osdkit_write_op_operate(const osdkit_write_op *op,
+                            const osdkit_ioctx *io,
+                            const char *oid);
+
+// The async form (`rados_aio_write_op_operate`): 0 once sent (then `comp` completes exactly
+// once with 0 or the errno), or a negative errno without touching `comp`.
+int osdkit_write_op_aio_operate(const osdkit_write_op *op,
+                                const osdkit_ioctx *io,
+                                osdkit_completion *comp,
+                                const char *oid);
+
+// A new, empty compound read (`rados_create_read_op`), or NULL (out of memory). Release with
+// `osdkit_read_op_free`.
+osdkit_read_op *osdkit_read_op_new(void);
+
+// Releases a compound read (`rados_release_read_op`). NULL is ignored.
+void osdkit_read_op_free(osdkit_read_op *op);
+
+// Adds "read up to `len` bytes from `off` into `buf`" (`rados_read_op_read`): `*bytes_read`
+// gets the count and `*prval` the op's result (each may be NULL). Each `osdkit_read_op_*`
+// that adds an op returns the new number of ops, or -EINVAL.
+int osdkit_read_op_read(osdkit_read_op *op,
+                        uint64_t off,
+                        size_t len,
+                        void *buf,
+                        size_t *bytes_read,
+                        int *prval);
+
+// Adds "stat" (`rados_read_op_stat`): size and modification time (each may be NULL).
+int osdkit_read_op_stat(osdkit_read_op *op,
+                        uint64_t *psize,
+                        int64_t *pmtime_sec,
+                        uint32_t *pmtime_nsec,
+                        int *prval);
+
+// Adds a comparison as `osdkit_write_op_cmpxattr` (`rados_read_op_cmpxattr`).
+int osdkit_read_op_cmpxattr(osdkit_read_op *op,
+                            const char *name,
+                            uint8_t cmp_op,
+                            const void *value,
+                            size_t len);
+
+// Adds "every xattr" (`rados_read_op_getxattrs`): `*iter` gets an iterator to release with
+// `osdkit_kv_iter_end` (NULL if the request failed).
+int osdkit_read_op_getxattrs(osdkit_read_op *op,
+                             osdkit_kv_iter **iter,
+                             int *prval);
+
+// Adds "up to `max` omap entries after `start_after` (NULL: from the first)"
+// (`rados_read_op_omap_get_vals2`): `*iter` as for getxattrs, `*more` nonzero when `max`
+// entries came back (there may be more; read again after the last key).
+int osdkit_read_op_omap_get_vals(osdkit_read_op *op,
+                                 const char *start_after,
+                                 uint64_t max,
+                                 osdkit_kv_iter **iter,
+                                 unsigned char *more,
+                                 int *prval);
+
+// Adds "the omap entries among `n` `keys` that exist" (`rados_read_op_omap_get_vals_by_keys`).
+int osdkit_read_op_omap_get_vals_by_keys(osdkit_read_op *op,
+                                         const char *const *keys,
+                                         size_t n,
+                                         osdkit_kv_iter **iter,
+                                         int *prval);
+
+// Sends the compound read on object `oid` and waits (`rados_read_op_operate`), then fills
+// every op's out-pointers. Returns 0, or the errno of the first failing op (then every
+// `prval` has it and no iterator was made), -EINVAL, -ETIMEDOUT, -ESHUTDOWN.
+int osdkit_read_op_operate(const osdkit_read_op *op,
+                           const osdkit_ioctx *io,
+                           const char *oid);
+
+// The async form (`rados_aio_read_op_operate`): the out-pointers are filled, on the
+// completing thread, before `comp` completes.
+int osdkit_read_op_aio_operate(const osdkit_read_op *op,
+                               const osdkit_ioctx *io,
+                               osdkit_completion *comp,
+                               const char *oid);
 
 // Creates a throttle of `max` units (0 = unlimited). `ctx` may be NULL; with a context its
 // counters appear as `throttle-<name>`. Returns 0 or -EINVAL.

@@ -10,14 +10,17 @@
 // contract is written in the header and checked (NULL) before use.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+pub mod aio;
 pub mod asok;
-pub mod client;
+pub mod cluster;
 pub mod connection;
 pub mod context;
 pub mod finisher;
 pub mod message;
 pub mod msgr;
 pub mod perf;
+pub mod rados;
+pub mod rados_op;
 pub mod throttle;
 pub mod timer;
 
@@ -179,6 +182,24 @@ pub(crate) fn to_c_string(s: &[u8]) -> *mut c_char {
     let v: Vec<u8> = s.iter().map(|b| if *b == 0 { b' ' } else { *b }).collect();
     CString::new(v).unwrap_or_default().into_raw()
 }
+
+/// A caller's pointer (a buffer or an out-parameter to fill when an async call completes, a
+/// callback's user pointer) carried to the library thread that completes the call.
+pub(crate) struct SendPtr<T>(pub *mut T);
+
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+
+// SAFETY: the header makes the caller keep what these point to valid until the call
+// completes, and lets the library write it (or pass it back) from its own threads; the
+// library touches it only once, when the call completes.
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above; the pointer value is shared, what it points to is written once.
+unsafe impl<T> Sync for SendPtr<T> {}
 
 /// A user callback's context and its optional `drop`, called exactly once when the library no
 /// longer needs `user`.
