@@ -203,16 +203,19 @@ msgr_echo_check() {
 }
 check "example msgr_echo_server + msgr_client [run]" msgr_echo_check
 
-# The C++ header is self-contained and clean under strict warnings.
-check "osdkit.hpp [self-contained]" \
-  "$CXX" -std=c++17 "${warn[@]}" -Wpedantic -Wshadow -Wconversion -Iinclude -fsyntax-only -x c++ bindings/cpp/osdkit.hpp
+# The C++ headers are self-contained and clean under strict warnings.
+for h in osdkit.hpp osdkit_rados.hpp; do
+  check "$h [self-contained]" \
+    "$CXX" -std=c++17 "${warn[@]}" -Wpedantic -Wshadow -Wconversion -Iinclude -Ibindings/cpp -fsyntax-only \
+    -x c++ "bindings/cpp/$h"
+done
 
 # Install into a scratch prefix (the debug library, to avoid a release build here) and build
 # the example the way a user would: with pkg-config, against the installed files only.
 install_check() {
   local prefix=$tmp/prefix
   OSDKIT_PROFILE=debug scripts/install.sh "$prefix"
-  for f in lib/libosdkit.so lib/libosdkit.a include/osdkit.h include/osdkit.hpp \
+  for f in lib/libosdkit.so lib/libosdkit.a include/osdkit.h include/osdkit.hpp include/osdkit_rados.hpp \
     lib/pkgconfig/osdkit.pc lib/cmake/osdkit/osdkitConfig.cmake lib/cmake/osdkit/osdkitConfigVersion.cmake; do
     [ -f "$prefix/$f" ] || { echo "not installed: $f"; return 1; }
   done
