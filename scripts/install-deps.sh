@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the test command needs on a fresh Debian machine: the real Ceph CLI (for the
-# admin-socket compatibility tests), C/C++ compilers, and a venv with maturin and pytest.
+# admin-socket compatibility tests), ceph-mon, ceph-osd and python3-rados (for the tests
+# against Ceph 16), C/C++ compilers, and a venv with maturin and pytest.
 # Idempotent: skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 command -v ceph >/dev/null || need+=(ceph-common)
 command -v ceph-mon >/dev/null || need+=(ceph-mon)
+command -v ceph-osd >/dev/null || need+=(ceph-osd)
+# python-rados for Debian's python3: the comparison test runs one script on it and on osdkit.
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import rados" 2>/dev/null || need+=(python3-rados)
 command -v gcc >/dev/null || need+=(gcc)
 command -v g++ >/dev/null || need+=(g++)
 command -v nm >/dev/null || need+=(binutils)

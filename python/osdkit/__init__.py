@@ -27,7 +27,7 @@ from ._native import (
     version,
 )
 
-from .rados import Error, Ioctx, Rados
+from .rados import Error, Ioctx, Rados, ReadOpCtx, WriteOpCtx
 
 __version__: str = _native.__version__
 
@@ -44,10 +44,12 @@ __all__ = [
     "Messenger",
     "PerfCounters",
     "Rados",
+    "ReadOpCtx",
     "SafeTimer",
     "Throttle",
     "admin_command",
     "asok_request",
+    "WriteOpCtx",
     "version",
 ]
 

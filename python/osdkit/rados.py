@@ -30,7 +30,15 @@ __all__ = [
     "Ioctx",
     "Object",
     "Completion",
+    "WriteOp",
+    "ReadOp",
+    "WriteOpCtx",
+    "ReadOpCtx",
+    "OmapIterator",
+    "LIBRADOS_CREATE_EXCLUSIVE",
 ]
+
+LIBRADOS_CREATE_EXCLUSIVE = 1
 
 
 class Error(OSError):
@@ -160,22 +168,13 @@ class Rados:
 
     @_converts
     def create_pool(self, pool_name: str, pg_num: int = 32, size: int = 1) -> None:
-        cmd = {"prefix": "osd pool create", "pool": pool_name, "pg_num": pg_num, "size": size}
-        ret, _, outs = self.mon_command(_json.dumps(cmd))
-        if ret < 0:
-            raise _error(OSError(-ret, outs))
+        """Creates the pool and waits until this client's map has it, so ``open_ioctx`` and
+        writes work at once (as python-rados' ``create_pool`` does)."""
+        self._c().pool_create(pool_name, pg_num, size)
 
     @_converts
     def delete_pool(self, pool_name: str) -> None:
-        cmd = {
-            "prefix": "osd pool rm",
-            "pool": pool_name,
-            "pool2": pool_name,
-            "yes_i_really_really_mean_it": True,
-        }
-        ret, _, outs = self.mon_command(_json.dumps(cmd))
-        if ret < 0:
-            raise _error(OSError(-ret, outs))
+        self._c().pool_delete(pool_name)
 
     @_converts
     def open_ioctx(self, ioctx_name: str) -> "Ioctx":
@@ -246,6 +245,101 @@ class Completion:
 def _resolve(fut: Any, ret: int) -> None:
     if not fut.done():
         fut.set_result(ret)
+
+
+class WriteOp:
+    """Write ops on one object collected, then sent by ``Ioctx.operate_write_op`` as one
+    request that applies atomically (python-rados' ``WriteOp``)."""
+
+    def __init__(self) -> None:
+        self._ops: List[Any] = []
+
+    def release(self) -> None:
+        self._ops = []
+
+    def new(self, exclusive: Optional[int] = None) -> None:
+        self._ops.append(("create", bool(exclusive)))
+
+    def remove(self) -> None:
+        self._ops.append(("remove",))
+
+    def write(self, to_write: bytes, offset: int = 0) -> None:
+        self._ops.append(("write", offset, bytes(to_write)))
+
+    def write_full(self, to_write: bytes) -> None:
+        self._ops.append(("write_full", bytes(to_write)))
+
+    def append(self, to_append: bytes) -> None:
+        self._ops.append(("append", bytes(to_append)))
+
+    def truncate(self, offset: int) -> None:
+        self._ops.append(("truncate", offset))
+
+    def zero(self, offset: int, length: int) -> None:
+        self._ops.append(("zero", offset, length))
+
+    def set_xattr(self, xattr_name: str, xattr_value: bytes) -> None:
+        self._ops.append(("setxattr", xattr_name, bytes(xattr_value)))
+
+    def rm_xattr(self, xattr_name: str) -> None:
+        self._ops.append(("rmxattr", xattr_name))
+
+
+class WriteOpCtx(WriteOp):
+    """``WriteOp`` as a context manager (``with rados.WriteOpCtx() as op:``)."""
+
+    def __enter__(self) -> "WriteOpCtx":
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.release()
+        return False
+
+
+class OmapIterator:
+    """``(key, value)`` pairs of an omap read, filled in by ``Ioctx.operate_read_op``; keys
+    are ``str``, values ``bytes`` (``None`` for ``get_omap_keys``)."""
+
+    def __init__(self, keys_only: bool = False, prefix: str = "") -> None:
+        self._items: List[Tuple[str, Optional[bytes]]] = []
+        self._keys_only = keys_only
+        self._prefix = prefix
+
+    def _fill(self, vals: Dict[str, bytes]) -> None:
+        self._items = [
+            (k, None if self._keys_only else v) for k, v in sorted(vals.items()) if k.startswith(self._prefix)
+        ]
+
+    def __iter__(self) -> Iterator[Tuple[str, Optional[bytes]]]:
+        return iter(list(self._items))
+
+
+class ReadOp:
+    """Read ops on one object collected, then sent by ``Ioctx.operate_read_op`` as one
+    request; each ``get_omap_*`` call returns an ``OmapIterator`` filled in then."""
+
+    def __init__(self) -> None:
+        self._ops: List[Any] = []
+        self._sinks: List[Optional[OmapIterator]] = []
+
+    def release(self) -> None:
+        self._ops = []
+        self._sinks = []
+
+    def _add(self, op: Any, sink: Optional[OmapIterator]) -> None:
+        self._ops.append(op)
+        self._sinks.append(sink)
+
+
+class ReadOpCtx(ReadOp):
+    """``ReadOp`` as a context manager (``with rados.ReadOpCtx() as op:``)."""
+
+    def __enter__(self) -> "ReadOpCtx":
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.release()
+        return False
 
 
 class Ioctx:
@@ -336,8 +430,53 @@ class Ioctx:
         return self._c().operate(self.name, key, [("omap_get", keys)])[0]
 
     @_converts
-    def remove_omap_keys(self, key: str, keys: List[str]) -> None:
-        self._c().operate(self.name, key, [("omap_rm", list(keys))])
+    def remove_omap_keys(self, op_or_key: Any, keys: List[str]) -> None:
+        """python-rados' form adds the removal to a ``WriteOp``; given an object name instead,
+        the keys are removed at once."""
+        if isinstance(op_or_key, WriteOp):
+            op_or_key._ops.append(("omap_rm", list(keys)))
+        else:
+            self._c().operate(self.name, op_or_key, [("omap_rm", list(keys))])
+
+    def set_omap(self, write_op: WriteOp, keys: Any, values: Any) -> None:
+        """Adds "set these omap entries" to ``write_op`` (python-rados)."""
+        keys, values = list(keys), list(values)
+        if len(keys) != len(values):
+            raise InvalidArgumentError(_errno.EINVAL, "keys and values differ in length")
+        write_op._ops.append(("omap_set", {k: bytes(v) for k, v in zip(keys, values)}))
+
+    def get_omap_vals(
+        self, read_op: ReadOp, start_after: str, filter_prefix: str, max_return: int
+    ) -> Tuple[OmapIterator, int]:
+        """Adds "up to ``max_return`` entries after ``start_after``" to ``read_op``; the
+        iterator is filled by ``operate_read_op``. ``filter_prefix`` is applied to the page
+        the OSD returns (Ceph's OSD applies it before counting)."""
+        it = OmapIterator(prefix=filter_prefix or "")
+        read_op._add(("omap_get_vals", start_after or "", int(max_return)), it)
+        return it, 0
+
+    def get_omap_keys(self, read_op: ReadOp, start_after: str, max_return: int) -> Tuple[OmapIterator, int]:
+        it = OmapIterator(keys_only=True)
+        read_op._add(("omap_get_vals", start_after or "", int(max_return)), it)
+        return it, 0
+
+    def get_omap_vals_by_keys(self, read_op: ReadOp, keys: Any) -> Tuple[OmapIterator, int]:
+        it = OmapIterator()
+        read_op._add(("omap_get", list(keys)), it)
+        return it, 0
+
+    @_converts
+    def operate_write_op(self, write_op: WriteOp, oid: str, mtime: int = 0, flags: int = 0) -> None:
+        """Sends ``write_op``'s ops on ``oid`` as one request: all apply, or none."""
+        self._c().operate(self.name, oid, list(write_op._ops))
+
+    @_converts
+    def operate_read_op(self, read_op: ReadOp, oid: str, flag: int = 0) -> None:
+        """Sends ``read_op``'s ops on ``oid`` as one request and fills its iterators."""
+        results = self._c().operate(self.name, oid, list(read_op._ops))
+        for sink, r in zip(read_op._sinks, results):
+            if sink is not None:
+                sink._fill(r)
 
     def _aio(self, key: str, ops: List[Any], oncomplete: Optional[Callable], read: bool) -> Completion:
         comp = Completion(oncomplete)

@@ -13,7 +13,7 @@
 //! `("setxattr", name, value)`, `("rmxattr", name)`, `("cmpxattr", name, value)` (equal, as
 //! strings: -ECANCELED otherwise), `("omap_set", {key: value})`, `("omap_rm", [keys])`,
 //! `("read", offset=0, length=0)` (length 0: to the end), `("stat",)`, `("getxattr", name)`,
-//! `("getxattrs",)`, `("omap_get", [keys] | None)`. The result has one item per op: None for a
+//! `("getxattrs",)`, `("omap_get", [keys] | None)`, `("omap_get_vals", start_after, max)`. The result has one item per op: None for a
 //! write, `bytes` for `read` / `getxattr`, `(size, mtime)` for `stat`, a dict for `getxattrs`
 //! and `omap_get`.
 
@@ -380,10 +380,16 @@ fn parse_op(t: &Bound<'_, PyAny>) -> PyResult<(OsdOp, Out)> {
                 None => (OsdOp::omap_get_vals("", 0), Out::Omap),
             }
         }
+        "omap_get_vals" => {
+            arity(2, 2)?;
+            let after: String = arg(0)?.extract()?;
+            let max: u64 = arg(1)?.extract()?;
+            (OsdOp::omap_get_vals(after, max), Out::Omap)
+        }
         other => {
             return Err(PyValueError::new_err(format!(
                 "unknown op '{other}' (write_full, write, append, create, truncate, zero, remove, setxattr, \
-                 rmxattr, cmpxattr, omap_set, omap_rm, read, stat, getxattr, getxattrs, omap_get)"
+                 rmxattr, cmpxattr, omap_set, omap_rm, read, stat, getxattr, getxattrs, omap_get, omap_get_vals)"
             )))
         }
     };
@@ -488,6 +494,20 @@ impl Client {
             serde_json::from_str(&cmd).map_err(|e| PyValueError::new_err(format!("the command is not JSON: {e}")))?;
         let (rs, out) = blocking(py, move || c.mon_command(&v))?;
         Ok((rs, PyBytes::new(py, &out)))
+    }
+
+    /// Creates pool `name` (`pg_num`, `size`: 0 for the monitor's default) and waits until
+    /// this client's map has it. OSError EEXIST if it exists.
+    #[pyo3(signature = (name, pg_num=0, size=0))]
+    fn pool_create(&self, py: Python<'_>, name: String, pg_num: u32, size: u32) -> PyResult<()> {
+        let c = self.client()?;
+        blocking(py, move || c.pool_create(&name, pg_num, size).map(drop))
+    }
+
+    /// Removes pool `name` and its objects, and waits until this client's map has it gone.
+    fn pool_delete(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        let c = self.client()?;
+        blocking(py, move || c.pool_delete(&name).map(drop))
     }
 
     /// Writes object `oid` of `pool` whole (creating it, replacing its data).

@@ -106,3 +106,36 @@ def test_completions_wait_callback_and_await(rados):
         return w, n
 
     assert asyncio.run(both()) == (0, 3)
+
+
+def test_op_contexts_as_python_rados_has_them(rados):
+    io = rados.open_ioctx("data")
+    with osdkit.rados.WriteOpCtx() as op:
+        op.new(osdkit.rados.LIBRADOS_CREATE_EXCLUSIVE)
+        op.write_full(b"body")
+        op.set_xattr("x", b"1")
+        io.set_omap(op, ("p.a", "p.b", "q"), (b"1", b"2", b"3"))
+        io.operate_write_op(op, "opctx")
+        # Sent again, the exclusive create fails and nothing else is applied.
+        with pytest.raises(osdkit.rados.ObjectExists):
+            io.operate_write_op(op, "opctx")
+    with pytest.raises(osdkit.rados.InvalidArgumentError):
+        io.set_omap(osdkit.rados.WriteOpCtx(), ("a", "b"), (b"1",))
+    with osdkit.rados.ReadOpCtx() as op:
+        vals, _ = io.get_omap_vals(op, "", "p.", 10)
+        keys, _ = io.get_omap_keys(op, "p.a", 10)
+        by_keys, _ = io.get_omap_vals_by_keys(op, ("q", "nope"))
+        assert list(vals) == []  # filled by operate_read_op
+        io.operate_read_op(op, "opctx")
+    assert list(vals) == [("p.a", b"1"), ("p.b", b"2")]
+    assert list(keys) == [("p.b", None), ("q", None)]
+    assert list(by_keys) == [("q", b"3")]
+    with osdkit.rados.WriteOpCtx() as op:
+        io.remove_omap_keys(op, ("p.a",))
+        io.operate_write_op(op, "opctx")
+    io.remove_omap_keys("opctx", ["q"])  # the one-call form
+    assert io.get_omap_values("opctx") == {"p.b": b"2"}
+    with osdkit.rados.ReadOpCtx() as op:
+        io.get_omap_vals(op, "", "", 10)
+        with pytest.raises(osdkit.rados.ObjectNotFound):
+            io.operate_read_op(op, "no-such-object")
