@@ -9,13 +9,11 @@
 //! OSD builds its store from `osd_objectstore`/`osd_data`, binds `public_addr` (default
 //! `127.0.0.1:0`), boots to `mon_host` and reports ready only once the monitor's map shows it up.
 
-use super::{load_conf, parse_mon_host, pid_file_of, DEFAULT_PID_FILE};
+use super::{load_conf, pid_file_of, DEFAULT_PID_FILE};
 use crate::daemon::{run_daemon, DaemonOpts};
-use crate::mon::Monitor;
-use crate::osd::Osd;
+use crate::hosting::instance::{start_mon, start_osd};
 use crate::{Context, Error, Result};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// How long an OSD waits to be marked up before it gives up starting.
@@ -60,15 +58,8 @@ fn run(
 pub fn run_mon(conf: &Path, id: &str, foreground: bool) -> i32 {
     let name = format!("mon.{id}");
     run(&name, conf, foreground, |ctx| {
-        let c = ctx.conf();
-        let addr = parse_mon_host(&c.get_str("mon_host"))?;
-        let bind = addr.addr.expect("parse_mon_host gives an IP and port");
-        let data = c.get_str("mon_data");
-        if data.is_empty() {
-            return Err(Error::inval("mon_data is not set: name the monitor's data directory"));
-        }
-        let mon = Monitor::start(ctx, Path::new(&data), bind)?;
-        log::info!(target: "mon", "{} serving {} from {data}", ctx.name(), mon.addr());
+        let mon = start_mon(ctx)?;
+        log::info!(target: "mon", "{} serving {}", ctx.name(), mon.addr());
         Ok(Box::new(move || mon.shutdown()))
     })
 }
@@ -84,28 +75,10 @@ pub fn run_osd(conf: &Path, id: &str, foreground: bool) -> i32 {
     };
     let name = format!("osd.{whoami}");
     run(&name, conf, foreground, move |ctx| {
-        let c = ctx.conf();
-        let mon = parse_mon_host(&c.get_str("mon_host"))?;
-        let public = c.get_str("public_addr");
-        let bind: SocketAddr = if public.is_empty() {
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        } else {
-            public
-                .parse::<crate::msgr::addr::EntityAddr>()
-                .ok()
-                .and_then(|a| a.addr)
-                .or_else(|| public.parse().ok())
-                .ok_or_else(|| Error::inval(format!("public_addr '{public}' is not an address like 127.0.0.1:6800")))?
-        };
-        if c.get_str("osd_objectstore") == "kv" {
-            let data = PathBuf::from(c.get_str("osd_data"));
-            std::fs::create_dir_all(&data)
-                .map_err(|e| Error::io(e, format!("creating osd_data {}", data.display())))?;
-        }
-        let store = crate::os::create_store(ctx)?;
-        let osd = Osd::start_with_mon(ctx, whoami, store, bind, mon)?;
+        let osd = start_osd(ctx, &whoami.to_string())?;
         if let Err(e) = osd.wait_for_up(OSD_BOOT_TIMEOUT) {
             let _ = osd.shutdown();
+            let mon = ctx.conf().get_str("mon_host");
             return Err(Error::new(
                 e.errno,
                 format!(

@@ -506,6 +506,16 @@ fn table() -> Vec<OptDef> {
             .services(MON_OSD)
             .see_also(&["osd_heartbeat_interval"])
             .runtime(),
+        o("osd_max_markdown_count", Int, Advanced, "5")
+            .desc("Number of times an OSD may be wrongly marked down within osd_max_markdown_period before it stops instead of booting again")
+            .services(OSD)
+            .see_also(&["osd_max_markdown_period"])
+            .runtime(),
+        o("osd_max_markdown_period", Int, Advanced, "600")
+            .desc("Window (in seconds) over which osd_max_markdown_count is counted")
+            .services(OSD)
+            .see_also(&["osd_max_markdown_count"])
+            .runtime(),
         o("osd_max_pg_log_entries", Uint, Dev, "10000")
             .desc("Maximum number of entries a PG log keeps (writes after which an OSD that was away is backfilled, not caught up from the log)")
             .services(OSD),

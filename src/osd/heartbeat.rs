@@ -116,6 +116,8 @@ struct State {
     /// us on both networks (Ceph's `STATE_WAITING_FOR_HEALTHY`), so that an OSD cut off on
     /// one network stays down instead of flapping.
     waiting_for_healthy: Option<Instant>,
+    /// When the map wrongly marked us down, within `osd_max_markdown_period`.
+    markdowns: std::collections::VecDeque<Instant>,
 }
 
 struct Inner {
@@ -133,6 +135,9 @@ struct Inner {
     stop: AtomicBool,
     /// Stopping cleanly: marked down on purpose, so no re-boot.
     stopping: AtomicBool,
+    /// Marked down more than `osd_max_markdown_count` times in `osd_max_markdown_period`:
+    /// why the OSD stops instead of booting again (Ceph shuts the daemon down then).
+    gave_up: Mutex<Option<String>>,
     anchor: Instant,
 }
 
@@ -345,14 +350,32 @@ impl Inner {
             _ => false,
         };
         if marked_down {
-            log::warn!(
-                target: "osd",
-                "osd.{}: map e{} wrongly marked me down: booting again once my peers answer",
-                self.whoami,
-                map.epoch
-            );
             st.was_up = false;
-            st.waiting_for_healthy = Some(now);
+            let conf = self.ctx.conf();
+            let (max, period) = (
+                conf.get_i64("osd_max_markdown_count").max(0) as usize,
+                Duration::from_secs(conf.get_i64("osd_max_markdown_period").max(0) as u64),
+            );
+            st.markdowns.retain(|t| now.duration_since(*t) < period);
+            st.markdowns.push_back(now);
+            if st.markdowns.len() > max {
+                let why = format!(
+                    "wrongly marked down {} times in the last {}s (osd_max_markdown_count {max}): not booting again",
+                    st.markdowns.len(),
+                    period.as_secs()
+                );
+                log::error!(target: "osd", "osd.{}: map e{}: {why}", self.whoami, map.epoch);
+                *self.gave_up.lock() = Some(why);
+                self.stopping.store(true, Ordering::Release);
+            } else {
+                log::warn!(
+                    target: "osd",
+                    "osd.{}: map e{} wrongly marked me down: booting again once my peers answer",
+                    self.whoami,
+                    map.epoch
+                );
+                st.waiting_for_healthy = Some(now);
+            }
         }
         let reboot = match st.waiting_for_healthy {
             Some(since) => {
@@ -444,10 +467,12 @@ impl Heartbeat {
                 peers: BTreeMap::new(),
                 was_up: false,
                 waiting_for_healthy: None,
+                markdowns: Default::default(),
             }),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            gave_up: Mutex::new(None),
             anchor: Instant::now(),
         });
         for (m, side) in [(&inner.front, Side::Front), (&inner.back, Side::Back)] {
@@ -501,6 +526,11 @@ impl Heartbeat {
     }
 
     /// From now on being marked down is expected (mark-me-down on the way out).
+    /// Why the OSD gave up (marked down too often), once it has: it should stop.
+    pub fn gave_up(&self) -> Option<String> {
+        self.inner.gave_up.lock().clone()
+    }
+
     pub fn set_stopping(&self) {
         self.inner.stopping.store(true, Ordering::Release);
     }

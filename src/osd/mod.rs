@@ -415,6 +415,13 @@ impl Osd {
         Ok(self.osdmap())
     }
 
+    /// Why this OSD gave up serving on its own (marked down more than
+    /// `osd_max_markdown_count` times in `osd_max_markdown_period`), once it has: whoever
+    /// hosts it should stop it.
+    pub fn gave_up(&self) -> Option<String> {
+        self.hb.as_ref()?.gave_up()
+    }
+
     pub fn whoami(&self) -> i32 {
         self.shared.whoami
     }
