@@ -217,7 +217,7 @@ impl Context {
         let (tx, rx) = bounded::<ServiceCmd>(16);
         let log = self.inner.log.clone();
         let interval = Duration::from_secs(self.inner.conf.get_u64("heartbeat_interval").max(1));
-        let h = std::thread::Builder::new()
+        let h = crate::common::log::ThreadBuilder::new()
             .name("service".into())
             .spawn(move || loop {
                 match rx.recv_timeout(interval) {

@@ -193,7 +193,7 @@ impl Finisher {
         let shared = self.shared.clone();
         // Spawned under the lock so the worker's id is recorded before any of its callbacks can
         // ask whether they run on it.
-        let h = std::thread::Builder::new()
+        let h = crate::common::log::ThreadBuilder::new()
             .name(self.thread_name.clone())
             .spawn(move || shared.run())?;
         st.thread_id = Some(h.thread().id());

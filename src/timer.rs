@@ -260,7 +260,7 @@ impl SafeTimer {
         let shared = self.shared().clone();
         // Spawned under the lock so the thread (which starts by taking it) records its id before
         // anyone can ask whether they are on it.
-        let h = std::thread::Builder::new()
+        let h = crate::common::log::ThreadBuilder::new()
             .name("safe_timer".into())
             .spawn(move || shared.run())?;
         st.thread_id = Some(h.thread().id());

@@ -182,4 +182,14 @@ fn host_a_monitor_and_osds_from_one_conf() {
     }
     assert_eq!(on_own.load(Ordering::SeqCst), 1);
     assert!(!asok.exists(), "the admin socket goes with its instance");
+    // Each daemon logs to its own file, also with several in one process.
+    let log = |n: &str| std::fs::read_to_string(dir.path().join(format!("log/{n}.log"))).unwrap();
+    let (log0, log1) = (log("osd.0"), log("osd.1"));
+    assert!(
+        log1.contains("osd.1: map e") && log1.contains("osd_max_markdown_count"),
+        "{log1}"
+    );
+    assert!(!log0.contains("osd.1: map e"), "osd.1's lines in osd.0's log:\n{log0}");
+    assert!(log0.contains("osd.0: marked down in"), "{log0}");
+    assert!(!log1.contains("osd.0: marked down in"), "{log1}");
 }

@@ -99,7 +99,7 @@ impl Server {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let stop = Arc::new(AtomicBool::new(false));
         let st = stop.clone();
-        let thread = std::thread::Builder::new()
+        let thread = crate::common::log::ThreadBuilder::new()
             .name("admin_socket".into())
             .spawn(move || serve(poll, listener, table, st))
             .map_err(|e| Error::io(e, "spawning admin_socket thread"))?;

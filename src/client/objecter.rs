@@ -241,7 +241,7 @@ impl Objecter {
         });
         msgr.add_dispatcher_head(Arc::new(ReplyDispatcher(Arc::downgrade(&inner))));
         let weak = Arc::downgrade(&inner);
-        let t = std::thread::Builder::new()
+        let t = crate::common::log::ThreadBuilder::new()
             .name("objecter_timer".into())
             .spawn(move || loop {
                 std::thread::sleep(Duration::from_millis(50));

@@ -402,8 +402,67 @@ pub fn prio_for_level(l: log::Level) -> i32 {
     }
 }
 
+thread_local! {
+    /// The log of the context this thread works for, when the process hosts several.
+    static THREAD_LOG: std::cell::RefCell<Option<Weak<Log>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The log a `log` macro on this thread goes to: the thread's context's (see
+/// [`ThreadBuilder`], [`ThreadLogScope`]), else the last context started.
 fn active() -> Option<Arc<Log>> {
-    ACTIVE.read().as_ref().and_then(|w| w.upgrade())
+    THREAD_LOG
+        .with(|l| l.borrow().as_ref().and_then(Weak::upgrade))
+        .or_else(|| ACTIVE.read().as_ref().and_then(|w| w.upgrade()))
+}
+
+/// While alive, `log` macros on this thread (and threads it starts with [`ThreadBuilder`])
+/// go to `log`: set around the start of one daemon among several in a process.
+pub struct ThreadLogScope {
+    prev: Option<Weak<Log>>,
+}
+
+impl ThreadLogScope {
+    pub fn enter(log: &Arc<Log>) -> ThreadLogScope {
+        let prev = THREAD_LOG.with(|l| l.replace(Some(Arc::downgrade(log))));
+        ThreadLogScope { prev }
+    }
+}
+
+impl Drop for ThreadLogScope {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        THREAD_LOG.with(|l| *l.borrow_mut() = prev);
+    }
+}
+
+/// `std::thread::Builder` for the library's threads: the new thread logs where the thread
+/// starting it does, so each of several daemons hosted in one process keeps its own log.
+pub struct ThreadBuilder(std::thread::Builder);
+
+impl Default for ThreadBuilder {
+    fn default() -> Self {
+        ThreadBuilder(std::thread::Builder::new())
+    }
+}
+
+impl ThreadBuilder {
+    pub fn new() -> ThreadBuilder {
+        ThreadBuilder::default()
+    }
+    pub fn name(self, name: String) -> ThreadBuilder {
+        ThreadBuilder(self.0.name(name))
+    }
+    pub fn spawn<F, T>(self, f: F) -> std::io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let log = THREAD_LOG.with(|l| l.borrow().clone());
+        self.0.spawn(move || {
+            THREAD_LOG.with(|l| *l.borrow_mut() = log);
+            f()
+        })
+    }
 }
 
 impl log::Log for Bridge {

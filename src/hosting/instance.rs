@@ -256,11 +256,12 @@ impl HostedDaemon {
                     st.since = Instant::now();
                 }
                 let sh = self.sh.clone();
+                let _log = crate::common::log::ThreadLogScope::enter(&ctx_log(&self.sh));
                 let tname = match self.sh.kind {
                     Kind::Osd => "osd_thread",
                     Kind::Mon => "mon_thread",
                 };
-                let spawned = std::thread::Builder::new()
+                let spawned = crate::common::log::ThreadBuilder::new()
                     .name(tname.into())
                     .spawn(move || sh.run(daemon));
                 if let Err(e) = spawned {
@@ -371,6 +372,9 @@ impl Shared {
         for (k, v) in &self.args.options {
             ctx.set_option(k, v)?;
         }
+        // What this thread logs while starting the daemon, and every thread the start makes,
+        // goes to this daemon's log, not to another hosted daemon's.
+        let _log = crate::common::log::ThreadLogScope::enter(ctx.log());
         ctx.start()?;
         let made = match self.kind {
             Kind::Osd => start_osd(&ctx, self.name.trim_start_matches("osd.")).map(Daemon::Osd),
@@ -469,6 +473,11 @@ impl Shared {
             InstanceState::Failed(why.to_string())
         });
     }
+}
+
+/// The running instance's log (its context was set just before this is called).
+fn ctx_log(sh: &Shared) -> Arc<crate::common::log::Log> {
+    sh.st.lock().ctx.as_ref().expect("started").log().clone()
 }
 
 /// An OSD of `ctx` from its conf: store (`osd_objectstore`, `osd_data`), `public_addr`

@@ -233,7 +233,7 @@ impl MonClient {
             shared: Arc::downgrade(&shared),
         }));
         let weak = Arc::downgrade(&shared);
-        let tick = std::thread::Builder::new()
+        let tick = crate::common::log::ThreadBuilder::new()
             .name("monc-tick".into())
             .spawn(move || tick_loop(weak))
             .map_err(|e| Error::io(e, "spawning the monclient tick thread"))?;

@@ -615,7 +615,7 @@ impl Monitor {
         let stop = Arc::new(AtomicBool::new(false));
         let tick = {
             let (core, stop) = (Arc::downgrade(&core), stop.clone());
-            std::thread::Builder::new()
+            crate::common::log::ThreadBuilder::new()
                 .name("mon_tick".into())
                 .spawn(move || tick(&core, &stop))
                 .map_err(|e| Error::io(e, "spawning mon_tick"))?

@@ -193,10 +193,12 @@ impl DispatchQueue {
         let bodies: [(&str, ThreadBody); 2] = [("ms_dispatch", Self::run_dispatch), ("ms_local", Self::run_local)];
         for (name, body) in bodies {
             let guard = RunningGuard::new(self);
-            let spawned = std::thread::Builder::new().name(name.to_string()).spawn(move || {
-                let g = guard;
-                body(&g.0);
-            });
+            let spawned = crate::common::log::ThreadBuilder::new()
+                .name(name.to_string())
+                .spawn(move || {
+                    let g = guard;
+                    body(&g.0);
+                });
             match spawned {
                 Ok(h) => {
                     th.ids.push(h.thread().id());

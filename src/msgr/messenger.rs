@@ -179,7 +179,7 @@ impl Messenger {
                 wconf.clone(),
                 perf.clone(),
             );
-            let th = std::thread::Builder::new()
+            let th = crate::common::log::ThreadBuilder::new()
                 .name(format!("msgr-worker-{i}"))
                 .spawn(move || w.run())
                 .map_err(|e| Error::io(e, "spawning msgr worker"))?;

@@ -186,7 +186,7 @@ impl RecvBufPool {
 
     fn spawn(self: &Arc<Self>) -> bool {
         let me = Arc::downgrade(self);
-        std::thread::Builder::new()
+        crate::common::log::ThreadBuilder::new()
             .name("ms_prefault".into())
             .spawn(move || {
                 while let Some(p) = me.upgrade() {

@@ -197,12 +197,14 @@ impl Shared {
                     return reply(c.tid, Err(Error::new(libc::EBUSY, "too many scrubs waiting")));
                 }
                 let me = self.me.get().cloned().unwrap_or_default();
-                let spawned = std::thread::Builder::new().name("osd_scrub".into()).spawn(move || {
-                    let Some(shared) = me.upgrade() else { return };
-                    let r = shared.scrub_pg(pgid, deep).map(|rep| rep.to_json());
-                    shared.scrubs_waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                    reply(c.tid, r);
-                });
+                let spawned = crate::common::log::ThreadBuilder::new()
+                    .name("osd_scrub".into())
+                    .spawn(move || {
+                        let Some(shared) = me.upgrade() else { return };
+                        let r = shared.scrub_pg(pgid, deep).map(|rep| rep.to_json());
+                        shared.scrubs_waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                        reply(c.tid, r);
+                    });
                 if let Err(e) = spawned {
                     self.scrubs_waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                     log::warn!(target: "osd", "osd.{}: no scrub thread: {e}", self.whoami);

@@ -497,7 +497,7 @@ impl Heartbeat {
         *self.inner.my_addrs.lock() = Some(addrs);
         *self.inner.boot.lock() = Some(boot);
         let inner = self.inner.clone();
-        let t = std::thread::Builder::new()
+        let t = crate::common::log::ThreadBuilder::new()
             .name("osd_srv_heartbt".into())
             .spawn(move || {
                 let mut k: u64 = u64::from(inner.whoami as u32).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;

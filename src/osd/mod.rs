@@ -319,7 +319,7 @@ impl Osd {
         // Last: an error above leaves no thread behind.
         let recovery = {
             let shared = shared.clone();
-            std::thread::Builder::new()
+            crate::common::log::ThreadBuilder::new()
                 .name("osd_recovery".into())
                 .spawn(move || shared.recovery_loop())
                 .map_err(|e| Error::io(e, "spawning osd_recovery"))?

@@ -100,7 +100,7 @@ impl<T: Send + 'static> ShardedOpWQ<T> {
         // Worker i serves shard i % num_shards, as in Ceph.
         for i in 0..num_shards * threads_per_shard {
             let (shards, handler, stats) = (shards.clone(), handler.clone(), stats.clone());
-            let t = std::thread::Builder::new()
+            let t = crate::common::log::ThreadBuilder::new()
                 .name("tp_osd_tp".into())
                 .spawn(move || worker(&shards[i % shards.len()], &handler, &stats))
                 .map_err(|e| Error::io(e, "spawning tp_osd_tp"))?;

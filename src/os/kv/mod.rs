@@ -261,7 +261,7 @@ impl ObjectStore for KvStore {
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let (db2, pc2) = (db.clone(), pc.clone());
-        let thread = std::thread::Builder::new()
+        let thread = crate::common::log::ThreadBuilder::new()
             .name("kv_sync".into())
             .spawn(move || kv_sync_loop(db2, rx, pc2))
             .map_err(|e| Error::io(e, "spawn kv_sync"))?;
