@@ -25,6 +25,25 @@
 // Returned when a Rust panic was caught at the boundary (`ENOTRECOVERABLE`).
 #define OSDKIT_EPANIC 131
 
+// `osdkit_*_state`: made, not started.
+#define OSDKIT_STATE_NEW 0
+
+// Reading the conf, making the store, binding messengers.
+#define OSDKIT_STATE_STARTING 1
+
+// An OSD whose boot is sent, not yet up in the map.
+#define OSDKIT_STATE_BOOTING 2
+
+// Up in the map (an OSD) or serving (a monitor).
+#define OSDKIT_STATE_ACTIVE 3
+
+#define OSDKIT_STATE_STOPPING 4
+
+#define OSDKIT_STATE_STOPPED 5
+
+// Could not start, or stopped on an error or on its own: `why` says.
+#define OSDKIT_STATE_FAILED 6
+
 // `nonce` for `osdkit_messenger_new`: choose a random nonce (what every daemon but a monitor
 // does). Any value in 0..=UINT32_MAX is used as given (monitors use 0).
 #define OSDKIT_NONCE_RANDOM -1
@@ -174,6 +193,12 @@ typedef struct osdkit_message osdkit_message;
 // All its functions may be called from any thread.
 typedef struct osdkit_messenger osdkit_messenger;
 
+// A monitor hosted in this process. Thread-safe.
+typedef struct osdkit_mon osdkit_mon;
+
+// An OSD hosted in this process. Thread-safe.
+typedef struct osdkit_osd osdkit_osd;
+
 // A set of perf counters shown in its context's `perf dump`. Updates are atomic: its
 // functions may be called from any thread, concurrently; `osdkit_perf_free` last.
 typedef struct osdkit_perf osdkit_perf;
@@ -238,6 +263,42 @@ typedef void (*osdkit_drop_cb)(void *user);
 // at a time in queue order. No library lock is held during the call.
 typedef void (*osdkit_finisher_cb)(void *user,
                                    int r);
+
+// A callback of a hosted daemon, with the `user` pointer of its args.
+typedef void (*osdkit_daemon_cb)(void *user);
+
+// What `osdkit_osd_new` makes an OSD from (libosd's `libosd_init_args`).
+typedef struct {
+  // The OSD's id (>= 0): its name is `osd.<id>`.
+  int id;
+  // A Ceph-style conf file (`[global]`, `[osd]`, `[osd.<id>]` apply); NULL: none.
+  const char *conf;
+  // `$cluster` in paths (the admin socket is `$run_dir/$cluster-$name.asok`); NULL: "ceph".
+  const char *cluster;
+  // Option overrides over the conf: `{"name", "value", ..., NULL}`; NULL: none.
+  const char *const *options;
+  // Runs when the map shows the OSD up; `osdkit_osd_state` says active once it returned.
+  osdkit_daemon_cb on_active;
+  // Runs when the OSD stops on its own (not through `osdkit_osd_shutdown`), e.g. marked
+  // down more than `osd_max_markdown_count` times; before `osdkit_osd_join` returns.
+  osdkit_daemon_cb on_shutdown;
+  void *user;
+} osdkit_osd_args;
+
+// What `osdkit_mon_new` makes a monitor from; as `osdkit_osd_args`, with a name for an id.
+// The monitor binds the first address of `mon_host` and keeps its store in `mon_data`.
+typedef struct {
+  // The monitor's id ("a"): its name is `mon.<id>`.
+  const char *id;
+  const char *conf;
+  const char *cluster;
+  const char *const *options;
+  // Runs once the monitor serves.
+  osdkit_daemon_cb on_active;
+  // Runs if it stops on its own.
+  osdkit_daemon_cb on_shutdown;
+  void *user;
+} osdkit_mon_args;
 
 // Releases a buffer given to `osdkit_message_set_data_borrowed`: called exactly once with its
 // `user`, when no message uses the buffer any more. This is a destructor, not an event: it
@@ -603,6 +664,8 @@ int osdkit_log(const osdkit_context *ctx,
 
 // Shuts the context down (see `osdkit_context_shutdown`) and frees it. NULL is ignored.
 // Timers, finishers, throttles and perf counters made from it stay valid and must be freed too.
+// A handle from `osdkit_osd_context` / `osdkit_mon_context` is only released: that context
+// stops with its daemon.
 void osdkit_context_free(osdkit_context *ctx);
 
 // Creates and starts a finisher. `ctx` may be NULL; with a context its counters appear in
@@ -629,6 +692,109 @@ int osdkit_finisher_stop(osdkit_finisher *f);
 
 // Stops and frees the finisher. NULL is ignored. Not from inside one of its callbacks.
 void osdkit_finisher_free(osdkit_finisher *f);
+
+// Makes an OSD (not started) from `args` (copied; the strings need live only for the call).
+// Release with `osdkit_osd_free`. Returns 0, -EINVAL (a bad id, option array or NULL), or
+// -EEXIST when this process already hosts `osd.<id>` of that cluster.
+int osdkit_osd_new(const osdkit_osd_args *args,
+                   osdkit_osd **out_osd);
+
+// Reads the conf, makes the store (`osd_objectstore`, `osd_data`), binds the messengers
+// (`public_addr`, default 127.0.0.1 on any port), starts the admin socket and sends the boot
+// to the monitor of `mon_host`; returns before the OSD is up (`on_active` says when, or
+// `osdkit_osd_wait_active`). A stopped or failed OSD may be started again. Returns 0,
+// -EEXIST (it runs), or why it could not start (then its state is FAILED with the text).
+int osdkit_osd_start(const osdkit_osd *osd);
+
+// The OSD's state (`OSDKIT_STATE_*`); when `why` is not NULL, the reason of a FAILED state
+// ("" otherwise) is copied into it NUL-terminated (-ERANGE if `len` is too small). -EINVAL
+// for NULL.
+int osdkit_osd_state(const osdkit_osd *osd,
+                     char *why,
+                     size_t len);
+
+// Waits up to `timeout_ms` (0: for ever) until the OSD is active. Returns 0, -ETIMEDOUT,
+// -EIO (it failed; `osdkit_last_error` says why), -ENODEV (not started, or stopped).
+int osdkit_osd_wait_active(const osdkit_osd *osd,
+                           uint32_t timeout_ms);
+
+// Begins stopping the OSD (`libosd_shutdown`): it marks itself down, finishes its ops and
+// unmounts its store on its own thread; returns at once. 0, or -EINVAL.
+int osdkit_osd_shutdown(const osdkit_osd *osd);
+
+// Waits up to `timeout_ms` (0: for ever) until the OSD is stopped or failed (`libosd_join`).
+// Returns its state then (`OSDKIT_STATE_STOPPED` or `_FAILED`), or -ETIMEDOUT.
+int osdkit_osd_join(const osdkit_osd *osd,
+                    uint32_t timeout_ms);
+
+// Copies the OSD's admin socket path (`ceph --admin-daemon` takes it) into `buf`. Returns
+// its length, -ENOENT (not running, or `admin_socket` is empty), -ERANGE, -EINVAL.
+int osdkit_osd_asok_path(const osdkit_osd *osd,
+                         char *buf,
+                         size_t len);
+
+// Copies the OSD's public address ("v2:127.0.0.1:6801/1234") into `buf`. Returns its
+// length, -ENOENT (not running), -ERANGE, -EINVAL.
+int osdkit_osd_addr(const osdkit_osd *osd,
+                    char *buf,
+                    size_t len);
+
+// A handle on the running OSD's context: its conf, its admin socket (`osdkit_asok_register`
+// adds commands to it), perf counters and log. Release it with `osdkit_context_free`, which
+// for this handle does not stop anything; it stays valid after the OSD stops, but the
+// context is shut down then. Returns 0, -ENOENT (not running), -EINVAL.
+int osdkit_osd_context(const osdkit_osd *osd,
+                       osdkit_context **out_ctx);
+
+// Stops the OSD if it runs (as shutdown + join), frees its name and releases it
+// (`libosd_cleanup`). NULL is ignored. Not from its own callbacks.
+void osdkit_osd_free(osdkit_osd *osd);
+
+// Makes a monitor (not started) from `args`, as `osdkit_osd_new`.
+int osdkit_mon_new(const osdkit_mon_args *args,
+                   osdkit_mon **out_mon);
+
+// Starts the monitor: binds the first address of `mon_host`, opens (or creates) its store
+// in `mon_data`, starts its admin socket. Returns as `osdkit_osd_start`.
+int osdkit_mon_start(const osdkit_mon *mon);
+
+// As `osdkit_osd_state`.
+int osdkit_mon_state(const osdkit_mon *mon,
+                     char *why,
+                     size_t len);
+
+// As `osdkit_osd_wait_active`.
+int osdkit_mon_wait_active(const osdkit_mon *mon,
+                           uint32_t timeout_ms);
+
+// As `osdkit_osd_shutdown`.
+int osdkit_mon_shutdown(const osdkit_mon *mon);
+
+// As `osdkit_osd_join`.
+int osdkit_mon_join(const osdkit_mon *mon,
+                    uint32_t timeout_ms);
+
+// As `osdkit_osd_asok_path`.
+int osdkit_mon_asok_path(const osdkit_mon *mon,
+                         char *buf,
+                         size_t len);
+
+// The monitor's address (what `mon_host` names), as `osdkit_osd_addr`.
+int osdkit_mon_addr(const osdkit_mon *mon,
+                    char *buf,
+                    size_t len);
+
+// As `osdkit_osd_context`.
+int osdkit_mon_context(const osdkit_mon *mon,
+                       osdkit_context **out_ctx);
+
+// As `osdkit_osd_free`.
+void osdkit_mon_free(osdkit_mon *mon);
+
+// Forwards a signal to every OSD and monitor hosted in the process (`libosd_signal`):
+// SIGTERM or SIGINT begins stopping each, SIGHUP reopens each one's log. Returns how many
+// running daemons it reached, or -EINVAL for another signal.
+int osdkit_signal_all(int signum);
 
 // A new message of type `msg_type` (Ceph's `CEPH_MSG_*` numbering; application types are
 // free to choose), priority OSDKIT_MSG_PRIO_DEFAULT, tid 0, empty segments. Returns 0 or

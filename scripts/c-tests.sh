@@ -203,8 +203,41 @@ msgr_echo_check() {
 }
 check "example msgr_echo_server + msgr_client [run]" msgr_echo_check
 
+# The hosting example: `osdkit mon` started here, hosted_osds (it daemonizes) hosting osd.0
+# and osd.1 of it; both up in `osdkit status`, the example's own admin command answers on
+# osd.0's socket; SIGTERM stops it cleanly (the sockets go), then the monitor is stopped.
+hosted_osds_check() {
+  local bin=$out/example-hosted_osds osdkit=$target/debug/osdkit
+  [ -x "$osdkit" ] || { echo "$osdkit is missing: run cargo build -p osdkit"; return 1; }
+  local d port pid i
+  d=$(mktemp -d "$tmp/hosted.XXXXXX")
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf '[global]\nmon_host = v2:127.0.0.1:%s\nrun_dir = %s/run\nlog_file = %s/$name.log\n[mon]\nmon_data = %s/mon.$id\n[osd]\nosd_objectstore = mem\n' \
+    "$port" "$d" "$d" "$d" >"$d/osdkit.conf"
+  "$osdkit" mon -c "$d/osdkit.conf" -i a
+  # shellcheck disable=SC2064 # expand now: the trap must name these files
+  trap "kill \$(cat '$d/run/mon.a.pid' '$d/hosted.pid' 2>/dev/null) 2>/dev/null || true" EXIT
+  timeout "$run_timeout" "$bin" "$d/osdkit.conf" "$d/hosted.pid"
+  pid=$(cat "$d/hosted.pid")
+  "$osdkit" status -c "$d/osdkit.conf" -f json | tee "$d/status.json"
+  grep -q '"num_up_osds":2' "$d/status.json"
+  "$osdkit" daemon "$d/run/ceph-osd.0.asok" hosted | tee "$d/hosted.json"
+  grep -q "\"host_pid\": $pid" "$d/hosted.json"
+  kill -TERM "$pid"
+  for i in $(seq 1 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then echo "hosted_osds did not stop on SIGTERM"; return 1; fi
+  [ ! -e "$d/run/ceph-osd.0.asok" ] && [ ! -e "$d/run/ceph-osd.1.asok" ] && [ ! -e "$d/hosted.pid" ]
+  grep -q "marked down" "$d/osd.0.log"
+  kill -TERM "$(cat "$d/run/mon.a.pid")"
+  trap - EXIT
+}
+check "example hosted_osds + osdkit mon [run]" hosted_osds_check
+
 # The C++ headers are self-contained and clean under strict warnings.
-for h in osdkit.hpp osdkit_rados.hpp; do
+for h in osdkit.hpp osdkit_rados.hpp osdkit_hosting.hpp; do
   check "$h [self-contained]" \
     "$CXX" -std=c++17 "${warn[@]}" -Wpedantic -Wshadow -Wconversion -Iinclude -Ibindings/cpp -fsyntax-only \
     -x c++ "bindings/cpp/$h"
@@ -215,7 +248,7 @@ done
 install_check() {
   local prefix=$tmp/prefix
   OSDKIT_PROFILE=debug scripts/install.sh "$prefix"
-  for f in lib/libosdkit.so lib/libosdkit.a include/osdkit.h include/osdkit.hpp include/osdkit_rados.hpp \
+  for f in lib/libosdkit.so lib/libosdkit.a include/osdkit.h include/osdkit.hpp include/osdkit_rados.hpp include/osdkit_hosting.hpp \
     lib/pkgconfig/osdkit.pc lib/cmake/osdkit/osdkitConfig.cmake lib/cmake/osdkit/osdkitConfigVersion.cmake; do
     [ -f "$prefix/$f" ] || { echo "not installed: $f"; return 1; }
   done

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs osdkit's C/C++ face into PREFIX:
 #   PREFIX/lib/libosdkit.so, PREFIX/lib/libosdkit.a
-#   PREFIX/include/osdkit.h, PREFIX/include/osdkit.hpp and osdkit_rados.hpp (C++17 RAII
-#   wrappers)
+#   PREFIX/include/osdkit.h, PREFIX/include/osdkit.hpp, osdkit_rados.hpp and
+#   osdkit_hosting.hpp (C++17 RAII wrappers)
 #   PREFIX/lib/pkgconfig/osdkit.pc
 #   PREFIX/lib/cmake/osdkit/osdkitConfig.cmake, osdkitConfigVersion.cmake
 #
@@ -67,6 +67,7 @@ install -m 0644 "$libdir/libosdkit.a" "$dest/lib/libosdkit.a"
 install -m 0644 include/osdkit.h "$dest/include/osdkit.h"
 install -m 0644 bindings/cpp/osdkit.hpp "$dest/include/osdkit.hpp"
 install -m 0644 bindings/cpp/osdkit_rados.hpp "$dest/include/osdkit_rados.hpp"
+install -m 0644 bindings/cpp/osdkit_hosting.hpp "$dest/include/osdkit_hosting.hpp"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -1,6 +1,6 @@
 // osdkit_rados.hpp: header-only C++17 RAII wrappers over osdkit's librados-shaped object
-// client (osdkit_rados_*, osdkit_ioctx_*, op builders, completions) and the cluster hosted in
-// the process (osdkit_cluster_*).
+// client (osdkit_rados_*, osdkit_ioctx_*, op builders, completions). Daemons hosted in the
+// process are in osdkit_hosting.hpp.
 //
 //   osdkit::Rados rados("client.admin");
 //   rados.conf_read_file("/path/to/osdkit.conf");   // or conf_set("mon_host", ...)
@@ -466,42 +466,6 @@ public:
 
 private:
     using Handle = detail::Handle<osdkit_rados, osdkit_rados_shutdown>;
-    Handle h_;
-};
-
-// A monitor and N OSDs hosted in this process (osdkit_cluster), with the pool "data".
-class Cluster {
-public:
-    Cluster(const std::string& dir, int n_osds, const std::string& store = "mem") {
-        osdkit_cluster* c = nullptr;
-        detail::check(osdkit_cluster_start(dir.c_str(), n_osds, store.c_str(), &c), "osdkit_cluster_start");
-        h_ = Handle(c);
-    }
-    std::string mon_addr() const {
-        char buf[128];
-        detail::check(osdkit_cluster_mon_addr(get(), buf, sizeof(buf)), "osdkit_cluster_mon_addr");
-        return buf;
-    }
-    // A connected client of this cluster.
-    Rados client(const std::string& name = "client.admin") const {
-        Rados r(name);
-        r.conf_set("mon_host", mon_addr());
-        r.connect();
-        return r;
-    }
-    int num_osds() const { return detail::check(osdkit_cluster_num_osds(get()), "osdkit_cluster_num_osds"); }
-    void stop_osd(int id) { detail::check(osdkit_cluster_stop_osd(get(), id), "osdkit_cluster_stop_osd"); }
-    void kill_osd(int id) { detail::check(osdkit_cluster_kill_osd(get(), id), "osdkit_cluster_kill_osd"); }
-    void start_osd(int id) { detail::check(osdkit_cluster_start_osd(get(), id), "osdkit_cluster_start_osd"); }
-    bool osd_up(int id) const { return detail::check(osdkit_cluster_osd_up(get(), id), "osdkit_cluster_osd_up") == 1; }
-    void wait_for_clean(std::chrono::milliseconds timeout) {
-        detail::check(osdkit_cluster_wait_for_clean(get(), static_cast<std::uint32_t>(timeout.count())),
-                      "osdkit_cluster_wait_for_clean");
-    }
-    osdkit_cluster* get() const { return h_.checked("Cluster"); }
-
-private:
-    using Handle = detail::Handle<osdkit_cluster, osdkit_cluster_free>;
     Handle h_;
 };
 

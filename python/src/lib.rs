@@ -12,6 +12,7 @@ mod client;
 mod context;
 mod dispatch;
 mod finisher;
+mod hosting;
 mod msgr;
 mod perf;
 mod throttle;
@@ -121,6 +122,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<msgr::MessageIterator>()?;
     m.add_class::<client::Cluster>()?;
     m.add_class::<client::Client>()?;
+    m.add_class::<hosting::HostedDaemon>()?;
+    m.add_class::<hosting::Osd>()?;
+    m.add_class::<hosting::Monitor>()?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(asok_request, m)?)?;
     m.add_function(wrap_pyfunction!(admin_command, m)?)?;

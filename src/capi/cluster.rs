@@ -49,25 +49,8 @@ pub extern "C" fn osdkit_cluster_start_opts(
         let store = super::opt_cstr(store, "store")?.unwrap_or("mem");
         let n = usize::try_from(n_osds).map_err(|_| Error::inval(format!("n_osds {n_osds} < 0")))?;
         let size = u32::try_from(pool_size).map_err(|_| Error::inval(format!("pool_size {pool_size} < 0")))?;
-        let mut opts: Vec<(&str, &str)> = Vec::new();
-        if !options.is_null() {
-            let mut i = 0;
-            loop {
-                // SAFETY: the caller passes a NULL-terminated array of C strings; we read
-                // entries until the first NULL, one at a time, and never past it.
-                let k = unsafe { *options.add(i) };
-                if k.is_null() {
-                    break;
-                }
-                // SAFETY: as above; `k` was not the terminator, so the array goes on.
-                let v = unsafe { *options.add(i + 1) };
-                if v.is_null() {
-                    return Err(Error::inval(format!("option {} has no value", cstr(k, "option")?)));
-                }
-                opts.push((cstr(k, "option")?, cstr(v, "value")?));
-                i += 2;
-            }
-        }
+        let owned = super::options_arg(options)?;
+        let opts: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let c = MiniCluster::start_opts(std::path::Path::new(dir), n, store, size, None, &opts)?;
         out(out_cluster, Box::into_raw(Box::new(osdkit_cluster { c })), "out")?;
         Ok(0)

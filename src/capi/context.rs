@@ -12,6 +12,20 @@ use std::sync::OnceLock;
 pub struct osdkit_context {
     pub(crate) ctx: Context,
     asok_path: OnceLock<CString>,
+    /// A handle on a hosted daemon's context (`osdkit_osd_context`): freeing it does not stop
+    /// the context, whose life is the daemon's.
+    borrowed: bool,
+}
+
+impl osdkit_context {
+    /// A handle on `ctx`, owned by something else (a hosted daemon).
+    pub(crate) fn borrowed(ctx: Context) -> osdkit_context {
+        osdkit_context {
+            ctx,
+            asok_path: OnceLock::new(),
+            borrowed: true,
+        }
+    }
 }
 
 /// Creates a context for entity `name` (`"osd.3"`, `"client.admin"`), reading the ceph.conf-style
@@ -33,6 +47,7 @@ pub extern "C" fn osdkit_context_new(
         let b = Box::new(osdkit_context {
             ctx,
             asok_path: OnceLock::new(),
+            borrowed: false,
         });
         out(out_ctx, Box::into_raw(b), "out")?;
         Ok(0)
@@ -137,7 +152,13 @@ pub extern "C" fn osdkit_log(
 
 /// Shuts the context down (see `osdkit_context_shutdown`) and frees it. NULL is ignored.
 /// Timers, finishers, throttles and perf counters made from it stay valid and must be freed too.
+/// A handle from `osdkit_osd_context` / `osdkit_mon_context` is only released: that context
+/// stops with its daemon.
 #[no_mangle]
 pub extern "C" fn osdkit_context_free(ctx: *mut osdkit_context) {
-    free_handle(ctx, |b| b.ctx.shutdown());
+    free_handle(ctx, |b| {
+        if !b.borrowed {
+            b.ctx.shutdown()
+        }
+    });
 }

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod connection;
 pub mod context;
 pub mod finisher;
+pub mod hosting;
 pub mod message;
 pub mod msgr;
 pub mod perf;
@@ -105,6 +106,31 @@ pub(crate) fn opt_cstr<'a>(p: *const c_char, what: &str) -> Result<Option<&'a st
         Ok(None)
     } else {
         cstr(p, what).map(Some)
+    }
+}
+
+/// A NULL-terminated array of option names and values (`{"name", "value", ..., NULL}`);
+/// NULL is none. `-EINVAL` for a name without a value.
+pub(crate) fn options_arg(options: *const *const c_char) -> Result<Vec<(String, String)>, Error> {
+    let mut opts = Vec::new();
+    if options.is_null() {
+        return Ok(opts);
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: the caller passes a NULL-terminated array of C strings; we read entries until
+        // the first NULL, one at a time, and never past it.
+        let k = unsafe { *options.add(i) };
+        if k.is_null() {
+            return Ok(opts);
+        }
+        // SAFETY: as above; `k` was not the terminator, so the array goes on.
+        let v = unsafe { *options.add(i + 1) };
+        if v.is_null() {
+            return Err(Error::inval(format!("option {} has no value", cstr(k, "option")?)));
+        }
+        opts.push((cstr(k, "option")?.to_string(), cstr(v, "value")?.to_string()));
+        i += 2;
     }
 }
 

@@ -2,7 +2,7 @@
 // cluster hosted in this process: configuration, pools, object calls, compound ops, listing
 // with a cursor, completions with std::function callbacks (run once, also after the
 // Completion is gone), and errors as osdkit::Error with Ceph's errnos.
-#include "osdkit_rados.hpp"
+#include "osdkit_hosting.hpp"
 #include "test_util.h"
 
 #include <atomic>

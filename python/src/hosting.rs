@@ -1,0 +1,186 @@
+//! `Osd` and `Monitor`: one OSD or monitor hosted in the Python process
+//! (`osdkit::hosting::instance::HostedDaemon`), made from an id, a conf file and options.
+
+use crate::dispatch;
+use crate::{duration, os_error};
+use osdkit::hosting::instance::{HostedDaemon as Hosted, InstanceArgs, InstanceCallbacks, InstanceState};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn options(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, String)>> {
+    let mut v = Vec::new();
+    if let Some(kw) = kwargs {
+        for (k, val) in kw.iter() {
+            let k: String = k.extract()?;
+            let s = if let Ok(b) = val.extract::<bool>() {
+                b.to_string()
+            } else {
+                val.str()?.to_string()
+            };
+            v.push((k, s));
+        }
+    }
+    Ok(v)
+}
+
+fn args(
+    id: String,
+    conf: Option<PathBuf>,
+    cluster: Option<String>,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyResult<InstanceArgs> {
+    Ok(InstanceArgs {
+        id,
+        conf,
+        cluster: cluster.unwrap_or_default(),
+        options: options(kwargs)?,
+    })
+}
+
+/// What `Osd` and `Monitor` share: a daemon hosted in this process. ``start()`` returns
+/// once it runs (an OSD: its boot sent); ``wait_active(timeout)`` waits for it to be active (an
+/// OSD: up in the map). As a context manager it is started on entry (if not yet) and stopped on
+/// exit. Errors are ``OSError`` with Ceph's errno (``FileExistsError`` when the process
+/// already hosts one of that name).
+#[pyclass(module = "osdkit._native", subclass, frozen)]
+pub struct HostedDaemon {
+    d: Arc<Hosted>,
+}
+
+impl HostedDaemon {
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        self.d.shutdown();
+        self.join(py, None).map(drop)
+    }
+}
+
+#[pymethods]
+impl HostedDaemon {
+    /// ``osd.N`` or ``mon.ID``.
+    #[getter]
+    fn name(&self) -> String {
+        self.d.name().to_string()
+    }
+    /// ``new``, ``starting``, ``booting``, ``active``, ``stopping``, ``stopped`` or ``failed``.
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.d.state().0.name()
+    }
+    /// Why it failed (``None`` unless ``state == "failed"``).
+    #[getter]
+    fn why(&self) -> Option<String> {
+        match self.d.state().0 {
+            InstanceState::Failed(w) => Some(w),
+            _ => None,
+        }
+    }
+    /// Its admin socket while it runs (``$run_dir/$cluster-$name.asok``).
+    #[getter]
+    fn asok_path(&self) -> Option<String> {
+        self.d.asok_path().map(|p| p.to_string_lossy().into_owned())
+    }
+    /// Its public address while it runs (``v2:IP:PORT/NONCE``; a monitor's is what
+    /// ``mon_host`` names).
+    #[getter]
+    fn addr(&self) -> Option<String> {
+        self.d.addr()
+    }
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        let d = self.d.clone();
+        dispatch::run_interruptible(py, move || d.start())?.map_err(os_error)
+    }
+    /// Waits until active; ``TimeoutError``, or ``OSError`` saying why it stopped instead.
+    #[pyo3(signature = (timeout=30.0))]
+    fn wait_active(&self, py: Python<'_>, timeout: f64) -> PyResult<()> {
+        let t = duration("timeout", timeout)?;
+        let d = self.d.clone();
+        dispatch::run_interruptible(py, move || d.wait_active(t))?.map_err(os_error)
+    }
+    /// Begins stopping (an OSD marks itself down first); returns at once.
+    fn shutdown(&self) {
+        self.d.shutdown();
+    }
+    /// Waits until stopped or failed; returns that state. ``TimeoutError`` after ``timeout``.
+    #[pyo3(signature = (timeout=None))]
+    fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<String> {
+        let t = timeout.map(|t| duration("timeout", t)).transpose()?;
+        let d = self.d.clone();
+        let s = dispatch::run_interruptible(py, move || d.join(t))?.map_err(os_error)?;
+        Ok(s.name().to_string())
+    }
+    /// Stops it and waits.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.stop(py)
+    }
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        if slf.get().d.state().0 == InstanceState::New {
+            slf.get().start(slf.py())?;
+        }
+        Ok(slf)
+    }
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _t: Option<Bound<'_, PyAny>>,
+        _v: Option<Bound<'_, PyAny>>,
+        _tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.stop(py)?;
+        Ok(false)
+    }
+    fn __repr__(slf: Bound<'_, Self>) -> PyResult<String> {
+        let d = &slf.get().d;
+        Ok(format!(
+            "<osdkit.{} {} {}>",
+            slf.get_type().name()?,
+            d.name(),
+            d.state().0.name()
+        ))
+    }
+}
+
+/// An OSD hosted in this process: ``Osd(id, conf=PATH, cluster="ceph", **options)`` (see
+/// ``HostedDaemon``).
+#[pyclass(module = "osdkit._native", extends = HostedDaemon, frozen)]
+pub struct Osd;
+
+#[pymethods]
+impl Osd {
+    #[new]
+    #[pyo3(signature = (id, conf=None, cluster=None, **kwargs))]
+    fn new(
+        id: i32,
+        conf: Option<PathBuf>,
+        cluster: Option<String>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let d = Hosted::osd(
+            args(id.to_string(), conf, cluster, kwargs)?,
+            InstanceCallbacks::default(),
+        )
+        .map_err(os_error)?;
+        Ok(PyClassInitializer::from(HostedDaemon { d: Arc::new(d) }).add_subclass(Osd))
+    }
+}
+
+/// A monitor hosted in this process: ``Monitor(id, conf=PATH, cluster="ceph", **options)``;
+/// it binds the first address of ``mon_host`` and keeps its store in ``mon_data``.
+#[pyclass(module = "osdkit._native", extends = HostedDaemon, frozen)]
+pub struct Monitor;
+
+#[pymethods]
+impl Monitor {
+    #[new]
+    #[pyo3(signature = (id, conf=None, cluster=None, **kwargs))]
+    fn new(
+        id: String,
+        conf: Option<PathBuf>,
+        cluster: Option<String>,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let d = Hosted::mon(args(id, conf, cluster, kwargs)?, InstanceCallbacks::default()).map_err(os_error)?;
+        Ok(PyClassInitializer::from(HostedDaemon { d: Arc::new(d) }).add_subclass(Monitor))
+    }
+}

@@ -1,0 +1,92 @@
+// The C++ wrappers of hosted daemons (bindings/cpp/osdkit_hosting.hpp): a monitor and two
+// OSDs from one conf file, std::function callbacks, states, errors as osdkit::Error, a client
+// reading the same conf, and the destructors stopping what still runs.
+#include "osdkit_hosting.hpp"
+#include "test_util.h"
+
+#include <atomic>
+#include <netinet/in.h>
+#include <signal.h>
+#include <string>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace {
+
+int free_port() {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    socklen_t l = sizeof(a);
+    CHECK_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&a), &l), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+int main() {
+    char dir[256];
+    tu_mkdtemp(dir);
+    std::string conf = std::string(dir) + "/osdkit.conf";
+    FILE* f = std::fopen(conf.c_str(), "w");
+    CHECK(f != nullptr);
+    std::fprintf(f,
+                 "[global]\nmon_host = v2:127.0.0.1:%d\nrun_dir = %s/run\nlog_file =\n"
+                 "[mon]\nmon_data = %s/$name\n[osd]\nosd_objectstore = mem\n",
+                 free_port(), dir, dir);
+    std::fclose(f);
+    std::atomic<int> active{0};
+    {
+        osdkit::HostedMonitor mon({"a", conf, "", {}, [&] { active++; }, nullptr});
+        CHECK(mon.state() == osdkit::DaemonState::New);
+        mon.start();
+        mon.wait_active(std::chrono::seconds(30));
+        CHECK_EQ(active.load(), 1);
+        osdkit::HostedOsd osd0({"0", conf, "", {{"osd_op_num_shards", "2"}}, [&] { active++; }, nullptr});
+        osdkit::HostedOsd osd1({"1", conf, "", {}, [&] { active++; }, nullptr});
+        try {
+            osdkit::HostedOsd dup({"0", conf, "", {}, nullptr, nullptr});
+            CHECK(!"a second osd.0 was made");
+        } catch (const osdkit::Error& e) {
+            CHECK_EQ(e.code(), EEXIST);
+        }
+        osd0.start();
+        osd1.start();
+        osd0.wait_active(std::chrono::seconds(30));
+        osd1.wait_active(std::chrono::seconds(30));
+        CHECK_EQ(active.load(), 3);
+        CHECK(osd1.asok_path() == std::string(dir) + "/run/ceph-osd.1.asok");
+        CHECK(osd0.addr().rfind("v2:127.0.0.1:", 0) == 0);
+
+        osdkit::Rados rados;
+        rados.conf_read_file(conf);
+        rados.connect();
+        rados.pool_create("p");
+        osdkit::IoCtx io = rados.open_ioctx("p");
+        io.write_full("obj", "from c++");
+        osd1.shutdown();
+        CHECK(osd1.join(std::chrono::seconds(30)) == osdkit::DaemonState::Stopped);
+        osd1.start();
+        osd1.wait_active(std::chrono::seconds(30));
+        CHECK(io.read("obj") == "from c++");
+
+        osdkit::HostedOsd bad({"2", conf, "", {{"public_addr", "nowhere"}}, nullptr, nullptr});
+        try {
+            bad.start();
+            CHECK(!"a bad public_addr started");
+        } catch (const osdkit::Error& e) {
+            CHECK_EQ(e.code(), EINVAL);
+        }
+        std::string why;
+        CHECK(bad.state(&why) == osdkit::DaemonState::Failed);
+        CHECK(why.find("public_addr") != std::string::npos);
+        CHECK_EQ(osdkit::signal_all(SIGHUP), 3);
+        // osd0, osd1 and the monitor are stopped by their destructors.
+    }
+    tu_rm_rf(dir);
+    std::printf("test_cpp_hosting: ok\n");
+    return 0;
+}
