@@ -44,6 +44,15 @@
 // Could not start, or stopped on an error or on its own: `why` says.
 #define OSDKIT_STATE_FAILED 6
 
+// Write flag of `osdkit_osd_write` / `_truncate`: complete once the data is applied (in the
+// store's cache). osdkit's OSD answers once the write is committed on every replica, so this
+// completes then, together with STABLE (`libosd`'s `LIBOSD_WRITE_CB_UNSTABLE`).
+#define OSDKIT_IO_UNSTABLE 1
+
+// Write flag: complete once the data is on stable storage on every replica
+// (`LIBOSD_WRITE_CB_STABLE`).
+#define OSDKIT_IO_STABLE 2
+
 // `nonce` for `osdkit_messenger_new`: choose a random nonce (what every daemon but a monitor
 // does). Any value in 0..=UINT32_MAX is used as given (monitors use 0).
 #define OSDKIT_NONCE_RANDOM -1
@@ -284,6 +293,15 @@ typedef struct {
   osdkit_daemon_cb on_shutdown;
   void *user;
 } osdkit_osd_args;
+
+// Completion of a direct I/O call (`libosd`'s `libosd_io_completion_fn`): `result` is 0 or a
+// negative errno; `length` the bytes read or written; `flags` the events it reports (for a
+// write, the `OSDKIT_IO_*` asked for; 0 for a read). Called once, on the thread that finished
+// the op (a `tp_osd_tp` worker or a `msgr-worker-N` thread); it must not block.
+typedef void (*osdkit_io_cb)(int result,
+                             uint64_t length,
+                             int flags,
+                             void *user);
 
 // What `osdkit_mon_new` makes a monitor from; as `osdkit_osd_args`, with a name for an id.
 // The monitor binds the first address of `mon_host` and keeps its store in `mon_data`.
@@ -745,6 +763,46 @@ int osdkit_osd_addr(const osdkit_osd *osd,
 // context is shut down then. Returns 0, -ENOENT (not running), -EINVAL.
 int osdkit_osd_context(const osdkit_osd *osd,
                        osdkit_context **out_ctx);
+
+// Reads up to `len` bytes from `off` of object `oid` in pool `pool` into `buf`, on this OSD
+// without a network hop (`libosd_read`): through its own op queue, so ordering and the op
+// tracker apply. Without `cb` it waits and returns the bytes read; with `cb` it returns 0 and
+// `cb` reports (then `buf` must stay valid until it runs). `flags` must be 0. Errors: -ENODEV
+// (not active, or stopping), -ENXIO (this OSD is not the object's primary), -ENOENT (no such
+// object or pool), -EINVAL (bad argument, `len` above INT_MAX without `cb`).
+int osdkit_osd_read(const osdkit_osd *osd,
+                    const char *pool,
+                    const char *oid,
+                    uint64_t off,
+                    uint64_t len,
+                    char *buf,
+                    int flags,
+                    osdkit_io_cb cb,
+                    void *user);
+
+// Writes `len` bytes at `buf` at `off` of object `oid` in pool `pool` on this OSD without a
+// network hop (`libosd_write`); the data is copied before this returns. `flags`: when to
+// complete, `OSDKIT_IO_UNSTABLE`, `OSDKIT_IO_STABLE` or both (-EINVAL otherwise). Without `cb`
+// it waits and returns `len`; with `cb`, 0. Errors as `osdkit_osd_read`.
+int osdkit_osd_write(const osdkit_osd *osd,
+                     const char *pool,
+                     const char *oid,
+                     uint64_t off,
+                     uint64_t len,
+                     const char *buf,
+                     int flags,
+                     osdkit_io_cb cb,
+                     void *user);
+
+// Sets the size of object `oid` to `size` on this OSD without a network hop
+// (`libosd_truncate`); `flags`, `cb` and the errors as `osdkit_osd_write`; returns 0.
+int osdkit_osd_truncate(const osdkit_osd *osd,
+                        const char *pool,
+                        const char *oid,
+                        uint64_t size,
+                        int flags,
+                        osdkit_io_cb cb,
+                        void *user);
 
 // Stops the OSD if it runs (as shutdown + join), frees its name and releases it
 // (`libosd_cleanup`). NULL is ignored. Not from its own callbacks.

@@ -122,10 +122,42 @@ fn host_a_monitor_and_osds_from_one_conf() {
     io.write_full("obj", b"hosted").unwrap();
     assert_eq!(&io.read("obj", 0, 0).unwrap()[..], b"hosted");
 
+    // Direct I/O on a hosted OSD, no network hop: on objects it is primary for, through its
+    // op queue (so replicated, and seen by its op tracker); -ENXIO for the others.
+    let mut mine = Vec::new();
+    for i in 0..40 {
+        let oid = format!("direct-{i}");
+        match osd0.write("p", &oid, 0, oid.as_bytes()) {
+            Ok(()) => mine.push(oid),
+            Err(e) => assert_eq!(e.errno, libc::ENXIO, "{e}"),
+        }
+    }
+    assert!(mine.len() >= 2 && mine.len() < 40, "{} of 40 on osd.0", mine.len());
+    for oid in &mine {
+        assert_eq!(
+            &io.read(oid, 0, 0).unwrap()[..],
+            oid.as_bytes(),
+            "written directly, read over the network"
+        );
+        assert_eq!(&osd0.read("p", oid, 0, 0).unwrap()[..], oid.as_bytes());
+    }
+    osd0.truncate("p", &mine[0], 3).unwrap();
+    assert_eq!(&io.read(&mine[0], 0, 0).unwrap()[..], &mine[0].as_bytes()[..3]);
+    let gone = mine.last().unwrap();
+    io.remove(gone).unwrap();
+    assert_eq!(osd0.read("p", gone, 0, 0).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(osd0.read("nopool", &mine[0], 0, 0).unwrap_err().errno, libc::ENOENT);
+    assert_eq!(mon.read("p", &mine[0], 0, 0).unwrap_err().errno, libc::EINVAL);
+    let hist = AdminSocketClient::new(&asok)
+        .request(&serde_json::json!({"prefix": "dump_historic_ops"}))
+        .unwrap();
+    assert!(hist.contains("osd0-local"), "local ops are tracked like any: {hist}");
+
     // A stop through shutdown is not "on its own"; a stopped OSD starts again.
     osd1.shutdown();
     assert_eq!(osd1.join(Some(t)).unwrap(), InstanceState::Stopped);
     assert!(osd1.context().is_none());
+    assert_eq!(osd1.read("p", "obj", 0, 0).unwrap_err().errno, libc::ENODEV);
     osd1.start().unwrap();
     osd1.wait_active(t).unwrap();
     assert_eq!(active.load(Ordering::SeqCst), 3);

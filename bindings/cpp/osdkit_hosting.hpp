@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -140,6 +141,26 @@ public:
         osdkit_osd_args c{};
         c.id = std::stoi(a.id);
         make(a, c);
+    }
+
+    // Direct I/O on this OSD, no network hop (its own op queue): objects it is primary for
+    // (Error(ENXIO) otherwise; ENODEV unless active).
+    std::string read(const std::string& pool, const std::string& oid, std::size_t len = 8192, std::uint64_t off = 0) {
+        std::string s(len, '\0');
+        int n = detail::check(osdkit_osd_read(get(), pool.c_str(), oid.c_str(), off, len, s.data(), 0, nullptr, nullptr),
+                              "osdkit_osd_read");
+        s.resize(static_cast<std::size_t>(n));
+        return s;
+    }
+    // Returns once committed on every replica.
+    void write(const std::string& pool, const std::string& oid, std::string_view data, std::uint64_t off = 0) {
+        detail::check(osdkit_osd_write(get(), pool.c_str(), oid.c_str(), off, data.size(), data.data(), OSDKIT_IO_STABLE,
+                                       nullptr, nullptr),
+                      "osdkit_osd_write");
+    }
+    void truncate(const std::string& pool, const std::string& oid, std::uint64_t size) {
+        detail::check(osdkit_osd_truncate(get(), pool.c_str(), oid.c_str(), size, OSDKIT_IO_STABLE, nullptr, nullptr),
+                      "osdkit_osd_truncate");
     }
 
 private:

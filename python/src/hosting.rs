@@ -5,7 +5,8 @@ use crate::dispatch;
 use crate::{duration, os_error};
 use osdkit::hosting::instance::{HostedDaemon as Hosted, InstanceArgs, InstanceCallbacks, InstanceState};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -162,6 +163,37 @@ impl Osd {
         )
         .map_err(os_error)?;
         Ok(PyClassInitializer::from(HostedDaemon { d: Arc::new(d) }).add_subclass(Osd))
+    }
+
+    /// Up to ``length`` bytes from ``offset`` of ``oid`` in ``pool``, read on this OSD without
+    /// a network hop (its own op queue). ``OSError``: ``ENXIO`` when it is not the object's
+    /// primary, ``ENODEV`` unless active, ``ENOENT`` for no such object.
+    #[pyo3(signature = (pool, oid, length=8192, offset=0))]
+    fn read<'py>(
+        slf: &Bound<'py, Self>,
+        pool: String,
+        oid: String,
+        length: u64,
+        offset: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let d = slf.as_super().get().d.clone();
+        let b = dispatch::run_interruptible(slf.py(), move || d.read(&pool, &oid, offset, length.max(1)))?
+            .map_err(os_error)?;
+        Ok(PyBytes::new(slf.py(), &b))
+    }
+
+    /// Writes ``data`` at ``offset`` of ``oid`` on this OSD without a network hop; returns once
+    /// it is committed on every replica.
+    #[pyo3(signature = (pool, oid, data, offset=0))]
+    fn write(slf: &Bound<'_, Self>, pool: String, oid: String, data: PyBackedBytes, offset: u64) -> PyResult<()> {
+        let d = slf.as_super().get().d.clone();
+        dispatch::run_interruptible(slf.py(), move || d.write(&pool, &oid, offset, &data))?.map_err(os_error)
+    }
+
+    /// Sets the size of ``oid`` on this OSD without a network hop.
+    fn truncate(slf: &Bound<'_, Self>, pool: String, oid: String, size: u64) -> PyResult<()> {
+        let d = slf.as_super().get().d.clone();
+        dispatch::run_interruptible(slf.py(), move || d.truncate(&pool, &oid, size))?.map_err(os_error)
     }
 }
 

@@ -55,9 +55,25 @@ def test_monitor_and_osds_hosted_from_one_conf(conf, tmp_path):
             r.create_pool("p", pg_num=8, size=2)
             io = r.open_ioctx("p")
             io.write_full("obj", b"hosted in python")
+            # Direct I/O on a hosted OSD: objects it is primary for, no network hop.
+            mine = []
+            for i in range(30):
+                oid = "direct-%d" % i
+                try:
+                    osds[0].write("p", oid, oid.encode())
+                    mine.append(oid)
+                except OSError as e:
+                    assert e.errno == errno.ENXIO
+            assert 0 < len(mine) < 30
+            assert io.read(mine[0]) == mine[0].encode()
+            osds[0].truncate("p", mine[0], 3)
+            assert osds[0].read("p", mine[0]) == mine[0].encode()[:3]
             osds[1].shutdown()
             assert osds[1].join(30) == "stopped"
             assert osds[1].asok_path is None
+            with pytest.raises(OSError) as e:
+                osds[1].read("p", "obj")
+            assert e.value.errno == errno.ENODEV
             osds[1].start()
             osds[1].wait_active(30)
             assert io.read("obj") == b"hosted in python"

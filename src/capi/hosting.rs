@@ -27,6 +27,20 @@ pub const OSDKIT_STATE_STOPPED: c_int = 5;
 /// Could not start, or stopped on an error or on its own: `why` says.
 pub const OSDKIT_STATE_FAILED: c_int = 6;
 
+/// Write flag of `osdkit_osd_write` / `_truncate`: complete once the data is applied (in the
+/// store's cache). osdkit's OSD answers once the write is committed on every replica, so this
+/// completes then, together with STABLE (`libosd`'s `LIBOSD_WRITE_CB_UNSTABLE`).
+pub const OSDKIT_IO_UNSTABLE: c_int = 1;
+/// Write flag: complete once the data is on stable storage on every replica
+/// (`LIBOSD_WRITE_CB_STABLE`).
+pub const OSDKIT_IO_STABLE: c_int = 2;
+
+/// Completion of a direct I/O call (`libosd`'s `libosd_io_completion_fn`): `result` is 0 or a
+/// negative errno; `length` the bytes read or written; `flags` the events it reports (for a
+/// write, the `OSDKIT_IO_*` asked for; 0 for a read). Called once, on the thread that finished
+/// the op (a `tp_osd_tp` worker or a `msgr-worker-N` thread); it must not block.
+pub type osdkit_io_cb = Option<extern "C" fn(result: c_int, length: u64, flags: c_int, user: *mut c_void)>;
+
 /// A callback of a hosted daemon, with the `user` pointer of its args.
 pub type osdkit_daemon_cb = Option<extern "C" fn(user: *mut c_void)>;
 
@@ -220,11 +234,157 @@ pub extern "C" fn osdkit_osd_context(
     guard(|| context(&handle(osd, "osd")?.d, out_ctx))
 }
 
+/// Reads up to `len` bytes from `off` of object `oid` in pool `pool` into `buf`, on this OSD
+/// without a network hop (`libosd_read`): through its own op queue, so ordering and the op
+/// tracker apply. Without `cb` it waits and returns the bytes read; with `cb` it returns 0 and
+/// `cb` reports (then `buf` must stay valid until it runs). `flags` must be 0. Errors: -ENODEV
+/// (not active, or stopping), -ENXIO (this OSD is not the object's primary), -ENOENT (no such
+/// object or pool), -EINVAL (bad argument, `len` above INT_MAX without `cb`).
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn osdkit_osd_read(
+    osd: *const osdkit_osd,
+    pool: *const c_char,
+    oid: *const c_char,
+    off: u64,
+    len: u64,
+    buf: *mut c_char,
+    flags: c_int,
+    cb: osdkit_io_cb,
+    user: *mut c_void,
+) -> c_int {
+    guard(|| {
+        let d = &handle(osd, "osd")?.d;
+        if flags != 0 {
+            return Err(Error::inval(format!("read flags {flags:#x}: must be 0")));
+        }
+        let n = usize::try_from(len).map_err(|_| Error::inval("len too large"))?;
+        if buf.is_null() && n > 0 {
+            return Err(Error::inval("buf is NULL"));
+        }
+        if len == 0 {
+            return Ok(0);
+        }
+        let dst = SendPtr(buf);
+        let op = crate::types::osd_op::OsdOp::read(off, len);
+        direct_io(d, pool, oid, op, 0, cb, user, move |r| {
+            let dst = dst;
+            let data = r.ops.first().map(|o| &o.outdata[..]).unwrap_or(&[]);
+            let k = data.len().min(n);
+            // SAFETY: `buf` has room for `len` >= k bytes and stays valid until this runs
+            // (header contract); `data` is the reply's own buffer.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst.0.cast::<u8>(), k) };
+            k as u64
+        })
+    })
+}
+
+/// Writes `len` bytes at `buf` at `off` of object `oid` in pool `pool` on this OSD without a
+/// network hop (`libosd_write`); the data is copied before this returns. `flags`: when to
+/// complete, `OSDKIT_IO_UNSTABLE`, `OSDKIT_IO_STABLE` or both (-EINVAL otherwise). Without `cb`
+/// it waits and returns `len`; with `cb`, 0. Errors as `osdkit_osd_read`.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn osdkit_osd_write(
+    osd: *const osdkit_osd,
+    pool: *const c_char,
+    oid: *const c_char,
+    off: u64,
+    len: u64,
+    buf: *const c_char,
+    flags: c_int,
+    cb: osdkit_io_cb,
+    user: *mut c_void,
+) -> c_int {
+    guard(|| {
+        let d = &handle(osd, "osd")?.d;
+        let flags = write_flags(flags)?;
+        if cb.is_none() && len > c_int::MAX as u64 {
+            return Err(Error::inval("len above INT_MAX: give a callback"));
+        }
+        let n = usize::try_from(len).map_err(|_| Error::inval("len too large"))?;
+        let data = bytes::Bytes::copy_from_slice(super::bytes_arg(buf.cast(), n, "buf")?);
+        let op = crate::types::osd_op::OsdOp::write(off, data);
+        direct_io(d, pool, oid, op, flags, cb, user, move |_| len)
+    })
+}
+
+/// Sets the size of object `oid` to `size` on this OSD without a network hop
+/// (`libosd_truncate`); `flags`, `cb` and the errors as `osdkit_osd_write`; returns 0.
+#[no_mangle]
+pub extern "C" fn osdkit_osd_truncate(
+    osd: *const osdkit_osd,
+    pool: *const c_char,
+    oid: *const c_char,
+    size: u64,
+    flags: c_int,
+    cb: osdkit_io_cb,
+    user: *mut c_void,
+) -> c_int {
+    guard(|| {
+        let d = &handle(osd, "osd")?.d;
+        let flags = write_flags(flags)?;
+        let op = crate::types::osd_op::OsdOp::truncate(size);
+        direct_io(d, pool, oid, op, flags, cb, user, |_| 0)
+    })
+}
+
 /// Stops the OSD if it runs (as shutdown + join), frees its name and releases it
 /// (`libosd_cleanup`). NULL is ignored. Not from its own callbacks.
 #[no_mangle]
 pub extern "C" fn osdkit_osd_free(osd: *mut osdkit_osd) {
     free_handle(osd, |_| {});
+}
+
+/// Runs one direct I/O op on `d`: with `cb`, returns 0 once queued and reports through it
+/// (`report` turns the reply into the length); without, waits and returns the length.
+#[allow(clippy::too_many_arguments)]
+fn direct_io(
+    d: &HostedDaemon,
+    pool: *const c_char,
+    oid: *const c_char,
+    op: crate::types::osd_op::OsdOp,
+    flags: c_int,
+    cb: osdkit_io_cb,
+    user: *mut c_void,
+    report: impl FnOnce(&crate::types::osd_op::MOsdOpReply) -> u64 + Send + 'static,
+) -> Result<c_int, Error> {
+    let (pool, oid) = (cstr(pool, "pool")?, cstr(oid, "oid")?);
+    match cb {
+        None => {
+            let r = d.operate(pool, oid, vec![op])?;
+            c_int::try_from(report(&r)).map_err(|_| Error::inval("length above INT_MAX: give a callback"))
+        }
+        Some(cb) => {
+            let user = SendPtr(user);
+            d.submit(
+                pool,
+                oid,
+                vec![op],
+                Box::new(move |r| {
+                    let user = user;
+                    let (res, len) = match r {
+                        Ok(rep) => (0, report(&rep)),
+                        Err(e) => (-e.errno, 0),
+                    };
+                    if catch_unwind(AssertUnwindSafe(|| cb(res, len, flags, user.0))).is_err() {
+                        log::error!(target: "osd", "a C I/O completion unwound");
+                    }
+                }),
+            );
+            Ok(0)
+        }
+    }
+}
+
+fn write_flags(flags: c_int) -> Result<c_int, Error> {
+    let all = OSDKIT_IO_UNSTABLE | OSDKIT_IO_STABLE;
+    if flags == 0 || flags & !all != 0 {
+        return Err(Error::inval(format!(
+            "write flags {flags:#x}: give OSDKIT_IO_UNSTABLE, OSDKIT_IO_STABLE or both"
+        )));
+    }
+    Ok(flags)
 }
 
 fn context(d: &HostedDaemon, out_ctx: *mut *mut super::context::osdkit_context) -> Result<c_int, Error> {

@@ -9,7 +9,9 @@
 use crate::common::entity::EntityType;
 use crate::common::error::{Error, Result};
 use crate::mon::Monitor;
+use crate::osd::local::LocalDone;
 use crate::osd::Osd;
+use crate::types::osd_op::{MOsdOpReply, OsdOp};
 use crate::Context;
 use parking_lot::{Condvar, Mutex};
 use std::collections::BTreeMap;
@@ -99,7 +101,7 @@ enum Kind {
 }
 
 enum Daemon {
-    Osd(Osd),
+    Osd(Box<Osd>),
     Mon(Monitor),
 }
 
@@ -220,6 +222,59 @@ impl HostedDaemon {
             Daemon::Osd(o) => Some(f(o)),
             Daemon::Mon(_) => None,
         }
+    }
+
+    /// Runs `ops` on object `oid` of pool `pool` on this hosted OSD without a network hop (its
+    /// own op queue: tracked, ordered per PG, replicated): `done` gets the reply, on the thread
+    /// that finished the op (see [`crate::osd::local::LocalDone`]). `-ENODEV` unless the OSD is
+    /// active (and for ops it still held when it stopped), `-ENXIO` when it is not the object's
+    /// primary, `-EINVAL` for a monitor.
+    pub fn submit(&self, pool: &str, oid: &str, ops: Vec<OsdOp>, done: LocalDone) {
+        let (state, daemon) = {
+            let st = self.sh.st.lock();
+            (st.state.clone(), st.daemon.clone())
+        };
+        match daemon.as_deref() {
+            Some(Daemon::Osd(o)) if state == InstanceState::Active => o.submit_local(pool, oid, ops, done),
+            Some(Daemon::Mon(_)) => done(Err(Error::inval(format!("{} is a monitor, not an OSD", self.sh.name)))),
+            _ => done(Err(Error::new(
+                libc::ENODEV,
+                format!("{} is {}, not active", self.sh.name, state.name()),
+            ))),
+        }
+    }
+
+    /// `submit`, waiting for the reply.
+    pub fn operate(&self, pool: &str, oid: &str, ops: Vec<OsdOp>) -> Result<MOsdOpReply> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.submit(
+            pool,
+            oid,
+            ops,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv()
+            .unwrap_or_else(|_| Err(Error::new(libc::ENODEV, "the OSD dropped the op")))
+    }
+
+    /// Up to `len` bytes from `off` (0: to the end) of an object this OSD is primary for,
+    /// through its op queue (`libosd_read`).
+    pub fn read(&self, pool: &str, oid: &str, off: u64, len: u64) -> Result<bytes::Bytes> {
+        let mut r = self.operate(pool, oid, vec![OsdOp::read(off, len)])?;
+        Ok(std::mem::take(&mut r.ops[0].outdata))
+    }
+
+    /// Writes `data` at `off` (`libosd_write`); returns once committed on every replica.
+    pub fn write(&self, pool: &str, oid: &str, off: u64, data: &[u8]) -> Result<()> {
+        let data = bytes::Bytes::copy_from_slice(data);
+        self.operate(pool, oid, vec![OsdOp::write(off, data)]).map(drop)
+    }
+
+    /// Sets the object's size (`libosd_truncate`).
+    pub fn truncate(&self, pool: &str, oid: &str, size: u64) -> Result<()> {
+        self.operate(pool, oid, vec![OsdOp::truncate(size)]).map(drop)
     }
 
     /// Reads the conf, makes the store, binds the messengers and (an OSD) sends its boot to the
@@ -377,7 +432,7 @@ impl Shared {
         let _log = crate::common::log::ThreadLogScope::enter(ctx.log());
         ctx.start()?;
         let made = match self.kind {
-            Kind::Osd => start_osd(&ctx, self.name.trim_start_matches("osd.")).map(Daemon::Osd),
+            Kind::Osd => start_osd(&ctx, self.name.trim_start_matches("osd.")).map(|o| Daemon::Osd(Box::new(o))),
             Kind::Mon => start_mon(&ctx).map(Daemon::Mon),
         };
         match made {

@@ -92,6 +92,64 @@ pub(crate) trait ConnOwner: Send + Sync {
     fn mark_down_conn(&self, c: &ConnectionRef);
 }
 
+/// The owner of a local connection: what is sent on it goes to `deliver`, on the sending
+/// thread, in order.
+struct LocalSink {
+    deliver: Box<dyn Fn(Message) + Send + Sync>,
+}
+
+impl ConnOwner for LocalSink {
+    fn kick(&self, c: &ConnectionRef) {
+        // Whoever set `kicked` delivers until the queue stays empty; other senders only queue.
+        loop {
+            let batch: Vec<Message> = {
+                let mut st = c.state.lock();
+                if st.out_q.is_empty() {
+                    st.kicked = false;
+                    return;
+                }
+                st.out_q.drain(..).collect()
+            };
+            for m in batch {
+                (self.deliver)(m);
+            }
+        }
+    }
+    fn keepalive(&self, _: &ConnectionRef) {}
+    fn mark_down_conn(&self, c: &ConnectionRef) {
+        c.close_and_discard();
+    }
+}
+
+/// A connection with no socket behind it (id 0, Ceph's loopback connection), alive as long as
+/// this value: messages sent on it are handed to a function on the sending thread. A daemon
+/// serves a request that arrives with it as any other and replies on it without a network hop.
+pub struct LocalConnection {
+    conn: ConnectionRef,
+    _sink: Arc<LocalSink>,
+}
+
+impl LocalConnection {
+    /// A local connection whose peer is `peer_addr` (an entity of type `peer_type`), sending
+    /// to `deliver`.
+    pub fn new(
+        peer_addr: EntityAddr,
+        peer_type: u8,
+        deliver: impl Fn(Message) + Send + Sync + 'static,
+    ) -> LocalConnection {
+        let sink = Arc::new(LocalSink {
+            deliver: Box::new(deliver),
+        });
+        let weak: Weak<dyn ConnOwner> = Arc::downgrade(&sink) as Weak<LocalSink>;
+        let conn = Connection::new(0, 0, peer_addr, peer_type, Policy::lossy_client(), true, weak);
+        conn.state.lock().status = ConnStatus::Open;
+        LocalConnection { conn, _sink: sink }
+    }
+    pub fn conn(&self) -> &ConnectionRef {
+        &self.conn
+    }
+}
+
 /// The owner of detached connections: nobody.
 #[cfg(test)]
 struct NoOwner;
@@ -139,9 +197,14 @@ impl Connection {
         )
     }
 
-    /// Unique within the process; 0 is never used (Ceph reserves it for local delivery).
+    /// Unique within the process; 0 only for a [`LocalConnection`] (Ceph reserves it for local
+    /// delivery).
     pub fn id(&self) -> u64 {
         self.id
+    }
+    /// A [`LocalConnection`]: no socket, no peer process.
+    pub fn is_local(&self) -> bool {
+        self.id == 0
     }
     pub fn peer_addr(&self) -> EntityAddr {
         *self.peer_addr.lock()

@@ -12,6 +12,7 @@
 mod admin;
 mod dispatch;
 pub mod heartbeat;
+pub mod local;
 pub mod op_tracker;
 pub mod op_wq;
 mod peering;
@@ -157,6 +158,10 @@ pub struct Osd {
     recovery: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// What was faulted in at start for a mem store.
     prefault: Prefault,
+    /// The public messenger's client-op dispatcher, which local ops enter too.
+    fast: Arc<dispatch::FastDispatch>,
+    /// Direct I/O without a network hop (`submit_local`), made on first use.
+    local: std::sync::OnceLock<local::LocalClient>,
 }
 
 impl Shared {
@@ -305,13 +310,14 @@ impl Osd {
         )?);
         let _ = shared.wq.set(Arc::downgrade(&wq));
         let tracker = OpTracker::from_conf(conf);
-        msgr.add_dispatcher_head(Arc::new(FastDispatch {
+        let fast = Arc::new(FastDispatch {
             shared: shared.clone(),
             wq: Arc::downgrade(&wq),
             tracker: tracker.clone(),
             priority: conf.get_u64("osd_client_op_priority").min(255) as u16,
             inline: conf.get_bool("osd_op_inline_idle") && shared.store.commits_in_memory(),
-        }));
+        });
+        msgr.add_dispatcher_head(fast.clone());
         msgr.bind(bind)?;
         msgr.start()?;
         let mut asok_ids = tracker.register_commands(ctx)?;
@@ -336,6 +342,8 @@ impl Osd {
             wq,
             tracker,
             asok_ids,
+            fast,
+            local: std::sync::OnceLock::new(),
         })
     }
 
@@ -543,6 +551,9 @@ impl Osd {
             m.shutdown();
         }
         self.shared.stopping.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(l) = self.local.get() {
+            l.fail_all();
+        }
         self.msgr.shutdown();
         self.shared.cluster.shutdown();
         // Repops still waited for end now; ops parked in PGs are dropped (their clients resend

@@ -55,6 +55,10 @@ impl Shared {
             // own map shows the new primary (Ceph drops misdirected ops the same way).
             log::debug!(target: "osd", "osd.{}: op for pg {pgid} whose primary is osd.{}", self.whoami, acting[0]);
             op.tracked.mark_event("misdirected");
+            if op.conn.is_local() {
+                // A local op has no client to resend it: tell the caller where it belongs.
+                return reply_error(&op.conn, op.req.tid, -libc::ENXIO, epoch);
+            }
             return;
         }
         let pg = self.pg(key);

@@ -67,6 +67,22 @@ int main() {
         rados.pool_create("p");
         osdkit::IoCtx io = rados.open_ioctx("p");
         io.write_full("obj", "from c++");
+        int mine = 0;
+        for (int i = 0; i < 30; i++) {
+            std::string oid = "direct-" + std::to_string(i);
+            try {
+                osd0.write("p", oid, oid);
+            } catch (const osdkit::Error& e) {
+                CHECK_EQ(e.code(), ENXIO);
+                continue;
+            }
+            CHECK(io.read(oid) == oid);
+            CHECK(osd0.read("p", oid) == oid);
+            osd0.truncate("p", oid, 2);
+            CHECK(osd0.read("p", oid) == oid.substr(0, 2));
+            mine++;
+        }
+        CHECK(mine > 0 && mine < 30);
         osd1.shutdown();
         CHECK(osd1.join(std::chrono::seconds(30)) == osdkit::DaemonState::Stopped);
         osd1.start();

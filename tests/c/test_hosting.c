@@ -25,6 +25,25 @@ static int free_port(void) {
 
 static void on_active(void *user) { tu_counter_add((tu_counter *)user, 1); }
 
+typedef struct io_seen {
+    tu_counter done;
+    int failures;
+    uint64_t bytes;
+    int flags;
+} io_seen;
+
+static void on_io(int result, uint64_t length, int flags, void *user) {
+    io_seen *s = (io_seen *)user;
+    pthread_mutex_lock(&s->done.mu);
+    if (result < 0) {
+        s->failures++;
+    }
+    s->bytes += length;
+    s->flags = flags;
+    pthread_mutex_unlock(&s->done.mu);
+    tu_counter_add(&s->done, 1);
+}
+
 int main(void) {
     char dir[256], conf[512];
     tu_mkdtemp(dir);
@@ -118,13 +137,58 @@ int main(void) {
     CHECK_EQ(osdkit_ioctx_create(r, "p", &io), 0);
     CHECK_EQ(osdkit_ioctx_write_full(io, "obj", "hosted", 6), 0);
 
+    char buf[64];
+    /* Direct I/O on osd.0, no network hop: objects it is primary for are written and read
+     * through its op queue; others get -ENXIO. */
+    char mine[40][32];
+    int n_mine = 0;
+    for (int i = 0; i < 40; i++) {
+        char oid[32];
+        snprintf(oid, sizeof(oid), "direct-%d", i);
+        int w = osdkit_osd_write(osd[0], "p", oid, 0, strlen(oid), oid, OSDKIT_IO_STABLE, NULL, NULL);
+        if (w == -ENXIO) {
+            continue;
+        }
+        CHECK_EQ(w, (int)strlen(oid));
+        snprintf(mine[n_mine++], sizeof(mine[0]), "%s", oid);
+    }
+    CHECK(n_mine >= 2 && n_mine < 40);
+    for (int i = 0; i < n_mine; i++) {
+        CHECK_EQ(osdkit_ioctx_read(io, mine[i], buf, sizeof(buf), 0), (int)strlen(mine[i]));
+        CHECK(memcmp(buf, mine[i], strlen(mine[i])) == 0);
+    }
+    CHECK_EQ(osdkit_osd_read(osd[0], "p", mine[0], 0, sizeof(buf), buf, 0, NULL, NULL), (int)strlen(mine[0]));
+    CHECK_EQ(osdkit_osd_write(osd[0], "p", mine[0], 0, 1, "x", 0, NULL, NULL), -EINVAL); /* no flags */
+    CHECK_EQ(osdkit_osd_write(osd[0], "p", mine[0], 0, 1, "x", 8, NULL, NULL), -EINVAL);
+    CHECK_EQ(osdkit_osd_read(osd[0], "p", mine[0], 0, 4, buf, OSDKIT_IO_STABLE, NULL, NULL), -EINVAL);
+    CHECK_EQ(osdkit_osd_read(osd[0], NULL, mine[0], 0, 4, buf, 0, NULL, NULL), -EINVAL);
+    /* Async: each completion once, on a library thread, with the flags asked for. */
+    io_seen s;
+    memset(&s, 0, sizeof(s));
+    tu_counter_init(&s.done);
+    for (int i = 0; i < n_mine; i++) {
+        CHECK_EQ(osdkit_osd_write(osd[0], "p", mine[i], 0, 4, "ASYN", OSDKIT_IO_UNSTABLE | OSDKIT_IO_STABLE, on_io, &s), 0);
+    }
+    CHECK_EQ(tu_counter_wait(&s.done, n_mine, 30.0), n_mine);
+    CHECK_EQ(s.failures, 0);
+    CHECK_EQ(s.bytes, (uint64_t)(4 * n_mine));
+    CHECK_EQ(s.flags, OSDKIT_IO_UNSTABLE | OSDKIT_IO_STABLE);
+    char rbuf[16];
+    CHECK_EQ(osdkit_osd_read(osd[0], "p", mine[1], 0, sizeof(rbuf), rbuf, 0, on_io, &s), 0);
+    CHECK_EQ(tu_counter_wait(&s.done, n_mine + 1, 30.0), n_mine + 1);
+    CHECK(memcmp(rbuf, "ASYN", 4) == 0);
+    CHECK_EQ(osdkit_osd_truncate(osd[0], "p", mine[1], 2, OSDKIT_IO_STABLE, NULL, NULL), 0);
+    CHECK_EQ(osdkit_ioctx_read(io, mine[1], buf, sizeof(buf), 0), 2);
+    CHECK_EQ(osdkit_osd_read(osd[0], "nopool", mine[1], 0, 4, buf, 0, NULL, NULL), -ENOENT);
+    tu_counter_destroy(&s.done);
+
     /* Stop one and start it again. */
     CHECK_EQ(osdkit_osd_shutdown(osd[1]), 0);
     CHECK_EQ(osdkit_osd_join(osd[1], 30000), OSDKIT_STATE_STOPPED);
     CHECK_EQ(osdkit_osd_asok_path(osd[1], asok, sizeof(asok)), -ENOENT);
+    CHECK_EQ(osdkit_osd_read(osd[1], "p", "obj", 0, 4, buf, 0, NULL, NULL), -ENODEV);
     CHECK_EQ(osdkit_osd_start(osd[1]), 0);
     CHECK_EQ(osdkit_osd_wait_active(osd[1], 30000), 0);
-    char buf[16];
     CHECK_EQ(osdkit_ioctx_read(io, "obj", buf, sizeof(buf), 0), 6);
     CHECK(memcmp(buf, "hosted", 6) == 0);
 
