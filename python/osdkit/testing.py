@@ -12,17 +12,27 @@ after the test, newest first, even when the test fails.
 
 ``osdkit_cluster``: a three-OSD ``mem`` cluster; ``osdkit_client``: a ``Client`` connected to it.
 Both last one test: a test that stops OSDs or fills the store leaves nothing for the next.
+
+``osdkit_hosted_cluster_factory``: ``make(osds=3, store="mem", size=2, **options)`` hosts a
+``Monitor`` and ``osds`` ``Osd`` instances in the test process, each with its admin socket
+(``ceph-osd.N.asok``) and log, from a conf file it writes (``.conf``; ``osdkit status -c`` and
+``osdkit.Rados(conffile=...)`` read it), with the pool ``data``; stopped after the test.
+``osdkit_hosted_cluster`` is one with three OSDs.
+
+``osdkit_conf``: the conf file of the cluster under test: the one given with
+``pytest --osdkit-conf PATH`` (an existing cluster, e.g. one ``osdkit vstart`` made), else a
+fresh hosted cluster's. ``osdkit_rados``: an ``osdkit.Rados`` connected with it.
 """
 
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
-from ._native import Client, Cluster, Context
+from ._native import Client, Cluster, Context, Monitor, Osd
 
 # sun_path holds 108 bytes; leave room for "/ceph-<name>.asok".
 _MAX_RUN_DIR = 80
@@ -92,3 +102,115 @@ def osdkit_cluster(osdkit_cluster_factory: Callable[..., Cluster]) -> Cluster:
 def osdkit_client(osdkit_cluster: Cluster) -> Iterator[Client]:
     with Client(osdkit_cluster.mon_addr) as c:
         yield c
+
+
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption(
+        "--osdkit-conf",
+        action="store",
+        default=None,
+        help="conf file of an existing osdkit cluster for the osdkit_conf / osdkit_rados fixtures",
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HostedCluster:
+    """A monitor and OSDs hosted in this process from one conf file (see the fixtures)."""
+
+    def __init__(
+        self, d: Path, run_dir: str, cluster: str, osds: int, store: str, size: int, options: Dict[str, Any]
+    ) -> None:
+        self.dir = d
+        self.conf = str(d / "osdkit.conf")
+        lines = [
+            "[global]",
+            "mon_host = v2:127.0.0.1:%d" % _free_port(),
+            "run_dir = %s" % run_dir,
+            "log_file = %s/$name.log" % d,
+        ]
+        lines += ["%s = %s" % (k, str(v).lower() if isinstance(v, bool) else v) for k, v in options.items()]
+        lines += ["[mon]", "mon_data = %s/$name" % d, "[osd]", "osd_objectstore = %s" % store, "osd_data = %s/$name" % d]
+        Path(self.conf).write_text("\n".join(lines) + "\n")
+        # One process hosts one osd.N per cluster name: a second hosted cluster gets its own.
+        self.cluster = cluster
+        self.mon = Monitor("a", conf=self.conf, cluster=cluster)
+        self.osds: List[Osd] = []
+        try:
+            self.mon.start()
+            self.mon.wait_active(30)
+            self.osds = [Osd(i, conf=self.conf, cluster=cluster) for i in range(osds)]
+            for o in self.osds:
+                o.start()
+            for o in self.osds:
+                o.wait_active(60)
+            from .rados import Rados
+
+            with Rados(conffile=self.conf) as r:
+                r.create_pool("data", pg_num=32, size=min(size, osds))
+        except BaseException:
+            self.close()
+            raise
+
+    def asok(self, name: str) -> str:
+        """The admin socket path of ``osd.N`` or ``mon.a``."""
+        for d in [self.mon] + self.osds:
+            if d.name == name and d.asok_path:
+                return d.asok_path
+        raise KeyError(name)
+
+    def close(self) -> None:
+        for o in reversed(self.osds):
+            o.close()
+        self.mon.close()
+
+
+@pytest.fixture
+def osdkit_hosted_cluster_factory(tmp_path: Path) -> Iterator[Callable[..., HostedCluster]]:
+    made: List[HostedCluster] = []
+    cleanup: List[str] = []
+
+    def make(osds: int = 3, store: str = "mem", size: int = 2, **options: Any) -> HostedCluster:
+        d = tmp_path / f"hosted{len(made)}"
+        d.mkdir()
+        name = "ceph" if not made else "ceph%d" % len(made)
+        c = HostedCluster(d, _run_dir(tmp_path, 100 + len(made), cleanup), name, osds, store, size, options)
+        made.append(c)
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in reversed(made):
+            c.close()
+        for d in cleanup:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def osdkit_hosted_cluster(osdkit_hosted_cluster_factory: Callable[..., HostedCluster]) -> HostedCluster:
+    return osdkit_hosted_cluster_factory()
+
+
+@pytest.fixture
+def osdkit_conf(request: Any) -> str:
+    given = request.config.getoption("--osdkit-conf")
+    if given:
+        if not os.path.exists(given):
+            pytest.fail("--osdkit-conf %s: no such file" % given)
+        return str(given)
+    return str(request.getfixturevalue("osdkit_hosted_cluster").conf)
+
+
+@pytest.fixture
+def osdkit_rados(osdkit_conf: str) -> Iterator[Any]:
+    from .rados import Rados
+
+    with Rados(conffile=osdkit_conf) as r:
+        yield r

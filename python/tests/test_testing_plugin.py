@@ -43,3 +43,67 @@ def test_factory_builds_independent_clusters(osdkit_cluster_factory):
 
 def test_factory_closed_its_clusters(osdkit_cluster_factory):
     assert _seen[-1].closed
+
+
+def _osdkit_bin():
+    import os
+    from pathlib import Path
+
+    b = os.environ.get("OSDKIT_BIN") or str(Path(__file__).resolve().parents[2] / "target" / "debug" / "osdkit")
+    assert os.path.exists(b), "%s missing: cargo build -p osdkit (or set OSDKIT_BIN)" % b
+    return b
+
+
+def test_hosted_cluster_fixture(osdkit_hosted_cluster, osdkit_rados):
+    import json
+    import subprocess
+
+    c = osdkit_hosted_cluster
+    assert [o.state for o in c.osds] == ["active"] * 3
+    # osdkit_conf (no --osdkit-conf given) is this very cluster's conf.
+    io = osdkit_rados.open_ioctx("data")
+    io.write_full("via-conf", b"x")
+    assert c.osds[0].name == "osd.0" and c.asok("osd.2").endswith("ceph-osd.2.asok")
+    assert '"whoami": 2' in osdkit.admin_command(c.asok("osd.2"), "status")
+    r = subprocess.run([_osdkit_bin(), "status", "-c", c.conf, "-f", "json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["num_up_osds"] == 3 and "data" in [p["name"] for p in st["pools"]]
+
+
+def test_hosted_cluster_factory_hosts_two_clusters(osdkit_hosted_cluster_factory):
+    a = osdkit_hosted_cluster_factory(osds=1, size=1)
+    b = osdkit_hosted_cluster_factory(osds=2, store="kv")
+    assert a.cluster != b.cluster  # both host an osd.0 in this one process
+    with osdkit.Rados(conffile=a.conf) as ra, osdkit.Rados(conffile=b.conf) as rb:
+        ra.open_ioctx("data").write_full("only-in-a", b"a")
+        assert [o.key for o in rb.open_ioctx("data").list_objects()] == []
+
+
+def test_osdkit_conf_option_points_at_an_existing_cluster(osdkit_hosted_cluster, tmp_path):
+    import subprocess
+    import sys
+
+    conf = osdkit_hosted_cluster.conf
+    t = tmp_path / "test_inner.py"
+    t.write_text(
+        "def test_inner(osdkit_conf, osdkit_rados):\n"
+        "    assert osdkit_conf == %r\n"
+        "    osdkit_rados.open_ioctx('data').write_full('from-inner', b'inner')\n" % conf
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(t), "--osdkit-conf", conf],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    with osdkit.Rados(conffile=conf) as rados:
+        assert rados.open_ioctx("data").read("from-inner") == b"inner"
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(t), "--osdkit-conf", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode != 0 and "no such file" in r.stdout
