@@ -6,6 +6,7 @@
 //! its admin socket from `admin_socket` (default `$run_dir/$cluster-$name.asok`), so a cluster's
 //! processes are found from its config file alone.
 
+pub mod bench_hosting;
 pub mod bench_msgr;
 pub mod bench_osd;
 pub mod client;

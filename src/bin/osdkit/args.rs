@@ -377,6 +377,22 @@ pub(crate) enum BenchCmd {
     ///
     /// pingpong: one message in flight per connection, echoed whole (round-trip p50/p99).
     /// stream: --depth messages in flight per connection, each acked (msgs/s, MiB/s).
+    /// What hosting daemons in one process costs: a monitor hosted here, one OSD instance
+    /// started and stopped --starts times (start-to-active time: median, p90, min, max), then
+    /// N instances at once for each N of --instances (threads, sockets, RSS per instance).
+    Hosting {
+        /// Start/stop rounds of one instance.
+        #[arg(long, default_value_t = 20)]
+        starts: usize,
+        /// Instance counts to measure the footprint at, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        instances: Vec<usize>,
+        /// osd_objectstore of the instances (mem or kv).
+        #[arg(long, value_parser = ["mem", "kv"], default_value = "mem")]
+        store: String,
+        #[command(flatten)]
+        out: FormatArgs,
+    },
     /// Every run counts lost, duplicated and reordered messages. --transport tcp runs the same
     /// load over plain sockets, the baseline to compare with.
     Msgr {

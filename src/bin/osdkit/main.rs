@@ -234,6 +234,20 @@ fn main() -> ExitCode {
             };
             code(cli::bench_osd::cli(&conf, &o))
         }
+        Cmd::Bench {
+            what:
+                BenchCmd::Hosting {
+                    starts,
+                    instances,
+                    store,
+                    out,
+                },
+        } => code(cli::bench_hosting::cli(&cli::bench_hosting::HostingBenchOpts {
+            starts,
+            counts: instances,
+            store,
+            json: out.json(),
+        })),
         Cmd::Bench { what } => bench_msgr(what),
         Cmd::Vstart {
             dir,

@@ -1,0 +1,207 @@
+//! `osdkit bench hosting`: what hosting daemons in one process costs. A monitor hosted in this
+//! process; one OSD instance started and stopped STARTS times (start-to-active and stop times:
+//! median, p90, min, max); then N instances at once for each N asked (threads, sockets and
+//! resident memory per instance, from `/proc/self`). Each instance has its own messengers and
+//! threads (`osd_manager_shared_messengers` does not exist yet), its admin socket and its log.
+
+use crate::hosting::instance::{HostedDaemon, InstanceArgs, InstanceCallbacks};
+use crate::{Error, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct HostingBenchOpts {
+    /// How many start/stop rounds of one instance.
+    pub starts: usize,
+    /// Instance counts to measure the footprint at.
+    pub counts: Vec<usize>,
+    /// `osd_objectstore` of the instances.
+    pub store: String,
+    pub json: bool,
+}
+
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Threads, sockets and resident KiB of this process.
+fn footprint() -> Result<(u64, u64, u64)> {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| Error::io(e, "reading /proc/self/task"))?
+        .count() as u64;
+    let sockets = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| Error::io(e, "reading /proc/self/fd"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")))
+        .count() as u64;
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| Error::io(e, "reading /proc/self/status"))?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    Ok((threads, sockets, rss))
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn stats(mut v: Vec<f64>) -> Value {
+    v.sort_by(|a, b| a.total_cmp(b));
+    json!({
+        "median_ms": pct(&v, 0.5), "p90_ms": pct(&v, 0.9),
+        "min_ms": v[0], "max_ms": v[v.len() - 1], "n": v.len(),
+    })
+}
+
+fn osd(conf: &Path, id: usize, store: &str) -> Result<HostedDaemon> {
+    HostedDaemon::osd(
+        InstanceArgs {
+            id: id.to_string(),
+            conf: Some(conf.to_path_buf()),
+            options: vec![("osd_objectstore".into(), store.into())],
+            ..Default::default()
+        },
+        InstanceCallbacks::default(),
+    )
+}
+
+fn write_conf(dir: &Path) -> Result<PathBuf> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| Error::io(e, "picking a port"))?
+        .port();
+    let conf = dir.join("osdkit.conf");
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nmon_host = v2:127.0.0.1:{port}\nrun_dir = {d}/run\nlog_file = {d}/$name.log\n\
+             [mon]\nmon_data = {d}/$name\n[osd]\nosd_data = {d}/$name\n"
+        ),
+    )
+    .map_err(|e| Error::io(e, format!("writing {}", conf.display())))?;
+    Ok(conf)
+}
+
+/// Runs the benchmark in a scratch directory (removed at the end) and prints the results.
+pub fn run(o: &HostingBenchOpts) -> Result<Value> {
+    if o.starts == 0 || o.counts.is_empty() || o.counts.contains(&0) {
+        return Err(Error::inval("--starts and every --instances count must be at least 1"));
+    }
+    let dir = std::env::temp_dir().join(format!("osdkit-bench-hosting-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(e, format!("creating {}", dir.display())))?;
+    let r = run_in(o, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+fn run_in(o: &HostingBenchOpts, dir: &Path) -> Result<Value> {
+    let conf = write_conf(dir)?;
+    let mon = HostedDaemon::mon(
+        InstanceArgs {
+            id: "a".into(),
+            conf: Some(conf.clone()),
+            ..Default::default()
+        },
+        InstanceCallbacks::default(),
+    )?;
+    mon.start()?;
+    mon.wait_active(ACTIVE_TIMEOUT)?;
+
+    let (mut starts, mut stops) = (Vec::new(), Vec::new());
+    for i in 0..o.starts {
+        let d = osd(&conf, 0, &o.store)?;
+        let t0 = Instant::now();
+        d.start()?;
+        d.wait_active(ACTIVE_TIMEOUT)?;
+        starts.push(t0.elapsed().as_secs_f64() * 1e3);
+        let t1 = Instant::now();
+        d.shutdown();
+        d.join(Some(ACTIVE_TIMEOUT))?;
+        stops.push(t1.elapsed().as_secs_f64() * 1e3);
+        eprintln!("start {} of {}: {:.1} ms to active", i + 1, o.starts, starts[i]);
+    }
+
+    let mut per_count = Vec::new();
+    for &n in &o.counts {
+        let before = footprint()?;
+        let t0 = Instant::now();
+        let all = (0..n).map(|i| osd(&conf, i, &o.store)).collect::<Result<Vec<_>>>()?;
+        for d in &all {
+            d.start()?;
+        }
+        for d in &all {
+            d.wait_active(ACTIVE_TIMEOUT)?;
+        }
+        let all_active = t0.elapsed().as_secs_f64() * 1e3;
+        let after = footprint()?;
+        let per = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / n as f64;
+        per_count.push(json!({
+            "instances": n,
+            "all_active_ms": all_active,
+            "threads_per_instance": per(after.0, before.0),
+            "sockets_per_instance": per(after.1, before.1),
+            "rss_kib_per_instance": per(after.2, before.2),
+            "process_threads": after.0,
+        }));
+        eprintln!("{n} instances: active in {all_active:.0} ms");
+        for d in &all {
+            d.shutdown();
+        }
+        for d in &all {
+            d.join(Some(ACTIVE_TIMEOUT))?;
+        }
+    }
+    mon.shutdown();
+    mon.join(Some(ACTIVE_TIMEOUT))?;
+    Ok(json!({
+        "store": o.store,
+        "start_to_active": stats(starts),
+        "stop": stats(stops),
+        "footprint": per_count,
+    }))
+}
+
+/// `osdkit bench hosting`: the exit code.
+pub fn cli(o: &HostingBenchOpts) -> i32 {
+    match run(o) {
+        Ok(v) => {
+            if o.json {
+                println!("{v}");
+            } else {
+                let s = &v["start_to_active"];
+                println!(
+                    "start to active ({} starts, {} store): median {:.1} ms, p90 {:.1} ms, min {:.1} ms, max {:.1} ms",
+                    s["n"],
+                    o.store,
+                    s["median_ms"].as_f64().unwrap_or(0.0),
+                    s["p90_ms"].as_f64().unwrap_or(0.0),
+                    s["min_ms"].as_f64().unwrap_or(0.0),
+                    s["max_ms"].as_f64().unwrap_or(0.0)
+                );
+                let p = &v["stop"];
+                println!(
+                    "stop (mark-me-down included): median {:.1} ms",
+                    p["median_ms"].as_f64().unwrap_or(0.0)
+                );
+                println!("| instances | all active | threads / instance | sockets / instance | RSS / instance |");
+                println!("|---|---|---|---|---|");
+                for f in v["footprint"].as_array().into_iter().flatten() {
+                    println!(
+                        "| {} | {:.0} ms | {:.1} | {:.1} | {:.0} KiB |",
+                        f["instances"],
+                        f["all_active_ms"].as_f64().unwrap_or(0.0),
+                        f["threads_per_instance"].as_f64().unwrap_or(0.0),
+                        f["sockets_per_instance"].as_f64().unwrap_or(0.0),
+                        f["rss_kib_per_instance"].as_f64().unwrap_or(0.0)
+                    );
+                }
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("osdkit bench hosting: {e}");
+            e.exit_code()
+        }
+    }
+}
