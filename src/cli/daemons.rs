@@ -27,6 +27,19 @@ fn prepare(name: &str, conf: &Path, foreground: bool) -> Result<DaemonOpts> {
     if c.get_str("pid_file").is_empty() {
         overrides.push(("pid_file".to_string(), DEFAULT_PID_FILE.to_string()));
     }
+    // The manager's entity is a client name, which by Ceph's rule gets no admin socket or log
+    // file unless configured; it is a daemon, so it gets a daemon's defaults.
+    if c.name().ty == crate::common::entity::EntityType::Client {
+        let set = c.changed_keys_since_default();
+        for key in ["admin_socket", "log_file"] {
+            if !set.iter().any(|k| k == key) {
+                let default = crate::common::options::find(key)
+                    .map(|d| d.default.clone())
+                    .unwrap_or_default();
+                overrides.push((key.to_string(), default));
+            }
+        }
+    }
     let pid = pid_file_of(&c);
     if let Some(dir) = pid.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(e, format!("creating {}", dir.display())))?;
@@ -93,5 +106,25 @@ pub fn run_osd(conf: &Path, id: &str, foreground: bool) -> i32 {
                 log::error!(target: "osd", "osd.{whoami} shutdown: {e}");
             }
         }))
+    })
+}
+
+/// `osdkit manager -c CONF [-i NAME] [-f]`: the OSD manager, a daemon hosting many OSD
+/// instances (`client.manager-NAME`, admin socket `$run_dir/$cluster-client.manager-NAME.asok`),
+/// started and stopped by `osd start|stop|restart <id>` on its socket; restores the instances
+/// it ran before a crash from `osd_manager_data`.
+pub fn run_manager(conf: &Path, id: &str, foreground: bool) -> i32 {
+    let name = format!("client.manager-{id}");
+    let conf_path = conf.to_path_buf();
+    run(&name, conf, foreground, move |ctx| {
+        let data = ctx.conf().get_str("osd_manager_data");
+        if data.is_empty() {
+            return Err(Error::inval(
+                "osd_manager_data is not set: name the manager's state directory",
+            ));
+        }
+        let m = crate::hosting::manager::OsdManager::start(ctx, &conf_path, ctx.cluster(), Path::new(&data))?;
+        log::info!(target: "osd", "{}: hosting {} OSD(s), state in {data}", ctx.name(), m.states().len());
+        Ok(Box::new(move || m.shutdown()))
     })
 }

@@ -506,6 +506,9 @@ fn table() -> Vec<OptDef> {
             .services(MON_OSD)
             .see_also(&["osd_heartbeat_interval"])
             .runtime(),
+        o("osd_manager_data", Str, Advanced, "/var/lib/osdkit/$cluster-$name")
+            .desc("Directory where an osdkit manager keeps the set of OSD instances it was told to run, to start them again after a restart (osdkit)")
+            .services(OSD),
         o("osd_max_markdown_count", Int, Advanced, "5")
             .desc("Number of times an OSD may be wrongly marked down within osd_max_markdown_period before it stops instead of booting again")
             .services(OSD)

@@ -145,6 +145,23 @@ pub(crate) enum Cmd {
         #[arg(short = 'f', long = "foreground")]
         foreground: bool,
     },
+    /// Run the OSD manager: one daemon hosting many OSD instances, each started and stopped
+    /// through its admin socket ($run_dir/$cluster-client.manager-NAME.asok): `osd start ID`,
+    /// `osd stop ID`, `osd restart ID`, `osd status [ID]`, `osd ls`.
+    ///
+    /// The set of instances it was told to run is kept in osd_manager_data, so a manager
+    /// started again after a crash restores them. Forks into the background unless -f.
+    Manager {
+        /// The cluster's config file (default: $OSDKIT_CONF, then the search path).
+        #[arg(short = 'c', long = "conf")]
+        conf: Option<std::path::PathBuf>,
+        /// The manager's name (client.manager-NAME).
+        #[arg(short = 'i', long = "id", default_value = "a")]
+        id: String,
+        /// Stay in the foreground and log to stderr.
+        #[arg(short = 'f', long = "foreground")]
+        foreground: bool,
+    },
     /// Run one OSD (osd.ID): its store per osd_objectstore/osd_data, bound to public_addr (or
     /// 127.0.0.1:0), booted to mon_host. Or, with a subcommand, mark OSDs: `osd down|out|in ID...`.
     ///

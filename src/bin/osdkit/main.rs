@@ -140,7 +140,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let serves = matches!(
         cli.cmd,
-        Cmd::Mon { .. } | Cmd::Osd { mark: None, .. } | Cmd::Vstart { .. } | Cmd::Demo { .. } | Cmd::Bench { .. }
+        Cmd::Mon { .. }
+            | Cmd::Manager { .. }
+            | Cmd::Osd { mark: None, .. }
+            | Cmd::Vstart { .. }
+            | Cmd::Demo { .. }
+            | Cmd::Bench { .. }
     );
     if serves {
         disable_thp();
@@ -309,6 +314,10 @@ fn main() -> ExitCode {
         }
         Cmd::Mon { conf, id, foreground } => match conf_or_exit("mon", conf) {
             Ok(conf) => code(cli::daemons::run_mon(&conf, &id, foreground)),
+            Err(code) => code,
+        },
+        Cmd::Manager { conf, id, foreground } => match conf_or_exit("manager", conf) {
+            Ok(conf) => code(cli::daemons::run_manager(&conf, &id, foreground)),
             Err(code) => code,
         },
         Cmd::Osd { mark: Some(m), .. } => {

@@ -1,0 +1,187 @@
+//! `osdkit manager` as real processes: a monitor process, a manager process hosting four
+//! `kv` OSDs started through its admin socket (also by the real `ceph --admin-daemon`); bad
+//! requests answered with `ERROR:` while the others keep serving; `kill -9` of the manager and
+//! a restart that restores every instance it was told to run, data intact; `osd stop` taking
+//! one out of the restored set.
+
+use osdkit::asok::client::AdminSocketClient;
+use osdkit::client::Rados;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_osdkit");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn osdkit(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn ask(asok: &Path, words: &str) -> osdkit::Result<String> {
+    let w: Vec<String> = words.split(' ').map(String::from).collect();
+    let r = AdminSocketClient::new(asok)
+        .with_timeout(Duration::from_secs(60))
+        .run_words(&w, Some("json"))?;
+    // Ceph's error reply: "ERROR: (errno) text".
+    if let Some(rest) = r.strip_prefix("ERROR: (") {
+        let (n, text) = rest.split_once(')').unwrap();
+        return Err(osdkit::Error::new(n.parse().unwrap(), text.trim().to_string()));
+    }
+    Ok(r)
+}
+
+fn pid(dir: &Path, name: &str) -> i32 {
+    std::fs::read_to_string(dir.join(format!("run/{name}.pid")))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn wait_all_active(asok: &Path, n: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(s) = ask(asok, "osd status") {
+            let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+            let osds = v["osds"].as_array().unwrap();
+            if osds.len() == n && osds.iter().all(|o| o["state"] == "active" && o["up"] == true) {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} instances not active: {:?}",
+            ask(asok, "osd status")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Killer(Vec<PathBuf>);
+impl Drop for Killer {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if let Ok(s) = std::fs::read_to_string(p) {
+                if let Ok(pid) = s.trim().parse::<i32>() {
+                    // SAFETY: kill(2) on a pid read from our own pid file.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn manager_hosts_restores_and_refuses_bad_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let conf = d.join("osdkit.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nmon_host = v2:127.0.0.1:{}\nrun_dir = {p}/run\nlog_file = {p}/$name.log\n\
+             osd_manager_data = {p}/$name\n[mon]\nmon_data = {p}/mon.$id\n\
+             [osd]\nosd_objectstore = kv\nosd_data = {p}/$name\n[osd.7]\npublic_addr = not-an-address\n",
+            free_port(),
+            p = d.display()
+        ),
+    )
+    .unwrap();
+    let c = conf.to_str().unwrap();
+    let _k = Killer(vec![d.join("run/mon.a.pid"), d.join("run/client.manager-a.pid")]);
+    assert!(osdkit(&["mon", "-c", c, "-i", "a"]).status.success());
+    let out = osdkit(&["manager", "-c", c, "-i", "a"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let asok = d.join("run/ceph-client.manager-a.asok");
+
+    for id in 0..3 {
+        assert_eq!(
+            ask(&asok, &format!("osd start {id}")).unwrap(),
+            format!("osd.{id} started")
+        );
+    }
+    // The real ceph CLI drives the manager's socket too.
+    if which("ceph") || std::env::var("OSDKIT_REQUIRE_CEPH").as_deref() == Ok("1") {
+        let o = Command::new("ceph")
+            .args(["--admin-daemon", asok.to_str().unwrap(), "osd", "start", "3"])
+            .output()
+            .expect("the ceph CLI (OSDKIT_REQUIRE_CEPH=1)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    } else {
+        ask(&asok, "osd start 3").unwrap();
+    }
+    assert!(ask(&asok, "osd start 1").unwrap().contains("already running"));
+    wait_all_active(&asok, 4);
+
+    // Bad requests: ERROR with why; nothing else disturbed.
+    let e = ask(&asok, "osd stop 9").unwrap_err();
+    assert_eq!(e.errno, libc::ENOENT, "{e}");
+    let e = ask(&asok, "osd start 7").unwrap_err();
+    assert_eq!(e.errno, libc::EINVAL, "{e}");
+    let s7: serde_json::Value = serde_json::from_str(&ask(&asok, "osd status 7").unwrap()).unwrap();
+    assert_eq!(s7["state"], "failed");
+    assert!(s7["last_error"].as_str().unwrap().contains("public_addr"), "{s7}");
+    assert!(ask(&asok, "osd start x").is_err());
+
+    let rados = Rados::connect_with_conf("client.admin", &conf).unwrap();
+    rados.pool_create("data", 16, 2).unwrap();
+    let io = rados.ioctx("data").unwrap();
+    for i in 0..40 {
+        io.write_full(&format!("o{i}"), format!("value {i}").as_bytes())
+            .unwrap();
+    }
+
+    // kill -9 of the manager; started again, it brings back the four it was told to run.
+    // SAFETY: kill(2) on the manager's pid from its pid file.
+    assert_eq!(unsafe { libc::kill(pid(d, "client.manager-a"), libc::SIGKILL) }, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    let out = osdkit(&["manager", "-c", c, "-i", "a"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let st = wait_all_active(&asok, 4);
+    let ids: Vec<i64> = st["osds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2, 3], "osd.7 never started, so it is not restored");
+    for i in 0..40 {
+        assert_eq!(
+            &io.read(&format!("o{i}"), 0, 0).unwrap()[..],
+            format!("value {i}").as_bytes()
+        );
+    }
+
+    // restart counts; stop takes an instance out of the set a restarted manager restores.
+    ask(&asok, "osd restart 2").unwrap();
+    let s2: serde_json::Value = serde_json::from_str(&ask(&asok, "osd status 2").unwrap()).unwrap();
+    assert_eq!(s2["restarts"], 1);
+    assert_eq!(ask(&asok, "osd stop 3").unwrap(), "osd.3 stopped");
+    wait_all_active(&asok, 3);
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid(d, "client.manager-a"), libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.join("run/client.manager-a.pid").exists() {
+        assert!(Instant::now() < deadline, "the manager did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(osdkit(&["manager", "-c", c, "-i", "a"]).status.success());
+    let st = wait_all_active(&asok, 3);
+    assert_eq!(st["osds"].as_array().unwrap().len(), 3);
+    let ls = ask(&asok, "osd ls").unwrap();
+    assert_eq!(ls.replace(char::is_whitespace, ""), "[0,1,2]");
+    rados.shutdown();
+}
+
+fn which(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).exists()))
+        .unwrap_or(false)
+}
