@@ -64,6 +64,25 @@ fn wait_all_active(asok: &Path, n: usize) -> serde_json::Value {
     }
 }
 
+/// DIR/osdkit.conf for a monitor, a manager and its OSDs under DIR: `global` lines added to
+/// `[global]`, `osd` (with `{p}` for DIR) to `[osd]`; osd.7 cannot start (a bad public_addr).
+fn write_conf(d: &Path, global: &str, osd: &str) -> PathBuf {
+    let p = d.display().to_string();
+    let conf = d.join("osdkit.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nmon_host = v2:127.0.0.1:{}\nrun_dir = {p}/run\nlog_file = {p}/$name.log\n\
+             osd_manager_data = {p}/$name\n{global}[mon]\nmon_data = {p}/mon.$id\n[osd]\n{}\
+             [osd.7]\npublic_addr = not-an-address\n",
+            free_port(),
+            osd.replace("{p}", &p),
+        ),
+    )
+    .unwrap();
+    conf
+}
+
 struct Killer(Vec<PathBuf>);
 impl Drop for Killer {
     fn drop(&mut self) {
@@ -82,18 +101,7 @@ impl Drop for Killer {
 fn manager_hosts_restores_and_refuses_bad_requests() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let conf = d.join("osdkit.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "[global]\nmon_host = v2:127.0.0.1:{}\nrun_dir = {p}/run\nlog_file = {p}/$name.log\n\
-             osd_manager_data = {p}/$name\n[mon]\nmon_data = {p}/mon.$id\n\
-             [osd]\nosd_objectstore = kv\nosd_data = {p}/$name\n[osd.7]\npublic_addr = not-an-address\n",
-            free_port(),
-            p = d.display()
-        ),
-    )
-    .unwrap();
+    let conf = write_conf(d, "", "osd_objectstore = kv\nosd_data = {p}/$name\n");
     let c = conf.to_str().unwrap();
     let _k = Killer(vec![d.join("run/mon.a.pid"), d.join("run/client.manager-a.pid")]);
     assert!(osdkit(&["mon", "-c", c, "-i", "a"]).status.success());
@@ -184,4 +192,104 @@ fn which(cmd: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).exists()))
         .unwrap_or(false)
+}
+
+fn status_of(asok: &Path) -> serde_json::Value {
+    serde_json::from_str(&ask(asok, "status").unwrap()).unwrap()
+}
+
+fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t0.elapsed()
+}
+
+#[test]
+fn supervisors_restart_what_vanished_and_outlive_the_manager() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let conf = write_conf(
+        d,
+        "supervise_status_interval = 0.2\nsupervise_start_interval = 0.2\nsupervise_restart_burst = 3\n",
+        "osd_objectstore = mem\n",
+    );
+    let c = conf.to_str().unwrap();
+    let run = |n: &str| d.join(format!("run/{n}"));
+    let _k = Killer(vec![
+        run("mon.a.pid"),
+        run("client.manager-a.pid"),
+        run("client.supervise-0.pid"),
+        run("client.supervise-1.pid"),
+        run("client.supervise-7.pid"),
+    ]);
+    assert!(osdkit(&["mon", "-c", c, "-i", "a"]).status.success());
+    assert!(osdkit(&["manager", "-c", c, "-i", "a"]).status.success());
+    let asok = run("ceph-client.manager-a.asok");
+    for id in ["0", "1"] {
+        let o = osdkit(&["supervise", "-c", c, "-i", id]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    wait_all_active(&asok, 2);
+    // A supervisor whose OSD cannot start gives up after its tries; its parent says why.
+    let o = osdkit(&["supervise", "-c", c, "-i", "7"]);
+    assert_eq!(o.status.code(), Some(libc::EINVAL));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("public_addr"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s7: serde_json::Value = serde_json::from_str(&ask(&asok, "osd status 7").unwrap()).unwrap();
+    assert_eq!(
+        (s7["state"].as_str(), s7["restarts"].as_u64()),
+        (Some("failed"), Some(2)),
+        "three tries: {s7}"
+    );
+    ask(&asok, "osd stop 7").unwrap();
+
+    // An instance that vanished from the manager is started again by its supervisor.
+    let sup1 = run("ceph-client.supervise-1.asok");
+    ask(&asok, "osd stop 1").unwrap();
+    wait_for("osd.1 restarted", 30, || {
+        let s = status_of(&sup1);
+        s["restarts"] == 1 && s["state"] == "active"
+    });
+    assert!(status_of(&sup1)["last_restart_reason"]
+        .as_str()
+        .unwrap()
+        .contains("does not host"));
+    wait_all_active(&asok, 2);
+
+    // The manager killed: the supervisors notice and say so, and keep asking.
+    let sup0 = run("ceph-client.supervise-0.asok");
+    // SAFETY: kill(2) on the manager's pid from its pid file.
+    assert_eq!(unsafe { libc::kill(pid(d, "client.manager-a"), libc::SIGKILL) }, 0);
+    let detect = wait_for("a supervisor to see the manager gone", 30, || {
+        status_of(&sup0)["manager_reachable"] == false
+    });
+    eprintln!("supervisor noticed the dead manager after {detect:?} (status every 0.2 s)");
+    let checks = status_of(&sup0)["checks"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let later = status_of(&sup0)["checks"].as_u64().unwrap();
+    assert!(
+        later > checks && later - checks <= 5,
+        "retries at the interval, no busy loop: {checks} -> {later}"
+    );
+    // Started again, the manager restores both; the supervisors see them active again.
+    assert!(osdkit(&["manager", "-c", c, "-i", "a"]).status.success());
+    wait_all_active(&asok, 2);
+    wait_for("both supervisors to see the manager back", 30, || {
+        [&sup0, &sup1]
+            .iter()
+            .all(|s| status_of(s)["manager_reachable"] == true && status_of(s)["state"] == "active")
+    });
+
+    // SIGTERM stops a supervisor and leaves its OSD running.
+    // SAFETY: kill(2) on the supervisor's pid from its pid file.
+    assert_eq!(unsafe { libc::kill(pid(d, "client.supervise-0"), libc::SIGTERM) }, 0);
+    wait_for("supervisor 0 to exit", 30, || !run("client.supervise-0.pid").exists());
+    std::thread::sleep(Duration::from_millis(300));
+    wait_all_active(&asok, 2);
 }

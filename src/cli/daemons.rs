@@ -128,3 +128,22 @@ pub fn run_manager(conf: &Path, id: &str, foreground: bool) -> i32 {
         Ok(Box::new(move || m.shutdown()))
     })
 }
+
+/// `osdkit supervise -c CONF -i ID [--manager NAME | --asok PATH] [-f]`: the supervisor of
+/// osd.ID hosted by an `osdkit manager` (see [`super::supervise`]); its entity is
+/// `client.supervise-ID`. Started, it has asked the manager to start the OSD.
+pub fn run_supervise(conf: &Path, id: &str, manager: &str, asok: Option<&Path>, foreground: bool) -> i32 {
+    let whoami: i32 = match id.parse() {
+        Ok(n) if n >= 0 => n,
+        _ => {
+            eprintln!("supervise: an OSD id is a non-negative number, not '{id}'");
+            return libc::EINVAL;
+        }
+    };
+    let name = format!("client.supervise-{whoami}");
+    let (manager, asok) = (manager.to_string(), asok.map(Path::to_path_buf));
+    run(&name, conf, foreground, move |ctx| {
+        let m = super::supervise::manager_asok(ctx, &manager, asok.as_deref());
+        super::supervise::start(ctx, whoami, m)
+    })
+}

@@ -15,6 +15,7 @@ pub mod daemons;
 pub mod demo;
 pub mod ping;
 pub mod report;
+pub mod supervise;
 pub mod vstart;
 
 use crate::common::config::Config;

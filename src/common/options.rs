@@ -256,6 +256,26 @@ fn table() -> Vec<OptDef> {
             .desc("enable internal performance metrics")
             .long("If enabled, collects metrics for the perf counters exposed by 'perf dump'.")
             .services(COMMON),
+        o("supervise_start_tries", Uint, Advanced, "3")
+            .desc("How many times an osdkit supervisor asks the manager to start its OSD before it gives up starting (osdkit)")
+            .services(OSD)
+            .see_also(&["supervise_start_interval"]),
+        o("supervise_start_interval", Float, Advanced, "10")
+            .desc("Seconds between an osdkit supervisor's start requests, and the first back-off after a restart (osdkit)")
+            .services(OSD),
+        o("supervise_status_interval", Float, Advanced, "5")
+            .desc("Seconds between an osdkit supervisor's status checks of its OSD (osdkit)")
+            .services(OSD),
+        o("supervise_restart_burst", Uint, Advanced, "5")
+            .desc("Restarts an osdkit supervisor makes within supervise_restart_window before it stops restarting (systemd's StartLimitBurst) (osdkit)")
+            .services(OSD)
+            .see_also(&["supervise_restart_window"]),
+        o("supervise_restart_window", Float, Advanced, "600")
+            .desc("Seconds over which supervise_restart_burst is counted (osdkit)")
+            .services(OSD),
+        o("supervise_stop_instance", Bool, Advanced, "false")
+            .desc("Whether an osdkit supervisor stopped by SIGTERM also stops its OSD (osdkit; default: the OSD keeps running)")
+            .services(OSD),
         o("throttler_perf_counter", Bool, Advanced, "true")
             .desc("enable perf counters for throttles")
             .services(COMMON)

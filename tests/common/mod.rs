@@ -147,5 +147,9 @@ impl SeqWriters {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (for a monitor's `mon_host`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -162,6 +162,30 @@ pub(crate) enum Cmd {
         #[arg(short = 'f', long = "foreground")]
         foreground: bool,
     },
+    /// Supervise osd.ID hosted by an `osdkit manager`: ask the manager to start it, then
+    /// check it every supervise_status_interval and start it again when it failed or vanished
+    /// (a back-off, at most supervise_restart_burst restarts per supervise_restart_window).
+    ///
+    /// Forks into the background unless -f; the parent exits 0 once the manager accepted the
+    /// start. Its admin socket ($run_dir/$cluster-client.supervise-ID.asok) answers `status`.
+    /// SIGTERM stops it and leaves the OSD running (unless supervise_stop_instance).
+    Supervise {
+        /// The cluster's config file (default: $OSDKIT_CONF, then the search path).
+        #[arg(short = 'c', long = "conf")]
+        conf: Option<std::path::PathBuf>,
+        /// The OSD's id.
+        #[arg(short = 'i', long = "id")]
+        id: String,
+        /// The manager's name (its socket is $run_dir/$cluster-client.manager-NAME.asok).
+        #[arg(long, default_value = "a", conflicts_with = "asok")]
+        manager: String,
+        /// The manager's admin socket, instead of --manager.
+        #[arg(long)]
+        asok: Option<std::path::PathBuf>,
+        /// Stay in the foreground and log to stderr.
+        #[arg(short = 'f', long = "foreground")]
+        foreground: bool,
+    },
     /// Run one OSD (osd.ID): its store per osd_objectstore/osd_data, bound to public_addr (or
     /// 127.0.0.1:0), booted to mon_host. Or, with a subcommand, mark OSDs: `osd down|out|in ID...`.
     ///

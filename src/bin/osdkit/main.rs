@@ -320,6 +320,22 @@ fn main() -> ExitCode {
             Ok(conf) => code(cli::daemons::run_manager(&conf, &id, foreground)),
             Err(code) => code,
         },
+        Cmd::Supervise {
+            conf,
+            id,
+            manager,
+            asok,
+            foreground,
+        } => match conf_or_exit("supervise", conf) {
+            Ok(conf) => code(cli::daemons::run_supervise(
+                &conf,
+                &id,
+                &manager,
+                asok.as_deref(),
+                foreground,
+            )),
+            Err(code) => code,
+        },
         Cmd::Osd { mark: Some(m), .. } => {
             let (what, a, ids) = match m {
                 OsdSub::Down { a, ids } => ("down", a, ids),
