@@ -526,6 +526,24 @@ fn table() -> Vec<OptDef> {
             .services(MON_OSD)
             .see_also(&["osd_heartbeat_interval"])
             .runtime(),
+        o("mon_osd_full_ratio", Float, Advanced, "0.95")
+            .desc("Fraction of its disk in use at which an OSD is full: it refuses writes (ENOSPC) and keeps serving reads and deletes")
+            .services(MON_OSD),
+        o("osd_diskmon_interval", Float, Advanced, "5")
+            .desc("Seconds between an OSD's checks of its disk: free space and a timed probe write (osdkit; 0: no checks)")
+            .services(OSD)
+            .see_also(&["mon_osd_full_ratio", "osd_diskmon_slow_ms"]),
+        o("osd_diskmon_slow_ms", Float, Advanced, "5000")
+            .desc("A probe write with fdatasync slower than this many milliseconds counts as slow (osdkit; 0: never)")
+            .services(OSD)
+            .see_also(&["osd_diskmon_slow_count"]),
+        o("osd_diskmon_slow_count", Uint, Advanced, "3")
+            .desc("Slow probes in a row after which an OSD marks itself down and stops (osdkit)")
+            .services(OSD),
+        o("osd_diskmon_inject_slow_ms", Float, Dev, "0")
+            .desc("Milliseconds added to every disk probe, to test the slow-disk path (osdkit)")
+            .services(OSD)
+            .runtime(),
         o("osd_manager_data", Str, Advanced, "/var/lib/osdkit/$cluster-$name")
             .desc("Directory where an osdkit manager keeps the set of OSD instances it was told to run, to start them again after a restart (osdkit)")
             .services(OSD),

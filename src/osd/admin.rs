@@ -42,7 +42,8 @@ pub(super) fn register_commands(
                     .with("objectstore", FVal::str(s3.store.kind()))
                     .with("osdmap_epoch", FVal::U64(u64::from(map.epoch)))
                     .with("num_pgs", FVal::U64(s3.colls.lock().len() as u64))
-                    .with("op_queue_len", FVal::U64(queued)),
+                    .with("op_queue_len", FVal::U64(queued))
+                    .with("full", FVal::Bool(s3.full.load(std::sync::atomic::Ordering::Acquire))),
             ))
         }),
     )?);

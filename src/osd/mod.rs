@@ -10,6 +10,7 @@
 //! the admin face (`admin`) work on the same shared state.
 
 mod admin;
+pub mod diskmon;
 mod dispatch;
 pub mod heartbeat;
 pub mod local;
@@ -142,6 +143,8 @@ struct Shared {
     log_recovery: bool,
     /// For options read where they apply (`osd_recovery_sleep`).
     conf: Arc<crate::common::config::Config>,
+    /// The disk under the store is full (`DiskMon`): writes get ENOSPC.
+    full: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct Osd {
@@ -162,6 +165,8 @@ pub struct Osd {
     fast: Arc<dispatch::FastDispatch>,
     /// Direct I/O without a network hop (`submit_local`), made on first use.
     local: std::sync::OnceLock<local::LocalClient>,
+    /// Watches the disk of a `kv` store: full, slow.
+    diskmon: Option<diskmon::DiskMon>,
 }
 
 impl Shared {
@@ -289,6 +294,7 @@ impl Osd {
             max_log_entries: conf.get_u64("osd_max_pg_log_entries").clamp(1, 1 << 20) as usize,
             log_recovery: conf.get_bool("osd_pg_log_recovery"),
             conf: conf.clone(),
+            full: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         });
         let _ = shared.me.set(Arc::downgrade(&shared));
         cluster.add_dispatcher_tail(Arc::new(ClusterDispatch {
@@ -320,6 +326,12 @@ impl Osd {
         msgr.add_dispatcher_head(fast.clone());
         msgr.bind(bind)?;
         msgr.start()?;
+        let diskmon = if shared.store.kind() == "kv" && conf.get_f64("osd_diskmon_interval") > 0.0 {
+            let dir = std::path::PathBuf::from(conf.get_str("osd_data"));
+            Some(diskmon::DiskMon::start(ctx, whoami, &dir, shared.full.clone())?)
+        } else {
+            None
+        };
         let mut asok_ids = tracker.register_commands(ctx)?;
         asok_ids.extend(admin::register_commands(ctx, &shared, &wq)?);
         // Last: an error above leaves no thread behind.
@@ -344,6 +356,7 @@ impl Osd {
             asok_ids,
             fast,
             local: std::sync::OnceLock::new(),
+            diskmon,
         })
     }
 
@@ -427,7 +440,15 @@ impl Osd {
     /// `osd_max_markdown_count` times in `osd_max_markdown_period`), once it has: whoever
     /// hosts it should stop it.
     pub fn gave_up(&self) -> Option<String> {
-        self.hb.as_ref()?.gave_up()
+        self.hb
+            .as_ref()
+            .and_then(|h| h.gave_up())
+            .or_else(|| self.diskmon.as_ref().and_then(|d| d.gave_up()))
+    }
+
+    /// The disk under the store is full (writes get ENOSPC).
+    pub fn is_full(&self) -> bool {
+        self.shared.full.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn whoami(&self) -> i32 {
@@ -551,6 +572,9 @@ impl Osd {
             m.shutdown();
         }
         self.shared.stopping.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(d) = &self.diskmon {
+            d.stop();
+        }
         if let Some(l) = self.local.get() {
             l.fail_all();
         }

@@ -61,8 +61,20 @@ impl Shared {
             }
             return;
         }
-        let pg = self.pg(key);
         let is_write = op.req.has_write();
+        if is_write
+            && self.full.load(std::sync::atomic::Ordering::Acquire)
+            && !op
+                .req
+                .ops
+                .iter()
+                .all(|o| o.op == crate::types::osd_op::CEPH_OSD_OP_DELETE)
+        {
+            // A full disk takes no writes but deletes, which give space back (Ceph's full flag).
+            op.tracked.mark_event("full");
+            return reply_error(&op.conn, op.req.tid, -libc::ENOSPC, epoch);
+        }
+        let pg = self.pg(key);
         let reqid = op.req.reqid();
         let mut reply = MOsdOpReply::for_request(&op.req, epoch);
         reply.pgid = pgid;
