@@ -380,3 +380,45 @@ fn daemons_report_bad_config_and_stop_on_sigterm() {
     assert!(!asok.exists() && !run_dir.join("mon.x.pid").exists());
     assert!(d.join("mon.x").is_dir(), "the monitor's store stays");
 }
+
+#[test]
+fn vstart_manager_hosts_every_osd_in_one_process_kept_by_supervisors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    let (c, v) = Cluster::start(&dir, &["--osds", "3", "--size", "2", "--store", "kv", "--manager"]);
+    assert_eq!(v["num_up_osds"], 3, "{v}");
+    assert_eq!(v["manager"], true);
+    let st = ok_json(&c.args(&["status", "--json"]));
+    let osds = st["osds"].as_array().unwrap();
+    let manager_pid = osds[0]["pid"].as_i64().unwrap();
+    assert!(
+        osds.iter()
+            .all(|o| o["pid"] == manager_pid && o["host"] == "client.manager-a"),
+        "{st}"
+    );
+    let plain = ok(&c.args(&["status"]));
+    assert!(plain.contains("(in client.manager-a)"), "{plain}");
+    let input = tmp.path().join("in");
+    std::fs::write(&input, b"in a manager").unwrap();
+    ok(&c.args(&["put", "-p", "data", "obj", input.to_str().unwrap()]));
+    // One supervisor per OSD, each watching its instance.
+    let sup = dir.join("run/ceph-client.supervise-1.asok");
+    let s: Value = serde_json::from_str(&ok(&["daemon", sup.to_str().unwrap(), "-f", "json", "status"])).unwrap();
+    assert_eq!(s["osd"], 1, "{s}");
+    // stop takes down the manager, the supervisors and the monitor: no process left.
+    let pids: Vec<i32> = ["client.manager-a", "client.supervise-0", "mon.a"]
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(dir.join(format!("run/{n}.pid")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    ok(&["stop", "--dir", dir.to_str().unwrap()]);
+    assert!(pids.iter().all(|p| !alive(*p)));
+    // Started again (kv): the data is there.
+    let (c, _) = Cluster::start(&dir, &["--osds", "3", "--size", "2", "--store", "kv", "--manager"]);
+    assert_eq!(ok(&c.args(&["get", "-p", "data", "obj", "-"])), "in a manager");
+}

@@ -66,9 +66,18 @@ impl ClusterClient {
             .osds
             .iter()
             .map(|(id, o)| {
-                let pid = load_conf(&format!("osd.{id}"), &self.conf_path)
+                let pidfile = load_conf(&format!("osd.{id}"), &self.conf_path)
                     .ok()
-                    .and_then(|c| live_pid(&pid_file_of(&c)));
+                    .map(|c| pid_file_of(&c));
+                let pid = pidfile.as_deref().and_then(live_pid);
+                // The process is the OSD's own, or a manager's hosting it (its pid file is beside).
+                let host = pid.map(|p| {
+                    pidfile
+                        .as_deref()
+                        .and_then(|f| f.parent())
+                        .and_then(|dir| manager_with_pid(dir, p))
+                        .unwrap_or_else(|| format!("osd.{id}"))
+                });
                 json!({
                     "id": id,
                     "up": o.up,
@@ -77,6 +86,7 @@ impl ClusterClient {
                     "weight": o.weight_f32(),
                     "addr": o.addrs.public.to_string(),
                     "pid": pid,
+                    "host": host,
                 })
             })
             .collect();
@@ -235,4 +245,13 @@ fn read_chunk(r: &mut dyn Read, max: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(max.min(1 << 20));
     r.take(max as u64).read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+/// The name of the `osdkit manager` whose pid file in `dir` holds `pid`, if any.
+fn manager_with_pid(dir: &std::path::Path, pid: i32) -> Option<String> {
+    std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).find_map(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let n = name.strip_suffix(".pid")?;
+        (n.starts_with("client.manager-") && live_pid(&e.path()) == Some(pid)).then(|| n.to_string())
+    })
 }

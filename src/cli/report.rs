@@ -138,8 +138,12 @@ pub fn status(conf: &Path, as_json: bool) -> i32 {
     println!();
     println!("  osds:");
     for o in v["osds"].as_array().into_iter().flatten() {
+        let host = match o["host"].as_str() {
+            Some(h) if h.starts_with("client.manager-") => format!(" (in {h})"),
+            _ => String::new(),
+        };
         println!(
-            "    osd.{}  {:8}  {}  pid {}",
+            "    osd.{}  {:8}  {}  pid {}{host}",
             o["id"],
             o["state"].as_str().unwrap_or("?"),
             o["addr"].as_str().unwrap_or("?"),

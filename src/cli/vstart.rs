@@ -34,6 +34,8 @@ pub struct VstartOpts {
     pub exe: PathBuf,
     /// Extra `[global]` options (`-o KEY=VALUE`, like Ceph's `vstart.sh -o`).
     pub options: Vec<(String, String)>,
+    /// The OSDs in one `osdkit manager`, each with an `osdkit supervise`.
+    pub manager: bool,
 }
 
 /// The run directory of a vstart cluster.
@@ -50,6 +52,7 @@ pub fn conf_text(dir: &Path, mon_port: u16, store: &str) -> String {
          \tmon_host = v2:127.0.0.1:{mon_port}\n\
          \trun_dir = {d}/run\n\
          \tlog_file = {d}/$name.log\n\
+         \tosd_manager_data = {d}/$name\n\
          \t; every OSD is on this host: count failure reporters per OSD, as Ceph's vstart does\n\
          \tmon_osd_reporter_subtree_level = osd\n\
          \n\
@@ -167,12 +170,23 @@ pub fn vstart(o: &VstartOpts, progress: &mut dyn FnMut(&str)) -> Result<Value> {
     let mut started = || -> Result<Value> {
         progress(&format!("starting mon.a on v2:127.0.0.1:{port}"));
         check_exit("mon.a", daemon_cmd(&o.exe, "mon", &conf, "a").output())?;
-        progress(&format!("starting {} OSD(s) ({} store)", o.osds, o.store));
+        let what = if o.manager {
+            progress("starting client.manager-a");
+            check_exit("client.manager-a", daemon_cmd(&o.exe, "manager", &conf, "a").output())?;
+            progress(&format!(
+                "starting {} OSD(s) ({} store) in it, each with a supervisor",
+                o.osds, o.store
+            ));
+            "supervise"
+        } else {
+            progress(&format!("starting {} OSD(s) ({} store)", o.osds, o.store));
+            "osd"
+        };
         let children: Vec<(String, std::io::Result<std::process::Child>)> = (0..o.osds)
             .map(|i| {
                 (
                     format!("osd.{i}"),
-                    daemon_cmd(&o.exe, "osd", &conf, &i.to_string()).spawn(),
+                    daemon_cmd(&o.exe, what, &conf, &i.to_string()).spawn(),
                 )
             })
             .collect();
@@ -225,6 +239,7 @@ pub fn vstart(o: &VstartOpts, progress: &mut dyn FnMut(&str)) -> Result<Value> {
         st["conf"] = json!(conf.display().to_string());
         st["store"] = json!(o.store);
         st["mon_pid"] = json!(mon_pid);
+        st["manager"] = json!(o.manager);
         st["fsid"] = json!(fsid_to_string(&map.fsid));
         Ok(st)
     };

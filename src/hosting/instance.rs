@@ -109,6 +109,8 @@ struct St {
     state: InstanceState,
     stop_requested: bool,
     ctx: Option<Context>,
+    /// `pid_file` when the conf names one: the hosting process's pid, held while it runs.
+    pidfile: Option<crate::daemon::PidFile>,
     daemon: Option<Arc<Daemon>>,
     since: Instant,
 }
@@ -177,6 +179,7 @@ impl HostedDaemon {
                 state: InstanceState::New,
                 stop_requested: false,
                 ctx: None,
+                pidfile: None,
                 daemon: None,
                 since: Instant::now(),
             }),
@@ -327,6 +330,7 @@ impl HostedDaemon {
                 Ok(())
             }
             Err(e) => {
+                self.sh.st.lock().pidfile = None;
                 self.sh.set(InstanceState::Failed(e.to_string()));
                 Err(e)
             }
@@ -427,6 +431,12 @@ impl Shared {
         for (k, v) in &self.args.options {
             ctx.set_option(k, v)?;
         }
+        let pid_path = ctx.conf().get_str("pid_file");
+        if !pid_path.is_empty() {
+            // Which process hosts this daemon, for `osdkit status` and `osdkit stop`.
+            let p = crate::daemon::PidFile::create(std::path::Path::new(&pid_path))?;
+            self.st.lock().pidfile = Some(p);
+        }
         // What this thread logs while starting the daemon, and every thread the start makes,
         // goes to this daemon's log, not to another hosted daemon's.
         let _log = crate::common::log::ThreadLogScope::enter(ctx.log());
@@ -514,14 +524,15 @@ impl Shared {
 
     /// Releases the daemon and the context; the state becomes Stopped, or Failed with `why`.
     fn teardown(&self, why: &str) {
-        let (ctx, daemon) = {
+        let (ctx, daemon, pidfile) = {
             let mut st = self.st.lock();
-            (st.ctx.take(), st.daemon.take())
+            (st.ctx.take(), st.daemon.take(), st.pidfile.take())
         };
         drop(daemon);
         if let Some(c) = ctx {
             c.shutdown();
         }
+        drop(pidfile);
         self.set(if why.is_empty() {
             InstanceState::Stopped
         } else {

@@ -129,7 +129,9 @@ impl Inner {
                 id: id.to_string(),
                 conf: Some(self.conf.clone()),
                 cluster: self.cluster.clone(),
-                options: Vec::new(),
+                // Each instance's pid file names the manager's process: `osdkit status` shows
+                // where each OSD runs, and `osdkit stop` finds it.
+                options: vec![("pid_file".into(), "$run_dir/$name.pid".into())],
             },
             InstanceCallbacks::default(),
         )?);

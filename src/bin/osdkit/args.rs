@@ -94,6 +94,10 @@ pub(crate) enum Cmd {
         /// like Ceph's `vstart.sh -o`).
         #[arg(short = 'o', long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Host the OSDs in one `osdkit manager` process (client.manager-a), each kept running
+        /// by its own `osdkit supervise` process, instead of one process per OSD.
+        #[arg(long)]
+        manager: bool,
         #[command(flatten)]
         out: FormatArgs,
     },

@@ -260,6 +260,7 @@ fn main() -> ExitCode {
             store,
             size,
             set,
+            manager,
             out,
         } => {
             let mut options = Vec::new();
@@ -286,6 +287,7 @@ fn main() -> ExitCode {
                 size,
                 exe,
                 options,
+                manager,
             };
             code(cli::report::vstart(&o, out.json()))
         }
