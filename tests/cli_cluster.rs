@@ -422,3 +422,41 @@ fn vstart_manager_hosts_every_osd_in_one_process_kept_by_supervisors() {
     let (c, _) = Cluster::start(&dir, &["--osds", "3", "--size", "2", "--store", "kv", "--manager"]);
     assert_eq!(ok(&c.args(&["get", "-p", "data", "obj", "-"])), "in a manager");
 }
+
+#[test]
+fn an_osd_marked_down_too_often_ends_its_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("md");
+    let (c, _) = Cluster::start(
+        &dir,
+        &[
+            "--osds",
+            "3",
+            "-o",
+            "osd_max_markdown_count=1",
+            "-o",
+            "osd_heartbeat_interval=1",
+        ],
+    );
+    let pid = status_pids(&c)[1];
+    let up = |id: usize| ok_json(&c.args(&["status", "--json"]))["osds"][id]["up"] == true;
+    // Once is forgiven: it boots again.
+    ok(&c.args(&["osd", "down", "1"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    std::thread::sleep(Duration::from_millis(200));
+    while !up(1) {
+        assert!(Instant::now() < deadline, "osd.1 did not boot again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(alive(pid));
+    // Twice within osd_max_markdown_period: it gives up and its process ends.
+    ok(&c.args(&["osd", "down", "1"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "osd.1 (pid {pid}) still running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(dir.join("osd.1.log")).unwrap();
+    assert!(log.contains("osd_max_markdown_count"), "{log}");
+    assert!(!up(1) && up(0) && up(2));
+}

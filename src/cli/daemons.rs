@@ -101,7 +101,28 @@ pub fn run_osd(conf: &Path, id: &str, foreground: bool) -> i32 {
             ));
         }
         log::info!(target: "osd", "osd.{whoami} up at {}", osd.addr());
+        // An OSD that gives up on its own (marked down too often, a slow disk) ends its process,
+        // as Ceph's does: the watch sends the process the SIGTERM a stop would.
+        let osd = std::sync::Arc::new(osd);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (o2, s2) = (osd.clone(), stop.clone());
+        let watch = crate::common::log::ThreadBuilder::new()
+            .name("osd_watch".into())
+            .spawn(move || {
+                while !s2.load(std::sync::atomic::Ordering::Acquire) {
+                    if let Some(why) = o2.gave_up() {
+                        log::error!(target: "osd", "osd.{whoami}: {why}: stopping");
+                        // SAFETY: kill(2) on our own pid; the signal_handler thread takes it.
+                        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+            .map_err(|e| Error::io(e, "spawning osd_watch"))?;
         Ok(Box::new(move || {
+            stop.store(true, std::sync::atomic::Ordering::Release);
+            let _ = watch.join();
             if let Err(e) = osd.shutdown() {
                 log::error!(target: "osd", "osd.{whoami} shutdown: {e}");
             }
