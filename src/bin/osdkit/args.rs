@@ -66,8 +66,9 @@ pub(crate) enum Cmd {
         #[command(flatten)]
         out: FormatArgs,
     },
-    /// Benchmarks: `bench osd` (a running cluster, like rados bench) and `bench msgr`
-    /// (messenger over loopback, against raw TCP).
+    /// Benchmarks: `bench osd` (a running cluster, like rados bench), `bench msgr`
+    /// (messenger over loopback, against raw TCP) and `bench hosting` (daemons hosted in one
+    /// process: start time, threads, sockets, memory).
     Bench {
         #[command(subcommand)]
         what: BenchCmd,
