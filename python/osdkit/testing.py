@@ -47,6 +47,18 @@ def _run_dir(base: Path, n: int, cleanup: List[str]) -> str:
     return d
 
 
+def _closing(make: Any, made: List[Any], cleanup: List[str]) -> Iterator[Any]:
+    """A factory fixture's body: yields `make`, then closes what it made, newest first, and
+    removes the scratch directories, whatever the test did."""
+    try:
+        yield make
+    finally:
+        for x in reversed(made):
+            x.close()
+        for d in cleanup:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture
 def osdkit_context_factory(tmp_path: Path) -> Iterator[Callable[..., Context]]:
     made: List[Context] = []
@@ -61,13 +73,7 @@ def osdkit_context_factory(tmp_path: Path) -> Iterator[Callable[..., Context]]:
         ctx.start()
         return ctx
 
-    try:
-        yield make
-    finally:
-        for ctx in reversed(made):
-            ctx.close()
-        for d in cleanup:
-            shutil.rmtree(d, ignore_errors=True)
+    yield from _closing(make, made, cleanup)
 
 
 @pytest.fixture
@@ -86,11 +92,7 @@ def osdkit_cluster_factory(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
         made.append(c)
         return c
 
-    try:
-        yield make
-    finally:
-        for c in reversed(made):
-            c.close()
+    yield from _closing(make, made, [])
 
 
 @pytest.fixture
@@ -184,13 +186,7 @@ def osdkit_hosted_cluster_factory(tmp_path: Path) -> Iterator[Callable[..., Host
         made.append(c)
         return c
 
-    try:
-        yield make
-    finally:
-        for c in reversed(made):
-            c.close()
-        for d in cleanup:
-            shutil.rmtree(d, ignore_errors=True)
+    yield from _closing(make, made, cleanup)
 
 
 @pytest.fixture
