@@ -89,3 +89,28 @@ impl AdminSocketClient {
         self.request(&Value::Object(req))
     }
 }
+
+/// The error an admin socket's reply reports, if it is Ceph's `ERROR: (errno) strerror\ntext`
+/// (errno `EIO` when it names none): the errno and the daemon's text.
+pub fn reply_error(reply: &str) -> Option<Error> {
+    let rest = reply.strip_prefix("ERROR:")?.trim_start();
+    let (errno, text) = match rest.strip_prefix('(').and_then(|r| r.split_once(')')) {
+        Some((n, t)) => (n.parse::<i32>().ok().map_or(libc::EIO, |n| n.abs().max(1)), t),
+        None => (libc::EIO, rest),
+    };
+    Some(Error::new(errno, text.trim().to_string()))
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::reply_error;
+
+    #[test]
+    fn error_replies_give_their_errno_and_text() {
+        let e = reply_error("ERROR: (2) No such file or directory\nosd.9 is not hosted here\n").unwrap();
+        assert_eq!(e.errno, libc::ENOENT);
+        assert!(e.msg.ends_with("osd.9 is not hosted here"), "{}", e.msg);
+        assert_eq!(reply_error("ERROR: something").unwrap().errno, libc::EIO);
+        assert!(reply_error("{\"osds\": []}").is_none());
+    }
+}

@@ -50,18 +50,22 @@ fn secs(ctx: &Context, key: &str) -> Duration {
 }
 
 impl Shared {
-    fn ask(&self, words: &str) -> Result<String> {
+    /// One request to the manager. The outer error: the manager did not answer (no socket,
+    /// timeout); the inner one: it answered with Ceph's `ERROR: (errno) text`.
+    fn request(&self, words: &str) -> Result<Result<String>> {
         let w: Vec<String> = words.split(' ').map(String::from).collect();
         let r = AdminSocketClient::new(&self.manager)
             .with_timeout(REQUEST_TIMEOUT)
             .run_words(&w, Some("json"))?;
-        match r.strip_prefix("ERROR: (") {
-            Some(rest) => {
-                let (n, text) = rest.split_once(')').unwrap_or(("5", rest));
-                Err(Error::new(n.parse().unwrap_or(libc::EIO), text.trim().to_string()))
-            }
+        Ok(match crate::asok::client::reply_error(&r) {
+            Some(e) => Err(e),
             None => Ok(r),
-        }
+        })
+    }
+
+    /// `request`, either failure as the error.
+    fn ask(&self, words: &str) -> Result<String> {
+        self.request(words)?
     }
 
     /// Sleeps `d` unless asked to stop; true when asked to stop.
@@ -99,13 +103,14 @@ impl Shared {
     /// Asks the manager for the instance's state: `Ok(Some(state))`, `Ok(None)` when the manager
     /// does not host it, `Err` when the manager did not answer.
     fn state(&self) -> Result<Option<String>> {
-        match self.ask(&format!("osd status {}", self.id)) {
+        match self.request(&format!("osd status {}", self.id))? {
             Ok(s) => {
                 let v: Value =
                     serde_json::from_str(&s).map_err(|e| Error::new(libc::EIO, format!("bad status: {e}")))?;
                 Ok(Some(v["state"].as_str().unwrap_or("?").to_string()))
             }
-            Err(e) if e.errno == libc::ENOENT && !e.msg.contains("admin socket") => Ok(None),
+            // The manager answered that it does not host the instance.
+            Err(e) if e.errno == libc::ENOENT => Ok(None),
             Err(e) => Err(e),
         }
     }

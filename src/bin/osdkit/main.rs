@@ -391,14 +391,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The errno of an admin socket's `ERROR: (22) Invalid argument` reply (1 if it names none).
+/// The errno of an admin socket's `ERROR: (22) Invalid argument` reply, as an exit code.
 fn error_reply_errno(reply: &str) -> Option<i32> {
-    let rest = reply.strip_prefix("ERROR:")?.trim_start();
-    let n = rest
-        .strip_prefix('(')
-        .and_then(|r| r.split_once(')'))
-        .and_then(|(n, _)| n.parse::<i32>().ok());
-    Some(n.map_or(1, |n| n.abs().clamp(1, 255)))
+    osdkit::asok::client::reply_error(reply).map(|e| e.errno.clamp(1, 255))
 }
 
 fn code(c: i32) -> ExitCode {
