@@ -20,11 +20,26 @@ fn bench_hosting_reports_start_times_and_footprints() {
     );
     assert!(0.0 < min && min <= med && med <= max, "{s}");
     let f = v["footprint"].as_array().unwrap();
-    assert_eq!(f.len(), 2);
-    assert_eq!(f[1]["instances"], 3);
-    // Each instance has its own messengers and queues: threads and sockets of its own.
-    assert!(f[1]["threads_per_instance"].as_f64().unwrap() >= 5.0, "{f:?}");
-    assert!(f[1]["sockets_per_instance"].as_f64().unwrap() >= 1.0, "{f:?}");
+    assert_eq!(f.len(), 4, "both messenger modes at each count");
+    let at = |n: u64, mode: &str| {
+        f.iter()
+            .find(|x| x["instances"] == n && x["messengers"] == mode)
+            .unwrap_or_else(|| panic!("no {n}/{mode} row: {f:?}"))
+    };
+    let (own, shared) = (at(3, "own"), at(3, "shared"));
+    // With messengers of its own, each instance has their threads and sockets; on a shared
+    // set, three instances add no messenger threads or listening sockets beyond the set's.
+    assert!(own["threads_per_instance"].as_f64().unwrap() >= 5.0, "{f:?}");
+    assert!(own["sockets_per_instance"].as_f64().unwrap() >= 1.0, "{f:?}");
+    let threads = |x: &serde_json::Value| x["threads_per_instance"].as_f64().unwrap();
+    assert!(threads(shared) < threads(own), "{f:?}");
+    let names = &shared["process_threads_by_name"];
+    let workers = names["msgr-worker-"].as_u64().unwrap();
+    // The monitor's messengers and the set's (3 + 1 + 1 workers) only.
+    assert!(
+        workers < own["process_threads_by_name"]["msgr-worker-"].as_u64().unwrap(),
+        "{names}"
+    );
     let bad = Command::new(env!("CARGO_BIN_EXE_osdkit"))
         .args(["bench", "hosting", "--starts", "0"])
         .output()

@@ -139,6 +139,25 @@ fn manager_hosts_restores_and_refuses_bad_requests() {
     assert!(ask(&asok, "osd start x").is_err());
 
     let rados = Rados::connect_with_conf("client.admin", &conf).unwrap();
+    // osd_manager_shared_messengers (the default): the four OSDs are identities on one set
+    // of messengers: one IP and port in the map, a nonce each.
+    let st: serde_json::Value = serde_json::from_str(&ask(&asok, "osd status").unwrap()).unwrap();
+    let set = st["shared_messengers"].as_str().expect("shared messengers").to_string();
+    let (_, dump) = rados
+        .mon_command(&serde_json::json!({"prefix": "osd dump", "format": "json"}))
+        .unwrap();
+    let dump: serde_json::Value = serde_json::from_slice(&dump).unwrap();
+    let addrs: Vec<String> = dump["osds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["public_addr"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(addrs.len(), 4, "{dump}");
+    let sock = |a: &str| a.rsplit_once('/').unwrap().0.to_string();
+    assert!(addrs.iter().all(|a| sock(a) == sock(&set)), "{addrs:?} vs {set}");
+    let nonces: std::collections::HashSet<&str> = addrs.iter().map(|a| a.rsplit_once('/').unwrap().1).collect();
+    assert_eq!(nonces.len(), 4, "{addrs:?}");
     rados.pool_create("data", 16, 2).unwrap();
     let io = rados.ioctx("data").unwrap();
     for i in 0..40 {

@@ -1,13 +1,16 @@
 //! `osdkit bench hosting`: what hosting daemons in one process costs. A monitor hosted in this
 //! process; one OSD instance started and stopped STARTS times (start-to-active and stop times:
 //! median, p90, min, max); then N instances at once for each N asked (threads, sockets and
-//! resident memory per instance, from `/proc/self`). Each instance has its own messengers and
-//! threads (`osd_manager_shared_messengers` does not exist yet), its admin socket and its log.
+//! resident memory per instance, from `/proc/self`), in both messenger modes: each instance
+//! with messengers of its own, and all on one shared set (an OSD manager's default,
+//! `osd_manager_shared_messengers`). Each instance has its admin socket and its log either way.
 
 use crate::hosting::instance::{HostedDaemon, InstanceArgs, InstanceCallbacks};
+use crate::osd::messengers::SharedMessengers;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct HostingBenchOpts {
@@ -41,6 +44,19 @@ fn footprint() -> Result<(u64, u64, u64)> {
     Ok((threads, sockets, rss))
 }
 
+/// This process's threads by name, digits at the end dropped (`msgr-worker-3` counts as
+/// `msgr-worker-`): what each instance's threads are.
+fn threads_by_name() -> std::collections::BTreeMap<String, u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        if let Ok(c) = std::fs::read_to_string(e.path().join("comm")) {
+            *m.entry(c.trim().trim_end_matches(|c: char| c.is_ascii_digit()).to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    m
+}
+
 fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -53,16 +69,29 @@ fn stats(mut v: Vec<f64>) -> Value {
     })
 }
 
-fn osd(conf: &Path, id: usize, store: &str) -> Result<HostedDaemon> {
+fn osd(conf: &Path, id: usize, store: &str, msgrs: Option<&Arc<SharedMessengers>>) -> Result<HostedDaemon> {
     HostedDaemon::osd(
         InstanceArgs {
             id: id.to_string(),
             conf: Some(conf.to_path_buf()),
             options: vec![("osd_objectstore".into(), store.into())],
+            messengers: msgrs.cloned(),
             ..Default::default()
         },
         InstanceCallbacks::default(),
     )
+}
+
+/// The set an OSD manager would make: its own context's, on loopback.
+fn shared_set(conf: &Path) -> Result<(crate::Context, Arc<SharedMessengers>)> {
+    let ctx = crate::Context::new("client.bench-hosting", Some(conf))?;
+    let set = SharedMessengers::start(
+        &ctx,
+        "osd.bench-hosting",
+        "127.0.0.1:0".parse().expect("an address"),
+        None,
+    )?;
+    Ok((ctx, Arc::new(set)))
 }
 
 fn write_conf(dir: &Path) -> Result<PathBuf> {
@@ -110,7 +139,7 @@ fn run_in(o: &HostingBenchOpts, dir: &Path) -> Result<Value> {
 
     let (mut starts, mut stops) = (Vec::new(), Vec::new());
     for i in 0..o.starts {
-        let d = osd(&conf, 0, &o.store)?;
+        let d = osd(&conf, 0, &o.store, None)?;
         let t0 = Instant::now();
         d.start()?;
         d.wait_active(ACTIVE_TIMEOUT)?;
@@ -123,10 +152,15 @@ fn run_in(o: &HostingBenchOpts, dir: &Path) -> Result<Value> {
     }
 
     let mut per_count = Vec::new();
-    for &n in &o.counts {
+    for (&n, shared) in o.counts.iter().flat_map(|n| [(n, false), (n, true)]) {
         let before = footprint()?;
         let t0 = Instant::now();
-        let all = (0..n).map(|i| osd(&conf, i, &o.store)).collect::<Result<Vec<_>>>()?;
+        // The set's own threads and sockets count: they are what the instances run on.
+        let set = if shared { Some(shared_set(&conf)?) } else { None };
+        let msgrs = set.as_ref().map(|(_, s)| s);
+        let all = (0..n)
+            .map(|i| osd(&conf, i, &o.store, msgrs))
+            .collect::<Result<Vec<_>>>()?;
         for d in &all {
             d.start()?;
         }
@@ -135,21 +169,30 @@ fn run_in(o: &HostingBenchOpts, dir: &Path) -> Result<Value> {
         }
         let all_active = t0.elapsed().as_secs_f64() * 1e3;
         let after = footprint()?;
+        let names = threads_by_name();
         let per = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / n as f64;
         per_count.push(json!({
             "instances": n,
+            "messengers": if shared { "shared" } else { "own" },
             "all_active_ms": all_active,
             "threads_per_instance": per(after.0, before.0),
             "sockets_per_instance": per(after.1, before.1),
             "rss_kib_per_instance": per(after.2, before.2),
             "process_threads": after.0,
+            "process_threads_by_name": names,
         }));
-        eprintln!("{n} instances: active in {all_active:.0} ms");
+        eprintln!(
+            "{n} instances, {} messengers: active in {all_active:.0} ms",
+            if shared { "shared" } else { "own" }
+        );
         for d in &all {
             d.shutdown();
         }
         for d in &all {
             d.join(Some(ACTIVE_TIMEOUT))?;
+        }
+        if let Some((_, s)) = set {
+            s.shutdown();
         }
     }
     mon.shutdown();
@@ -184,16 +227,20 @@ pub fn cli(o: &HostingBenchOpts) -> i32 {
                     "stop (mark-me-down included): median {:.1} ms",
                     p["median_ms"].as_f64().unwrap_or(0.0)
                 );
-                println!("| instances | all active | threads / instance | sockets / instance | RSS / instance |");
-                println!("|---|---|---|---|---|");
+                println!(
+                    "| instances | messengers | all active | threads / instance | sockets / instance | RSS / instance | process threads |"
+                );
+                println!("|---|---|---|---|---|---|---|");
                 for f in v["footprint"].as_array().into_iter().flatten() {
                     println!(
-                        "| {} | {:.0} ms | {:.1} | {:.1} | {:.0} KiB |",
+                        "| {} | {} | {:.0} ms | {:.1} | {:.1} | {:.0} KiB | {} |",
                         f["instances"],
+                        f["messengers"].as_str().unwrap_or(""),
                         f["all_active_ms"].as_f64().unwrap_or(0.0),
                         f["threads_per_instance"].as_f64().unwrap_or(0.0),
                         f["sockets_per_instance"].as_f64().unwrap_or(0.0),
-                        f["rss_kib_per_instance"].as_f64().unwrap_or(0.0)
+                        f["rss_kib_per_instance"].as_f64().unwrap_or(0.0),
+                        f["process_threads"]
                     );
                 }
             }

@@ -547,6 +547,9 @@ fn table() -> Vec<OptDef> {
         o("osd_manager_data", Str, Advanced, "/var/lib/osdkit/$cluster-$name")
             .desc("Directory where an osdkit manager keeps the set of OSD instances it was told to run, to start them again after a restart (osdkit)")
             .services(OSD),
+        o("osd_manager_shared_messengers", Bool, Advanced, "true")
+            .desc("An osdkit manager's OSD instances share one set of public, cluster and heartbeat messengers (one socket and one set of threads each), each OSD an identity of its own on them, told apart by its address's nonce (osdkit)")
+            .services(OSD),
         o("osd_max_markdown_count", Int, Advanced, "5")
             .desc("Number of times an OSD may be wrongly marked down within osd_max_markdown_period before it stops instead of booting again")
             .services(OSD)

@@ -81,6 +81,9 @@ pub struct InstanceArgs {
     pub cluster: String,
     /// Option overrides, applied over the conf file.
     pub options: Vec<(String, String)>,
+    /// An OSD: the process's shared messengers to be hosted on (an OSD manager's, with
+    /// `osd_manager_shared_messengers`), instead of messengers of its own.
+    pub messengers: Option<Arc<crate::osd::messengers::SharedMessengers>>,
 }
 
 /// A callback of a hosted daemon; runs on its `osd_thread` / `mon_thread`, must not join it.
@@ -442,7 +445,12 @@ impl Shared {
         let _log = crate::common::log::ThreadLogScope::enter(ctx.log());
         ctx.start()?;
         let made = match self.kind {
-            Kind::Osd => start_osd(&ctx, self.name.trim_start_matches("osd.")).map(|o| Daemon::Osd(Box::new(o))),
+            Kind::Osd => start_osd_on(
+                &ctx,
+                self.name.trim_start_matches("osd."),
+                self.args.messengers.as_deref(),
+            )
+            .map(|o| Daemon::Osd(Box::new(o))),
             Kind::Mon => start_mon(&ctx).map(Daemon::Mon),
         };
         match made {
@@ -550,26 +558,52 @@ fn ctx_log(sh: &Shared) -> Arc<crate::common::log::Log> {
 /// (default 127.0.0.1, any port), boot to `mon_host`; returns once the boot is sent. The
 /// `osdkit osd` process uses this too.
 pub fn start_osd(ctx: &Context, id: &str) -> Result<Osd> {
+    start_osd_on(ctx, id, None)
+}
+
+/// Where an OSD of this conf binds its public messenger: `public_addr`, else 127.0.0.1, any
+/// port.
+pub fn public_bind(c: &crate::common::config::Config) -> Result<SocketAddr> {
+    let public = c.get_str("public_addr");
+    if public.is_empty() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], 0)));
+    }
+    public
+        .parse::<crate::msgr::addr::EntityAddr>()
+        .ok()
+        .and_then(|a| a.addr)
+        .or_else(|| public.parse().ok())
+        .ok_or_else(|| Error::inval(format!("public_addr '{public}' is not an address like 127.0.0.1:6800")))
+}
+
+/// `start_osd`, on `shared` messengers when given.
+fn start_osd_on(ctx: &Context, id: &str, shared: Option<&crate::osd::messengers::SharedMessengers>) -> Result<Osd> {
     let whoami: i32 = id.parse().map_err(|_| Error::inval(format!("bad OSD id '{id}'")))?;
     let c = ctx.conf();
     let mon = crate::client::rados::parse_mon_host(&c.get_str("mon_host"))?;
-    let public = c.get_str("public_addr");
-    let bind: SocketAddr = if public.is_empty() {
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    } else {
-        public
-            .parse::<crate::msgr::addr::EntityAddr>()
-            .ok()
-            .and_then(|a| a.addr)
-            .or_else(|| public.parse().ok())
-            .ok_or_else(|| Error::inval(format!("public_addr '{public}' is not an address like 127.0.0.1:6800")))?
+    let bind = public_bind(c)?;
+    let net = match shared {
+        Some(set) => {
+            // The instance's own public_addr cannot apply: its addresses are the set's.
+            let at = set.messengers().public.my_addrs()[0].addr;
+            if !c.get_str("public_addr").is_empty()
+                && at.is_some_and(|a| a.ip() != bind.ip() || bind.port() != 0 && a.port() != bind.port())
+            {
+                return Err(Error::inval(format!(
+                    "public_addr {bind}: this process's OSDs share messengers at {} (osd_manager_shared_messengers)",
+                    at.map_or_else(String::new, |a| a.to_string())
+                )));
+            }
+            crate::osd::OsdNet::Shared(set)
+        }
+        None => crate::osd::OsdNet::Bind(bind),
     };
     if c.get_str("osd_objectstore") == "kv" {
         let data = PathBuf::from(c.get_str("osd_data"));
         std::fs::create_dir_all(&data).map_err(|e| Error::io(e, format!("creating osd_data {}", data.display())))?;
     }
     let store = crate::os::create_store(ctx)?;
-    Osd::start_with_mon(ctx, whoami, store, bind, mon)
+    Osd::start_with_mon_on(ctx, whoami, store, net, mon)
 }
 
 /// A monitor of `ctx` from its conf: the first address of `mon_host`, its store in

@@ -7,6 +7,7 @@ use super::instance::{HostedDaemon, InstanceArgs, InstanceCallbacks, InstanceSta
 use crate::asok::Request;
 use crate::common::error::{Error, Result};
 use crate::common::formatter::FVal;
+use crate::osd::messengers::SharedMessengers;
 use crate::Context;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -36,6 +37,8 @@ struct Inner {
     /// One admin command at a time changes the set (a start may take a while).
     ops: Mutex<()>,
     started: Instant,
+    /// The messengers every instance is hosted on (`osd_manager_shared_messengers`).
+    msgrs: Option<Arc<SharedMessengers>>,
 }
 
 /// The OSD manager of one process.
@@ -132,6 +135,7 @@ impl Inner {
                 // Each instance's pid file names the manager's process: `osdkit status` shows
                 // where each OSD runs, and `osdkit stop` finds it.
                 options: vec![("pid_file".into(), "$run_dir/$name.pid".into())],
+                messengers: self.msgrs.clone(),
             },
             InstanceCallbacks::default(),
         )?);
@@ -213,6 +217,19 @@ impl OsdManager {
     /// admin socket. Restores the instances the set names, logging any that fail.
     pub fn start(ctx: &Context, conf: &Path, cluster: &str, data_dir: &Path) -> Result<OsdManager> {
         std::fs::create_dir_all(data_dir).map_err(|e| Error::io(e, format!("creating {}", data_dir.display())))?;
+        let c = ctx.conf();
+        let msgrs = if c.get_bool("osd_manager_shared_messengers") {
+            let public = super::instance::public_bind(c)?;
+            let cluster = match c.get_str("cluster_addr").is_empty() {
+                true => None,
+                false => Some(crate::osd::cluster_ip(c, public)?),
+            };
+            let set = SharedMessengers::start(ctx, &format!("osd.{}", ctx.name().id), public, cluster)?;
+            log::info!(target: "osd", "manager: OSD instances share messengers at {}", set.messengers().public.my_addrs()[0]);
+            Some(Arc::new(set))
+        } else {
+            None
+        };
         let inner = Arc::new(Inner {
             conf: conf.to_path_buf(),
             cluster: cluster.to_string(),
@@ -220,6 +237,7 @@ impl OsdManager {
             slots: Mutex::new(BTreeMap::new()),
             ops: Mutex::new(()),
             started: Instant::now(),
+            msgrs,
         });
         let restore = inner.load()?;
         let mut asok_ids = Vec::new();
@@ -254,6 +272,7 @@ impl OsdManager {
                     } else {
                         json!({
                             "uptime_secs": i.started.elapsed().as_secs_f64(),
+                            "shared_messengers": i.msgrs.as_ref().map(|m| m.messengers().public.my_addrs()[0].to_string()),
                             "osds": slots.iter().map(|(id, s)| i.status_of(*id, s)).collect::<Vec<_>>(),
                         })
                     };
@@ -315,5 +334,8 @@ impl OsdManager {
             let _ = d.join(Some(STOP_TIMEOUT));
         }
         self.inner.slots.lock().clear();
+        if let Some(m) = &self.inner.msgrs {
+            m.shutdown();
+        }
     }
 }

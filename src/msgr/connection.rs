@@ -83,6 +83,9 @@ pub struct Connection {
     pub(crate) outgoing: bool,
     pub(crate) state: Mutex<ConnState>,
     pub(crate) msgr: Weak<dyn ConnOwner>,
+    /// The nonce of the identity this end speaks as: the messenger's own, or one it hosts
+    /// (`Messenger::host`), whose dispatchers get what arrives here.
+    pub(crate) local_nonce: u32,
 }
 
 /// The messenger side of a connection: what `send_message` and friends call into.
@@ -141,7 +144,7 @@ impl LocalConnection {
             deliver: Box::new(deliver),
         });
         let weak: Weak<dyn ConnOwner> = Arc::downgrade(&sink) as Weak<LocalSink>;
-        let conn = Connection::new(0, 0, peer_addr, peer_type, Policy::lossy_client(), true, weak);
+        let conn = Connection::new(0, 0, peer_addr, peer_type, Policy::lossy_client(), true, (weak, 0));
         conn.state.lock().status = ConnStatus::Open;
         LocalConnection { conn, _sink: sink }
     }
@@ -169,7 +172,7 @@ impl Connection {
         peer_type: u8,
         policy: Policy,
         outgoing: bool,
-        msgr: Weak<dyn ConnOwner>,
+        (msgr, local_nonce): (Weak<dyn ConnOwner>, u32),
     ) -> ConnectionRef {
         Arc::new(Connection {
             id,
@@ -180,6 +183,7 @@ impl Connection {
             outgoing,
             state: Mutex::new(ConnState::new()),
             msgr,
+            local_nonce,
         })
     }
 
@@ -193,7 +197,7 @@ impl Connection {
             0,
             Policy::lossy_client(),
             true,
-            Weak::<NoOwner>::new(),
+            (Weak::<NoOwner>::new(), 0),
         )
     }
 

@@ -1,5 +1,6 @@
 //! `Messenger`: Ceph's AsyncMessenger shape — bind, start, `connect_to`, `send_message`,
-//! dispatchers, policies per peer type, `mark_down`, `shutdown`, `wait`.
+//! dispatchers, policies per peer type, `mark_down`, `shutdown`, `wait` — and `host`, one
+//! messenger (one socket, one set of threads) speaking for several entities.
 
 use super::addr::EntityAddr;
 use super::connection::{ConnOwner, Connection, ConnectionRef};
@@ -9,7 +10,7 @@ use super::message::Message;
 use super::policy::Policy;
 use super::recv_pool::RecvBufPool;
 use super::session_map::SessionMap;
-use super::shared::Inner;
+use super::shared::{Identity, Inner, Router};
 use super::v2::frame::FrameLimits;
 use super::worker::{worker_perf, Cmd, Worker, WorkerConf, WorkerHandle};
 use crate::common::entity::{EntityName, EntityType};
@@ -22,10 +23,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// Cheap to clone; all clones are the same messenger.
+/// Cheap to clone; all clones are the same messenger. A messenger returned by `host` is a
+/// hosted identity of another: its own name, nonce and dispatchers, the other's socket and
+/// threads.
 #[derive(Clone)]
 pub struct Messenger {
     inner: Arc<Inner>,
+    ident: Option<Arc<Identity>>,
 }
 
 impl Messenger {
@@ -74,22 +78,83 @@ impl Messenger {
             limits: FrameLimits::default(),
             recv_pool,
             num_workers: AtomicUsize::new(0),
+            identities: RwLock::new(HashMap::new()),
+            hosting: AtomicBool::new(false),
         });
-        Ok(Messenger { inner })
+        Ok(Messenger { inner, ident: None })
+    }
+
+    /// A messenger for entity `name` that shares this one's socket, workers and dispatch
+    /// threads, as if it were a messenger of its own: its addresses are this messenger's with
+    /// a nonce of its own, which is how peers (CLIENT_IDENT's target address) reach it rather
+    /// than another identity; it has its own sessions and dispatchers; `shutdown` ends only
+    /// its sessions. Once a messenger hosts an identity, a peer targeting any address it does
+    /// not host is refused (and logged). For the OSD manager (`osd_manager_shared_messengers`):
+    /// many OSDs, one set of messengers.
+    pub fn host(&self, name: &str) -> Result<Messenger> {
+        if self.ident.is_some() {
+            return Err(Error::inval("a hosted identity cannot host another"));
+        }
+        if self.inner.stopped.load(Ordering::Acquire) {
+            return Err(Error::new(libc::ESHUTDOWN, "messenger is shut down"));
+        }
+        let name: EntityName = name.parse()?;
+        let mut ids = self.inner.identities.write();
+        if ids.values().any(|i| i.name == name) {
+            return Err(Error::new(libc::EEXIST, format!("{name} is already hosted here")));
+        }
+        let nonce = loop {
+            let n = super::addr::random_nonce();
+            if n != self.inner.nonce && !ids.contains_key(&n) {
+                break n;
+            }
+        };
+        let id = Arc::new(Identity {
+            name,
+            nonce,
+            chain: Arc::new(DispatcherChain::new()),
+        });
+        ids.insert(nonce, id.clone());
+        drop(ids);
+        if !self.inner.hosting.swap(true, Ordering::AcqRel) {
+            self.inner.chain.add_head(Arc::new(Router {
+                msgr: Arc::downgrade(&self.inner),
+            }));
+        }
+        Ok(Messenger {
+            inner: self.inner.clone(),
+            ident: Some(id),
+        })
+    }
+
+    /// The entities hosted on this messenger (`host`), by name.
+    pub fn hosted(&self) -> Vec<EntityName> {
+        let mut v: Vec<EntityName> = self.inner.identities.read().values().map(|i| i.name.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// The nonce sessions of this messenger (or hosted identity) speak with.
+    fn local_nonce(&self) -> u32 {
+        self.ident.as_ref().map_or(self.inner.nonce, |i| i.nonce)
+    }
+
+    fn chain(&self) -> &Arc<DispatcherChain> {
+        self.ident.as_ref().map_or(&self.inner.chain, |i| &i.chain)
     }
 
     pub fn name(&self) -> &EntityName {
-        &self.inner.name
+        self.ident.as_ref().map_or(&self.inner.name, |i| &i.name)
     }
     /// The large-frame buffer pool (`ms_prefault_bytes`), if it has one.
     pub(crate) fn recv_pool(&self) -> Option<Arc<RecvBufPool>> {
         self.inner.recv_pool()
     }
     pub fn nonce(&self) -> u32 {
-        self.inner.nonce
+        self.local_nonce()
     }
     pub fn my_addrs(&self) -> Vec<EntityAddr> {
-        self.inner.my_addrs()
+        self.inner.addrs_for(self.local_nonce())
     }
 
     /// Workers for this messenger instead of `ms_async_op_threads` (1..=24); before `start`.
@@ -106,14 +171,17 @@ impl Messenger {
         self.inner.policies.write().insert(peer_type.wire_value(), p);
     }
     pub fn add_dispatcher_head(&self, d: Arc<dyn Dispatcher>) {
-        self.inner.chain.add_head(d);
+        self.chain().add_head(d);
     }
     pub fn add_dispatcher_tail(&self, d: Arc<dyn Dispatcher>) {
-        self.inner.chain.add_tail(d);
+        self.chain().add_tail(d);
     }
 
     /// Binds a listening socket (port 0: any free port). Returns the address peers use.
     pub fn bind(&self, addr: SocketAddr) -> Result<EntityAddr> {
+        if self.ident.is_some() {
+            return Err(Error::inval("a hosted identity has its host's addresses"));
+        }
         if self.inner.started.load(Ordering::Acquire) {
             return Err(Error::inval("bind must come before start"));
         }
@@ -146,6 +214,9 @@ impl Messenger {
 
     /// Starts the workers (`msgr-worker-N`) and the dispatch threads.
     pub fn start(&self) -> Result<()> {
+        if self.ident.is_some() {
+            return Err(Error::inval("a hosted identity runs on its host's threads"));
+        }
         if self.inner.stopped.load(Ordering::Acquire) {
             return Err(Error::inval("a messenger that was shut down cannot start again"));
         }
@@ -205,10 +276,26 @@ impl Messenger {
         if !inner.started.load(Ordering::Acquire) || inner.stopped.load(Ordering::Acquire) {
             return Err(Error::inval("messenger is not running"));
         }
-        let (c, new) = inner.sessions.outgoing(addr, |id, key| {
+        let local = self.local_nonce();
+        if self
+            .ident
+            .as_ref()
+            .is_some_and(|i| !inner.identities.read().contains_key(&i.nonce))
+        {
+            return Err(Error::inval(format!("{} is no longer hosted", self.name())));
+        }
+        let (c, new) = inner.sessions.outgoing(local, addr, |id, key| {
             let policy = inner.policy_for(peer_type.wire_value());
             let weak: std::sync::Weak<dyn ConnOwner> = Arc::downgrade(inner) as std::sync::Weak<Inner>;
-            Connection::new(id, inner.pick_worker(), key, peer_type.wire_value(), policy, true, weak)
+            Connection::new(
+                id,
+                inner.pick_worker(),
+                key,
+                peer_type.wire_value(),
+                policy,
+                true,
+                (weak, local),
+            )
         });
         if new {
             inner.worker(c.worker).send(Cmd::Connect(c.clone()));
@@ -216,30 +303,40 @@ impl Messenger {
         Ok(c)
     }
 
-    /// Sends `m` to ourselves through the `ms_local` thread (no socket).
+    /// Sends `m` to ourselves through the `ms_local` thread (no socket). Not for a hosted
+    /// identity (a message with no connection names none): it is dropped with a warning.
     pub fn send_to_self(&self, m: Message) {
+        if self.ident.is_some() {
+            log::warn!(target: "ms", "{}: send_to_self on a hosted identity: dropped", self.name());
+            return;
+        }
         let p = m.priority;
         self.inner.dq.local_delivery(m, p);
     }
 
-    /// Closes every connection and forgets its session.
+    /// Closes every connection (of this identity) and forgets its session.
     pub fn mark_down_all(&self) {
-        for c in self.inner.sessions.list() {
+        for c in self.connections() {
             self.inner.mark_down_conn(&c);
         }
     }
 
     /// Closes the outgoing session to `addr`, if any.
     pub fn mark_down(&self, addr: &EntityAddr) {
-        let c = self.inner.sessions.outgoing_to(addr);
+        let c = self.inner.sessions.outgoing_to(self.local_nonce(), addr);
         if let Some(c) = c {
             self.inner.mark_down_conn(&c);
         }
     }
 
-    /// Every open connection: peer, state, policy, queued and unacked counts.
+    /// Every open connection (of this identity): peer, state, policy, queued and unacked
+    /// counts.
     pub fn connections(&self) -> Vec<ConnectionRef> {
-        self.inner.sessions.list()
+        let mut v = self.inner.sessions.list();
+        if let Some(i) = &self.ident {
+            v.retain(|c| c.local_nonce == i.nonce);
+        }
+        v
     }
 
     /// What the admin socket's `messenger dump` shows for this messenger.
@@ -247,8 +344,18 @@ impl Messenger {
         self.inner.dump()
     }
 
-    /// Stops workers and dispatch threads; queued messages are dropped. Idempotent.
+    /// Stops workers and dispatch threads; queued messages are dropped. Idempotent. For a
+    /// hosted identity: ends its sessions and stops hosting it; the host runs on.
     pub fn shutdown(&self) {
+        if let Some(i) = &self.ident {
+            if self.inner.identities.write().remove(&i.nonce).is_none() {
+                return;
+            }
+            self.mark_down_all();
+            // As below: what its dispatchers hold may hold this identity.
+            i.chain.clear();
+            return;
+        }
         if self.inner.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -270,8 +377,11 @@ impl Messenger {
         self.inner.chain.clear();
     }
 
-    /// Waits for the threads to exit (after `shutdown`).
+    /// Waits for the threads to exit (after `shutdown`); at once for a hosted identity.
     pub fn wait(&self) {
+        if self.ident.is_some() {
+            return;
+        }
         if let Some(ws) = self.inner.workers.get() {
             for w in ws {
                 if let Some(t) = w.thread.lock().take() {

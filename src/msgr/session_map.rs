@@ -1,6 +1,8 @@
 //! The messenger's session registry: outgoing sessions by the address dialled, lossless
 //! incoming sessions by the peer's announced address, every connection not yet closed by id,
-//! and the counters sessions draw their ids and sequence numbers from.
+//! and the counters sessions draw their ids and sequence numbers from. Sessions are filed per
+//! local identity (its nonce): a messenger hosting several (`Messenger::host`) keeps one
+//! session per identity and peer, as separate messengers would.
 
 use super::addr::{EntityAddr, ADDR_TYPE_MSGR2};
 use super::connection::{ConnStatus, ConnectionRef};
@@ -18,9 +20,12 @@ pub(crate) fn session_key(a: &EntityAddr) -> EntityAddr {
     }
 }
 
+/// A local identity's nonce and a peer's session key.
+type Key = (u32, EntityAddr);
+
 pub(crate) struct SessionMap {
-    outgoing: Mutex<HashMap<EntityAddr, ConnectionRef>>,
-    incoming: Mutex<HashMap<EntityAddr, ConnectionRef>>,
+    outgoing: Mutex<HashMap<Key, ConnectionRef>>,
+    incoming: Mutex<HashMap<Key, ConnectionRef>>,
     all: Mutex<HashMap<u64, ConnectionRef>>,
     next_id: AtomicU64,
     global_seq: AtomicU64,
@@ -56,42 +61,59 @@ impl SessionMap {
         self.next_global_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The session to `addr` if it is not closed; otherwise the one `make` builds (given its
-    /// id and key), registered. The bool is true for a new session.
+    /// Identity `local`'s session to `addr` if it is not closed; otherwise the one `make`
+    /// builds (given its id and key), registered. The bool is true for a new session.
     pub(crate) fn outgoing(
         &self,
+        local: u32,
         addr: &EntityAddr,
         make: impl FnOnce(u64, EntityAddr) -> ConnectionRef,
     ) -> (ConnectionRef, bool) {
         let key = session_key(addr);
         let mut map = self.outgoing.lock();
-        if let Some(c) = map.get(&key) {
+        if let Some(c) = map.get(&(local, key)) {
             if c.status() != ConnStatus::Closed {
                 return (c.clone(), false);
             }
         }
         let c = make(self.next_id(), key);
-        map.insert(key, c.clone());
+        map.insert((local, key), c.clone());
         drop(map);
         self.all.lock().insert(c.id(), c.clone());
         (c, true)
     }
 
-    /// The outgoing session to `addr`, if any.
-    pub(crate) fn outgoing_to(&self, addr: &EntityAddr) -> Option<ConnectionRef> {
-        self.outgoing.lock().get(&session_key(addr)).cloned()
+    /// Identity `local`'s outgoing session to `addr`, if any.
+    pub(crate) fn outgoing_to(&self, local: u32, addr: &EntityAddr) -> Option<ConnectionRef> {
+        self.outgoing.lock().get(&(local, session_key(addr))).cloned()
     }
 
-    /// The lossless incoming session of the peer at `addr`, if any.
-    pub(crate) fn incoming_from(&self, addr: &EntityAddr) -> Option<ConnectionRef> {
-        self.incoming.lock().get(&session_key(addr)).cloned()
+    /// The lossless incoming session of the peer at `addr` that a reconnect with
+    /// `server_cookie` names. A reconnect does not say which identity it is for: with one
+    /// identity that is its session whatever the cookie (a stale cookie is then judged, and
+    /// reset, by `session::judge_reconnect`); with several, the cookie picks it.
+    pub(crate) fn incoming_from(&self, addr: &EntityAddr, server_cookie: u64) -> Option<ConnectionRef> {
+        let key = session_key(addr);
+        let m = self.incoming.lock();
+        let mut found = m.iter().filter(|((_, a), _)| *a == key).map(|(_, c)| c);
+        let first = found.next()?;
+        let rest: Vec<&ConnectionRef> = found.collect();
+        if rest.is_empty() {
+            return Some(first.clone());
+        }
+        std::iter::once(first)
+            .chain(rest)
+            .find(|c| c.state.lock().server_cookie == server_cookie)
+            .cloned()
     }
 
     /// Files an accepted session: by the peer's address when it is lossless (replacing, and
     /// returning, the one filed there before: the peer restarted), and by id.
     pub(crate) fn accept(&self, c: &ConnectionRef, lossless: bool) -> Option<ConnectionRef> {
         let old = if lossless {
-            self.incoming.lock().insert(session_key(&c.peer_addr()), c.clone())
+            self.incoming
+                .lock()
+                .insert((c.local_nonce, session_key(&c.peer_addr())), c.clone())
         } else {
             None
         };
@@ -104,7 +126,7 @@ impl SessionMap {
 
     /// Drops a connection from every map (it closed).
     pub(crate) fn forget(&self, c: &ConnectionRef) {
-        let key = session_key(&c.peer_addr());
+        let key = (c.local_nonce, session_key(&c.peer_addr()));
         for map in [&self.outgoing, &self.incoming] {
             let mut m = map.lock();
             if m.get(&key).is_some_and(|x| Arc::ptr_eq(x, c)) {

@@ -1,7 +1,8 @@
 //! The state a messenger and its workers share: identity and addresses, policies, the
 //! dispatcher chain and `DispatchQueue`, the worker handles, the session registry, and the
-//! connection-owner side (`ConnOwner`: kick, keepalive, mark down). The session decisions it
-//! applies are in `session`; the public face is `Messenger`.
+//! connection-owner side (`ConnOwner`: kick, keepalive, mark down), and the identities it
+//! hosts (`Identity`, routed to by `Router`). The session decisions it applies are in
+//! `session`; the public face is `Messenger`.
 
 use super::addr::EntityAddr;
 use super::connection::{ConnOwner, Connection, ConnectionRef};
@@ -50,6 +51,93 @@ pub(crate) struct Inner {
     pub(super) num_workers: AtomicUsize,
     /// `ms_async_worker_fill`, read at start.
     pub(super) worker_fill: AtomicUsize,
+    /// Entities this messenger speaks for besides itself (`Messenger::host`), by nonce.
+    pub(super) identities: RwLock<HashMap<u32, Arc<Identity>>>,
+    /// Set by the first `host`: from then on sessions belong to hosted identities only.
+    pub(super) hosting: AtomicBool,
+}
+
+/// An entity a messenger hosts: its name, its nonce (which tells its addresses from those of
+/// the messenger's other identities: same IP and port), and its own dispatchers. Ceph's
+/// CLIENT_IDENT names the address (with nonce) the client wants, so an accepted session knows
+/// its identity before the server answers with SERVER_IDENT.
+pub(crate) struct Identity {
+    pub(crate) name: EntityName,
+    pub(crate) nonce: u32,
+    pub(crate) chain: Arc<DispatcherChain>,
+}
+
+/// The head dispatcher of a hosting messenger: each message and connection event goes to the
+/// dispatchers of the identity its connection speaks as.
+pub(super) struct Router {
+    pub(super) msgr: std::sync::Weak<Inner>,
+}
+
+impl Router {
+    fn chain(&self, c: Option<&ConnectionRef>) -> Option<Arc<DispatcherChain>> {
+        let c = c?;
+        let m = self.msgr.upgrade()?;
+        let id = m.identities.read().get(&c.local_nonce).cloned();
+        if id.is_none() {
+            log::debug!(target: "ms", "{}: nothing hosted as nonce {} any more", m.name, c.local_nonce);
+        }
+        id.map(|i| i.chain.clone())
+    }
+}
+
+impl super::dispatcher::Dispatcher for Router {
+    fn ms_can_fast_dispatch(&self, m: &super::message::Message) -> bool {
+        self.chain(m.conn.as_ref())
+            .is_some_and(|ch| ch.snapshot().iter().any(|d| d.ms_can_fast_dispatch(m)))
+    }
+    fn ms_fast_preprocess(&self, m: &super::message::Message) {
+        if let Some(ch) = self.chain(m.conn.as_ref()) {
+            ch.snapshot().iter().for_each(|d| d.ms_fast_preprocess(m));
+        }
+    }
+    fn ms_fast_dispatch(&self, m: super::message::Message) {
+        if let Some(ch) = self.chain(m.conn.as_ref()) {
+            if let Some(d) = ch.snapshot().iter().find(|d| d.ms_can_fast_dispatch(&m)) {
+                d.ms_fast_dispatch(m);
+            }
+        }
+    }
+    fn ms_dispatch(&self, m: super::message::Message) -> Option<super::message::Message> {
+        match self.chain(m.conn.as_ref()) {
+            Some(ch) => {
+                ch.dispatch(m);
+            }
+            None => log::warn!(target: "ms", "dropping message type {} for no hosted identity", m.ty),
+        }
+        None
+    }
+    fn ms_handle_connect(&self, c: &ConnectionRef) {
+        if let Some(ch) = self.chain(Some(c)) {
+            ch.connect(c);
+        }
+    }
+    fn ms_handle_accept(&self, c: &ConnectionRef) {
+        if let Some(ch) = self.chain(Some(c)) {
+            ch.accept(c);
+        }
+    }
+    fn ms_handle_reset(&self, c: &ConnectionRef) -> bool {
+        if let Some(ch) = self.chain(Some(c)) {
+            ch.reset(c);
+        }
+        true
+    }
+    fn ms_handle_remote_reset(&self, c: &ConnectionRef) {
+        if let Some(ch) = self.chain(Some(c)) {
+            ch.remote_reset(c);
+        }
+    }
+    fn ms_handle_refused(&self, c: &ConnectionRef) -> bool {
+        if let Some(ch) = self.chain(Some(c)) {
+            ch.refused(c);
+        }
+        true
+    }
 }
 
 impl Inner {
@@ -127,15 +215,44 @@ impl Inner {
             .cloned()
             .unwrap_or_else(|| self.default_policy.read().clone())
     }
-    pub(crate) fn local_info(&self) -> LocalInfo {
+    /// What a session of identity `nonce` tells peers about us: the messenger's own name and
+    /// addresses, or those of the identity it hosts with that nonce.
+    pub(crate) fn local_info(&self, nonce: u32) -> LocalInfo {
+        let name = match self.identity(nonce) {
+            Some(i) => i.name.clone(),
+            None => self.name.clone(),
+        };
         LocalInfo {
-            entity_type: self.name.ty.wire_value(),
-            entity_id: self.name.id.clone(),
-            gid: self.name.id.parse::<i64>().unwrap_or(-1),
-            nonce: self.nonce,
-            my_addrs: self.my_addrs(),
+            entity_type: name.ty.wire_value(),
+            gid: name.id.parse::<i64>().unwrap_or(-1),
+            entity_id: name.id,
+            nonce,
+            my_addrs: self.addrs_for(nonce),
             features: FEATURES_PACIFIC,
         }
+    }
+
+    /// Our addresses as identity `nonce` announces them.
+    pub(crate) fn addrs_for(&self, nonce: u32) -> Vec<EntityAddr> {
+        let mut v = self.my_addrs();
+        for a in &mut v {
+            a.nonce = nonce;
+        }
+        v
+    }
+
+    /// The hosted identity with `nonce`, if any.
+    pub(crate) fn identity(&self, nonce: u32) -> Option<Arc<Identity>> {
+        if nonce == self.nonce {
+            return None;
+        }
+        self.identities.read().get(&nonce).cloned()
+    }
+
+    /// Whether a client targeting `nonce` gets a session: always until the messenger hosts
+    /// identities, then only for those it hosts (a peer naming any other is refused).
+    pub(crate) fn serves(&self, nonce: u32) -> bool {
+        !self.hosting.load(Ordering::Acquire) || self.identities.read().contains_key(&nonce)
     }
 
     /// Drops a connection from the session maps (it closed).
@@ -173,6 +290,11 @@ impl Inner {
     /// Server side, CLIENT_IDENT: a new session (replacing a lossless one of a restarted peer).
     /// `worker` holds the socket: a new session stays there (a resumed one goes to its owner).
     pub(crate) fn accept_session(&self, ident: &ClientIdent, peer_type: u8, worker: usize) -> ConnectionRef {
+        let local = if self.hosting.load(Ordering::Acquire) {
+            ident.target.nonce
+        } else {
+            self.nonce
+        };
         let policy = self.policy_for(peer_type);
         let key = session_key(&ident.addrs[0]);
         let rec = session::accepted(ident, policy.lossy, super::addr::random_cookie());
@@ -184,7 +306,7 @@ impl Inner {
             peer_type,
             policy.clone(),
             false,
-            weak,
+            (weak, local),
         );
         session::open_accepted(&mut c.state.lock(), &rec, ident);
         if let Some(old) = self.sessions.accept(&c, !policy.lossy) {
@@ -201,7 +323,7 @@ impl Inner {
 
     /// The lossless incoming session a reconnect names, if we have it.
     pub(crate) fn in_session(&self, r: &SessionReconnect) -> Option<ConnectionRef> {
-        self.sessions.incoming_from(r.addrs.first()?)
+        self.sessions.incoming_from(r.addrs.first()?, r.server_cookie)
     }
 
     /// Server side, SESSION_RECONNECT: judged by `session::judge_reconnect` and answered on

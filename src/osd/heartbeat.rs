@@ -26,7 +26,6 @@ use crate::msgr::connection::{ConnStatus, ConnectionRef};
 use crate::msgr::dispatcher::Dispatcher;
 use crate::msgr::message::Message;
 use crate::msgr::messenger::Messenger;
-use crate::msgr::policy::Policy;
 use crate::types::hb_messages::{
     MOsdFailure, MOsdPing, FAILURE_FLAG_FAILED, MAX_PADDING, PING, PING_REPLY, PING_YOU_DIED,
 };
@@ -434,26 +433,41 @@ impl Dispatcher for HbDispatcher {
 
 fn hb_messenger(ctx: &Context, whoami: OsdId, bind: SocketAddr) -> Result<(Messenger, EntityAddr)> {
     let m = Messenger::new(ctx, &format!("osd.{whoami}"), None)?;
-    m.set_num_workers(1);
-    m.set_default_policy(Policy::stateless_server());
-    m.set_policy(EntityType::Osd, Policy::lossy_client());
+    super::messengers::hb_policies(&m);
     let a = m.bind(bind)?;
     Ok((m, a))
 }
 
+/// Where the heartbeat messengers come from.
+pub enum HbNet {
+    /// Its own, `hb_front` bound on the first address and `hb_back` on the second (port 0:
+    /// any).
+    Bind(SocketAddr, SocketAddr),
+    /// The OSD's identities on a shared set's front and back messengers (running already).
+    Hosted((Messenger, Messenger)),
+}
+
 impl Heartbeat {
-    /// Binds `hb_front` on `front` and `hb_back` on `back` (port 0: any); `start` begins the
-    /// rounds. The addresses go into the OSD's boot.
+    /// Makes (or takes) `hb_front` and `hb_back`; `start` begins the rounds. The addresses go
+    /// into the OSD's boot.
     pub fn new(
         ctx: &Context,
         whoami: OsdId,
-        front: SocketAddr,
-        back: SocketAddr,
+        net: HbNet,
         map: MapSource,
         monc: Arc<MonClient>,
     ) -> Result<(Heartbeat, EntityAddr, EntityAddr)> {
-        let (fm, fa) = hb_messenger(ctx, whoami, front)?;
-        let (bm, ba) = hb_messenger(ctx, whoami, back)?;
+        let (own, (fm, fa), (bm, ba)) = match net {
+            HbNet::Bind(front, back) => (
+                true,
+                hb_messenger(ctx, whoami, front)?,
+                hb_messenger(ctx, whoami, back)?,
+            ),
+            HbNet::Hosted((f, b)) => {
+                let (fa, ba) = (f.my_addrs()[0], b.my_addrs()[0]);
+                (false, (f, fa), (b, ba))
+            }
+        };
         let inner = Arc::new(Inner {
             ctx: ctx.clone(),
             whoami,
@@ -480,7 +494,9 @@ impl Heartbeat {
                 inner: Arc::downgrade(&inner),
                 side,
             }));
-            m.start()?;
+            if own {
+                m.start()?;
+            }
         }
         Ok((
             Heartbeat {

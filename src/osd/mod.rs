@@ -14,6 +14,7 @@ pub mod diskmon;
 mod dispatch;
 pub mod heartbeat;
 pub mod local;
+pub mod messengers;
 pub mod op_tracker;
 pub mod op_wq;
 mod peering;
@@ -37,7 +38,6 @@ use crate::msgr::addr::EntityAddr;
 use crate::msgr::connection::ConnectionRef;
 use crate::msgr::message::Message;
 use crate::msgr::messenger::Messenger;
-use crate::msgr::policy::Policy;
 use crate::os::{CollId, ObjectStore, Transaction};
 use crate::types::messages::FrontMessage;
 use crate::types::osd_op::MOsdOp;
@@ -93,7 +93,7 @@ fn osd_perf() -> Arc<PerfCounters> {
 
 /// The IP of the cluster network: `cluster_addr` when set (an IP or an address), else the
 /// public one.
-fn cluster_ip(conf: &crate::common::config::Config, public: SocketAddr) -> Result<std::net::IpAddr> {
+pub(crate) fn cluster_ip(conf: &crate::common::config::Config, public: SocketAddr) -> Result<std::net::IpAddr> {
     match conf.get_str("cluster_addr") {
         s if s.is_empty() => Ok(public.ip()),
         s => s
@@ -102,6 +102,15 @@ fn cluster_ip(conf: &crate::common::config::Config, public: SocketAddr) -> Resul
             .or_else(|| s.parse::<EntityAddr>().ok().and_then(|a| crate::msgr::addr::ip_of(&a)))
             .ok_or_else(|| Error::inval(format!("cluster_addr '{s}' is not an address"))),
     }
+}
+
+/// Where an OSD's messengers come from.
+pub enum OsdNet<'a> {
+    /// Its own: the public one bound here; cluster and heartbeats on this IP (the back ones on
+    /// `cluster_addr`'s when set), any port.
+    Bind(SocketAddr),
+    /// Its identities on the process's shared set (`osd_manager_shared_messengers`).
+    Shared(&'a messengers::SharedMessengers),
 }
 
 /// A client op on its way through the queue.
@@ -167,6 +176,9 @@ pub struct Osd {
     local: std::sync::OnceLock<local::LocalClient>,
     /// Watches the disk of a `kv` store: full, slow.
     diskmon: Option<diskmon::DiskMon>,
+    /// The heartbeat messengers, when hosted on a shared set (else `start_with_mon` makes
+    /// them).
+    hb_msgrs: Option<(Messenger, Messenger)>,
 }
 
 impl Shared {
@@ -254,26 +266,70 @@ impl Osd {
     /// `bind`, its op queue (`osd_op_num_shards` x `osd_op_num_threads_per_shard`) and its admin
     /// commands (`dump_ops_in_flight`, `dump_historic_ops`, `dump_blocked_ops`, `status`).
     pub fn start(ctx: &Context, whoami: i32, store: Arc<dyn ObjectStore>, bind: SocketAddr) -> Result<Osd> {
+        Self::start_on(ctx, whoami, store, OsdNet::Bind(bind))
+    }
+
+    /// `start` with the messengers `net` says.
+    pub fn start_on(ctx: &Context, whoami: i32, store: Arc<dyn ObjectStore>, net: OsdNet<'_>) -> Result<Osd> {
+        let name = format!("osd.{whoami}");
+        let (msgr, cluster, hb_msgrs, bind, separate) = match net {
+            OsdNet::Bind(bind) => {
+                let msgr = Messenger::new(ctx, &name, None)?;
+                messengers::public_policies(&msgr);
+                // Without a cluster network of its own, replication shares the public
+                // messenger: a client op, its repops and their replies then meet on the same
+                // workers, without a hand-off between messengers' threads for each.
+                let separate = !ctx.conf().get_str("cluster_addr").is_empty();
+                let cluster = if separate {
+                    let c = Messenger::new(ctx, &name, None)?;
+                    messengers::public_policies(&c);
+                    c
+                } else {
+                    msgr.clone()
+                };
+                (msgr, cluster, None, Some(bind), separate)
+            }
+            OsdNet::Shared(set) => {
+                let m = set.host(whoami)?;
+                let separate = set.separate_cluster();
+                (m.public, m.cluster, Some((m.hb_front, m.hb_back)), None, separate)
+            }
+        };
+        let r = Self::start_with(ctx, whoami, store, (&msgr, &cluster, separate), bind);
+        match r {
+            Ok(mut osd) => {
+                osd.hb_msgrs = hb_msgrs;
+                Ok(osd)
+            }
+            Err(e) => {
+                // A hosted identity left behind would make the next start EEXIST.
+                for m in [Some(&msgr), Some(&cluster)]
+                    .into_iter()
+                    .flatten()
+                    .chain(hb_msgrs.iter().flat_map(|(f, b)| [f, b]))
+                {
+                    m.shutdown();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `start_on`'s body, given the messengers; `bind`: bind and start them here (they are
+    /// the OSD's own).
+    fn start_with(
+        ctx: &Context,
+        whoami: i32,
+        store: Arc<dyn ObjectStore>,
+        (msgr, cluster, separate_cluster): (&Messenger, &Messenger, bool),
+        bind: Option<SocketAddr>,
+    ) -> Result<Osd> {
+        let (msgr, cluster) = (msgr.clone(), cluster.clone());
         let conf = ctx.conf();
         store.mount()?;
         let perf = osd_perf();
         ctx.perf().add(&perf);
         let name = format!("osd.{whoami}");
-        let msgr = Messenger::new(ctx, &name, None)?;
-        msgr.set_default_policy(Policy::stateless_server());
-        msgr.set_policy(crate::common::entity::EntityType::Osd, Policy::lossless_peer());
-        // Without a cluster network of its own, replication shares the public messenger:
-        // a client op, its repops and their replies then meet on the same workers, without a
-        // hand-off between messengers' threads for each.
-        let separate_cluster = !conf.get_str("cluster_addr").is_empty();
-        let cluster = if separate_cluster {
-            let c = Messenger::new(ctx, &name, None)?;
-            c.set_default_policy(Policy::stateless_server());
-            c.set_policy(crate::common::entity::EntityType::Osd, Policy::lossless_peer());
-            c
-        } else {
-            msgr.clone()
-        };
         let prefault = Prefault::start(ctx, &name, store.kind(), &[&msgr, &cluster])?;
         let shared = Arc::new(Shared {
             whoami,
@@ -300,7 +356,7 @@ impl Osd {
         cluster.add_dispatcher_tail(Arc::new(ClusterDispatch {
             shared: Arc::downgrade(&shared),
         }));
-        if separate_cluster {
+        if let (true, Some(bind)) = (separate_cluster, bind) {
             cluster.bind(SocketAddr::new(cluster_ip(conf, bind)?, 0))?;
             cluster.start()?;
         }
@@ -324,8 +380,10 @@ impl Osd {
             inline: conf.get_bool("osd_op_inline_idle") && shared.store.commits_in_memory(),
         });
         msgr.add_dispatcher_head(fast.clone());
-        msgr.bind(bind)?;
-        msgr.start()?;
+        if let Some(bind) = bind {
+            msgr.bind(bind)?;
+            msgr.start()?;
+        }
         let diskmon = if shared.store.kind() == "kv" && conf.get_f64("osd_diskmon_interval") > 0.0 {
             let dir = std::path::PathBuf::from(conf.get_str("osd_data"));
             Some(diskmon::DiskMon::start(ctx, whoami, &dir, shared.full.clone())?)
@@ -357,6 +415,7 @@ impl Osd {
             fast,
             local: std::sync::OnceLock::new(),
             diskmon,
+            hb_msgrs: None,
         })
     }
 
@@ -370,20 +429,44 @@ impl Osd {
         bind: SocketAddr,
         mon: EntityAddr,
     ) -> Result<Osd> {
+        Self::start_with_mon_on(ctx, whoami, store, OsdNet::Bind(bind), mon)
+    }
+
+    /// `start_with_mon` with the messengers `net` says.
+    pub fn start_with_mon_on(
+        ctx: &Context,
+        whoami: i32,
+        store: Arc<dyn ObjectStore>,
+        net: OsdNet<'_>,
+        mon: EntityAddr,
+    ) -> Result<Osd> {
+        let mut osd = Osd::start_on(ctx, whoami, store, net)?;
+        match osd.boot(mon) {
+            Ok(()) => Ok(osd),
+            Err(e) => {
+                let _ = osd.kill();
+                Err(e)
+            }
+        }
+    }
+
+    /// Boots a started OSD to the monitor at `mon` and starts its heartbeats.
+    fn boot(&mut self, mon: EntityAddr) -> Result<()> {
         use crate::types::messages::{FrontMessage, MOsdBoot};
-        let mut osd = Osd::start(ctx, whoami, store, bind)?;
+        let (ctx, whoami) = (self.ctx.clone(), self.shared.whoami);
+        let osd = self;
         let monc = Arc::new(crate::mon::client::MonClient::new(&osd.msgr, mon)?);
-        let back_ip = cluster_ip(ctx.conf(), bind)?;
         let shared = osd.shared.clone();
         let map_src: heartbeat::MapSource = Arc::new(move || shared.map.read().clone());
-        let (hb, hb_front, hb_back) = heartbeat::Heartbeat::new(
-            ctx,
-            whoami,
-            SocketAddr::new(bind.ip(), 0),
-            SocketAddr::new(back_ip, 0),
-            map_src,
-            monc.clone(),
-        )?;
+        let hb_net = match osd.hb_msgrs.take() {
+            Some(views) => heartbeat::HbNet::Hosted(views),
+            None => {
+                let public = osd.addr().addr.ok_or_else(|| Error::inval("the OSD has no address"))?;
+                let back_ip = cluster_ip(ctx.conf(), public)?;
+                heartbeat::HbNet::Bind(SocketAddr::new(public.ip(), 0), SocketAddr::new(back_ip, 0))
+            }
+        };
+        let (hb, hb_front, hb_back) = heartbeat::Heartbeat::new(&ctx, whoami, hb_net, map_src, monc.clone())?;
         let hb = Arc::new(hb);
         let (shared, weak_hb) = (osd.shared.clone(), Arc::downgrade(&hb));
         monc.set_map_callback(move |m| {
@@ -417,11 +500,10 @@ impl Osd {
             .into(),
         };
         monc.send_message(boot.to_message())?;
-        hb.start(addrs, boot)?;
         osd.monc = Some(monc);
-        osd.hb = Some(hb);
+        osd.hb = Some(hb.clone());
         osd.addrs = Some(addrs);
-        Ok(osd)
+        hb.start(addrs, boot)
     }
 
     /// Waits until the monitor's map shows this OSD up at its address.

@@ -234,6 +234,12 @@ impl Protocol {
     }
 
     /// Large frames are read into buffers from `pool`.
+    /// Speak as another identity from now on: a server that learned from CLIENT_IDENT which of
+    /// its hosted entities the client wants, before it answers with SERVER_IDENT.
+    pub fn set_local(&mut self, local: LocalInfo) {
+        self.local = local;
+    }
+
     pub fn set_recv_pool(&mut self, pool: Option<Arc<RecvBufPool>>) {
         self.recv_pool = pool;
     }

@@ -105,7 +105,7 @@ impl Worker {
                     let r = {
                         let mut st = conn.state.lock();
                         session::client_retry(&mut st, connect_seq);
-                        session::reconnect_request(&st, msgr.my_addrs(), gseq)
+                        session::reconnect_request(&st, msgr.addrs_for(conn.local_nonce), gseq)
                     };
                     s.proto.resend_session(ClientSession::Reconnect(r));
                 }
@@ -113,11 +113,22 @@ impl Worker {
                     let conn = s.conn.clone().expect("outgoing sockets carry their session");
                     msgr.sessions.bump_global_seq(global_seq);
                     let gseq = msgr.sessions.next_global_seq();
-                    let r = session::reconnect_request(&conn.state.lock(), msgr.my_addrs(), gseq);
+                    let r = session::reconnect_request(&conn.state.lock(), msgr.addrs_for(conn.local_nonce), gseq);
                     s.proto.resend_session(ClientSession::Reconnect(r));
                 }
                 Event::Wait => return Verdict::Fault("peer asked us to wait (connection race)".into()),
                 Event::ClientIdent { ident, peer_type } => {
+                    if !msgr.serves(ident.target.nonce) {
+                        let why = format!(
+                            "refused {}: it targets {}, which is not hosted here",
+                            ident.addrs[0], ident.target
+                        );
+                        log::warn!(target: "ms", "{}: {why}", msgr.name);
+                        return Verdict::Fault(why);
+                    }
+                    if msgr.hosting.load(std::sync::atomic::Ordering::Acquire) {
+                        s.proto.set_local(msgr.local_info(ident.target.nonce));
+                    }
                     let conn = msgr.accept_session(&ident, peer_type, self.idx);
                     let (cookie, lossy) = {
                         let st = conn.state.lock();

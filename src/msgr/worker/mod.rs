@@ -478,8 +478,9 @@ impl Worker {
     fn accepted(&mut self, stream: TcpStream, peer: SocketAddr) {
         let Some(msgr) = self.msgr.upgrade() else { return };
         self.perf.inc(L_CREATED, 1);
+        // The identity is the messenger's own until CLIENT_IDENT names one it hosts.
         let mut proto = Protocol::server(
-            msgr.local_info(),
+            msgr.local_info(msgr.nonce),
             peer,
             msgr.sessions.next_global_id(),
             msgr.frame_limits(),
@@ -583,7 +584,7 @@ impl Worker {
             session::client_session(
                 &mut st,
                 conn.policy.lossy,
-                msgr.my_addrs(),
+                msgr.addrs_for(conn.local_nonce),
                 gseq,
                 crate::msgr::addr::random_cookie,
             )
@@ -594,7 +595,7 @@ impl Worker {
         };
         let in_seq = conn.state.lock().in_seq;
         let mut proto = Protocol::client(
-            msgr.local_info(),
+            msgr.local_info(conn.local_nonce),
             target,
             Some(conn.peer_type()),
             session,
