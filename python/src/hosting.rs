@@ -37,7 +37,7 @@ fn args(
         conf,
         cluster: cluster.unwrap_or_default(),
         options: options(kwargs)?,
-        messengers: None,
+        hosted_set: None,
     })
 }
 

@@ -112,7 +112,7 @@ fn make_args(
         conf: opt_cstr(conf, "conf")?.map(Into::into),
         cluster: opt_cstr(cluster, "cluster")?.unwrap_or("").to_string(),
         options: options_arg(options)?,
-        messengers: None,
+        hosted_set: None,
     })
 }
 

@@ -6,7 +6,7 @@
 //! `osd_manager_shared_messengers`). Each instance has its admin socket and its log either way.
 
 use crate::hosting::instance::{HostedDaemon, InstanceArgs, InstanceCallbacks};
-use crate::osd::messengers::SharedMessengers;
+use crate::osd::hosted_set::HostedSet;
 use crate::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -69,13 +69,13 @@ fn stats(mut v: Vec<f64>) -> Value {
     })
 }
 
-fn osd(conf: &Path, id: usize, store: &str, msgrs: Option<&Arc<SharedMessengers>>) -> Result<HostedDaemon> {
+fn osd(conf: &Path, id: usize, store: &str, msgrs: Option<&Arc<HostedSet>>) -> Result<HostedDaemon> {
     HostedDaemon::osd(
         InstanceArgs {
             id: id.to_string(),
             conf: Some(conf.to_path_buf()),
             options: vec![("osd_objectstore".into(), store.into())],
-            messengers: msgrs.cloned(),
+            hosted_set: msgrs.cloned(),
             ..Default::default()
         },
         InstanceCallbacks::default(),
@@ -83,9 +83,9 @@ fn osd(conf: &Path, id: usize, store: &str, msgrs: Option<&Arc<SharedMessengers>
 }
 
 /// The set an OSD manager would make: its own context's, on loopback.
-fn shared_set(conf: &Path) -> Result<(crate::Context, Arc<SharedMessengers>)> {
+fn shared_set(conf: &Path) -> Result<(crate::Context, Arc<HostedSet>)> {
     let ctx = crate::Context::new("client.bench-hosting", Some(conf))?;
-    let set = SharedMessengers::start(
+    let set = HostedSet::start(
         &ctx,
         "osd.bench-hosting",
         "127.0.0.1:0".parse().expect("an address"),

@@ -83,7 +83,7 @@ pub struct InstanceArgs {
     pub options: Vec<(String, String)>,
     /// An OSD: the process's shared messengers to be hosted on (an OSD manager's, with
     /// `osd_manager_shared_messengers`), instead of messengers of its own.
-    pub messengers: Option<Arc<crate::osd::messengers::SharedMessengers>>,
+    pub hosted_set: Option<Arc<crate::osd::hosted_set::HostedSet>>,
 }
 
 /// A callback of a hosted daemon; runs on its `osd_thread` / `mon_thread`, must not join it.
@@ -448,7 +448,7 @@ impl Shared {
             Kind::Osd => start_osd_on(
                 &ctx,
                 self.name.trim_start_matches("osd."),
-                self.args.messengers.as_deref(),
+                self.args.hosted_set.as_deref(),
             )
             .map(|o| Daemon::Osd(Box::new(o))),
             Kind::Mon => start_mon(&ctx).map(Daemon::Mon),
@@ -577,7 +577,7 @@ pub fn public_bind(c: &crate::common::config::Config) -> Result<SocketAddr> {
 }
 
 /// `start_osd`, on `shared` messengers when given.
-fn start_osd_on(ctx: &Context, id: &str, shared: Option<&crate::osd::messengers::SharedMessengers>) -> Result<Osd> {
+fn start_osd_on(ctx: &Context, id: &str, shared: Option<&crate::osd::hosted_set::HostedSet>) -> Result<Osd> {
     let whoami: i32 = id.parse().map_err(|_| Error::inval(format!("bad OSD id '{id}'")))?;
     let c = ctx.conf();
     let mon = crate::client::rados::parse_mon_host(&c.get_str("mon_host"))?;

@@ -7,7 +7,7 @@ use super::instance::{HostedDaemon, InstanceArgs, InstanceCallbacks, InstanceSta
 use crate::asok::Request;
 use crate::common::error::{Error, Result};
 use crate::common::formatter::FVal;
-use crate::osd::messengers::SharedMessengers;
+use crate::osd::hosted_set::HostedSet;
 use crate::Context;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -38,7 +38,7 @@ struct Inner {
     ops: Mutex<()>,
     started: Instant,
     /// The messengers every instance is hosted on (`osd_manager_shared_messengers`).
-    msgrs: Option<Arc<SharedMessengers>>,
+    msgrs: Option<Arc<HostedSet>>,
 }
 
 /// The OSD manager of one process.
@@ -135,7 +135,7 @@ impl Inner {
                 // Each instance's pid file names the manager's process: `osdkit status` shows
                 // where each OSD runs, and `osdkit stop` finds it.
                 options: vec![("pid_file".into(), "$run_dir/$name.pid".into())],
-                messengers: self.msgrs.clone(),
+                hosted_set: self.msgrs.clone(),
             },
             InstanceCallbacks::default(),
         )?);
@@ -224,7 +224,7 @@ impl OsdManager {
                 true => None,
                 false => Some(crate::osd::cluster_ip(c, public)?),
             };
-            let set = SharedMessengers::start(ctx, &format!("osd.{}", ctx.name().id), public, cluster)?;
+            let set = HostedSet::start(ctx, &format!("osd.{}", ctx.name().id), public, cluster)?;
             log::info!(target: "osd", "manager: OSD instances share messengers at {}", set.messengers().public.my_addrs()[0]);
             Some(Arc::new(set))
         } else {

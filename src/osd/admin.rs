@@ -2,8 +2,9 @@
 //! and the CLI send it as `MCommand` (`pg dump`, `pg scrub`, `pg deep-scrub`, like
 //! `ceph tell osd.N`), and the per-PG state both report.
 
-use super::op_wq::{PgKey, ShardedOpWQ};
-use super::{pg, OpItem, Shared};
+use super::op_queue::OpQueue;
+use super::op_wq::PgKey;
+use super::{pg, Shared};
 use crate::common::error::{Error, Result};
 use crate::msgr::message::Message;
 use crate::os::{CollId, ObjectId};
@@ -15,22 +16,17 @@ use std::sync::Arc;
 const MAX_SCRUBS_WAITING: usize = 64;
 
 /// Registers `status` and `dump_pgs` on `ctx`'s admin socket; returns their ids.
-pub(super) fn register_commands(
-    ctx: &Context,
-    shared: &Arc<Shared>,
-    wq: &Arc<ShardedOpWQ<OpItem>>,
-) -> Result<Vec<u64>> {
+pub(super) fn register_commands(ctx: &Context, shared: &Arc<Shared>, wq: OpQueue) -> Result<Vec<u64>> {
     let mut asok_ids = Vec::new();
     let shared = shared.clone();
     let s3 = shared.clone();
-    let wq2 = Arc::downgrade(wq);
     asok_ids.push(ctx.register_command(
         "status",
         "high-level status of OSD",
         Arc::new(move |r: &crate::asok::Request<'_>| {
             use crate::common::formatter::FVal;
             let map = s3.map.read().clone();
-            let queued = wq2.upgrade().map_or(0, |w| w.len());
+            let queued = wq.len();
             Ok(r.render(
                 &FVal::obj()
                     .with(

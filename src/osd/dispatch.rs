@@ -2,8 +2,9 @@
 //! queued on the `ShardedOpWQ` by PG, or run inline when the OSD is idle; commands) and
 //! `ClusterDispatch` on the cluster messenger (repops, peering, recovery and scrub messages).
 
+use super::op_queue::OpQueue;
 use super::op_tracker::OpTracker;
-use super::op_wq::{PgKey, ShardedOpWQ};
+use super::op_wq::PgKey;
 use super::{OpItem, Shared};
 use crate::msgr::connection::ConnectionRef;
 use crate::msgr::dispatcher::Dispatcher;
@@ -18,7 +19,7 @@ const INLINE_MAX_COST: u64 = 64 << 10;
 
 pub(super) struct FastDispatch {
     pub(super) shared: Arc<Shared>,
-    pub(super) wq: std::sync::Weak<ShardedOpWQ<OpItem>>,
+    pub(super) wq: OpQueue,
     pub(super) tracker: OpTracker,
     pub(super) priority: u16,
     /// `osd_op_inline_idle` and a store that does not block.
@@ -96,7 +97,6 @@ impl Dispatcher for FastDispatch {
         tracked.mark_event("queued_for_pg");
         let cost: u64 = req.ops.iter().map(|o| o.indata.len() as u64).sum::<u64>().max(1);
         let owner = owner_of(&req);
-        let Some(wq) = self.wq.upgrade() else { return };
         let key = PgKey {
             pool: pg.pool,
             seed: pg.seed,
@@ -108,11 +108,8 @@ impl Dispatcher for FastDispatch {
             received,
         };
         // A large write's copy would stall the messenger's reads; it goes to a worker.
-        let queued = if self.inline && cost <= INLINE_MAX_COST {
-            wq.enqueue_or_run(key, owner, self.priority, cost, item)
-        } else {
-            wq.enqueue(key, owner, self.priority, cost, item)
-        };
+        let inline = self.inline && cost <= INLINE_MAX_COST;
+        let queued = self.wq.enqueue(key, owner, self.priority, cost, item, inline);
         if let Err(e) = queued {
             log::debug!(target: "osd", "op dropped: {e}");
         }

@@ -433,7 +433,7 @@ impl Dispatcher for HbDispatcher {
 
 fn hb_messenger(ctx: &Context, whoami: OsdId, bind: SocketAddr) -> Result<(Messenger, EntityAddr)> {
     let m = Messenger::new(ctx, &format!("osd.{whoami}"), None)?;
-    super::messengers::hb_policies(&m);
+    super::hosted_set::hb_policies(&m);
     let a = m.bind(bind)?;
     Ok((m, a))
 }

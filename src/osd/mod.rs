@@ -13,8 +13,9 @@ mod admin;
 pub mod diskmon;
 mod dispatch;
 pub mod heartbeat;
+pub mod hosted_set;
 pub mod local;
-pub mod messengers;
+mod op_queue;
 pub mod op_tracker;
 pub mod op_wq;
 mod peering;
@@ -28,6 +29,7 @@ pub mod scheduler;
 pub mod scrub;
 
 use dispatch::{owner_of, ClusterDispatch, FastDispatch, CLIENT_PRIORITY};
+use op_queue::{OpQueue, OpQueueOwner};
 use op_tracker::{OpRef, OpTracker};
 use op_wq::{PgKey, ShardedOpWQ};
 use prefault::Prefault;
@@ -44,7 +46,6 @@ use crate::types::osd_op::MOsdOp;
 use crate::types::osdmap::OsdMap;
 use crate::Context;
 use parking_lot::{Mutex, RwLock};
-use scheduler::cutoff_from_option;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -110,7 +111,7 @@ pub enum OsdNet<'a> {
     /// `cluster_addr`'s when set), any port.
     Bind(SocketAddr),
     /// Its identities on the process's shared set (`osd_manager_shared_messengers`).
-    Shared(&'a messengers::SharedMessengers),
+    Shared(&'a hosted_set::HostedSet),
 }
 
 /// A client op on its way through the queue.
@@ -133,11 +134,13 @@ struct Shared {
     /// The cluster messenger: repops to and from the other OSDs.
     cluster: Messenger,
     next_repop_tid: std::sync::atomic::AtomicU64,
-    wq: std::sync::OnceLock<std::sync::Weak<ShardedOpWQ<OpItem>>>,
+    wq: std::sync::OnceLock<OpQueue>,
     /// Ops from clients whose map is newer than ours: run again when ours catches up.
     waiting_for_map: Mutex<Vec<(PgKey, OpItem)>>,
     /// Set first thing on the way down.
     stopping: std::sync::atomic::AtomicBool,
+    /// Ops of this OSD running on a shared pool's workers (`op_queue`).
+    pooled_running: std::sync::atomic::AtomicUsize,
     /// Ourselves, for completions that outlive the call that made them.
     me: std::sync::OnceLock<std::sync::Weak<Shared>>,
     /// The `osd_recovery` thread's queues and the peering steps waiting for answers.
@@ -164,7 +167,7 @@ pub struct Osd {
     hb: Option<Arc<heartbeat::Heartbeat>>,
     /// The addresses this OSD booted with (`start_with_mon`).
     addrs: Option<crate::types::osdmap::OsdAddrs>,
-    wq: Arc<ShardedOpWQ<OpItem>>,
+    wq: OpQueueOwner,
     tracker: OpTracker,
     asok_ids: Vec<u64>,
     recovery: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -223,9 +226,9 @@ impl Shared {
 
     /// Queues `op` again (a map or the PG's acting set changed while it waited).
     fn requeue(&self, key: PgKey, op: OpItem) {
-        if let Some(wq) = self.wq.get().and_then(std::sync::Weak::upgrade) {
+        if let Some(wq) = self.wq.get() {
             let owner = owner_of(&op.req);
-            let _ = wq.enqueue(key, owner, CLIENT_PRIORITY, 1, op);
+            let _ = wq.enqueue(key, owner, CLIENT_PRIORITY, 1, op, false);
         }
     }
 
@@ -272,17 +275,18 @@ impl Osd {
     /// `start` with the messengers `net` says.
     pub fn start_on(ctx: &Context, whoami: i32, store: Arc<dyn ObjectStore>, net: OsdNet<'_>) -> Result<Osd> {
         let name = format!("osd.{whoami}");
+        let mut pool = None;
         let (msgr, cluster, hb_msgrs, bind, separate) = match net {
             OsdNet::Bind(bind) => {
                 let msgr = Messenger::new(ctx, &name, None)?;
-                messengers::public_policies(&msgr);
+                hosted_set::public_policies(&msgr);
                 // Without a cluster network of its own, replication shares the public
                 // messenger: a client op, its repops and their replies then meet on the same
                 // workers, without a hand-off between messengers' threads for each.
                 let separate = !ctx.conf().get_str("cluster_addr").is_empty();
                 let cluster = if separate {
                     let c = Messenger::new(ctx, &name, None)?;
-                    messengers::public_policies(&c);
+                    hosted_set::public_policies(&c);
                     c
                 } else {
                     msgr.clone()
@@ -292,10 +296,11 @@ impl Osd {
             OsdNet::Shared(set) => {
                 let m = set.host(whoami)?;
                 let separate = set.separate_cluster();
+                pool = Some(set.op_pool().clone());
                 (m.public, m.cluster, Some((m.hb_front, m.hb_back)), None, separate)
             }
         };
-        let r = Self::start_with(ctx, whoami, store, (&msgr, &cluster, separate), bind);
+        let r = Self::start_with(ctx, whoami, store, (&msgr, &cluster, separate), bind, pool);
         match r {
             Ok(mut osd) => {
                 osd.hb_msgrs = hb_msgrs;
@@ -323,6 +328,7 @@ impl Osd {
         store: Arc<dyn ObjectStore>,
         (msgr, cluster, separate_cluster): (&Messenger, &Messenger, bool),
         bind: Option<SocketAddr>,
+        pool: Option<Arc<op_queue::OpPool>>,
     ) -> Result<Osd> {
         let (msgr, cluster) = (msgr.clone(), cluster.clone());
         let conf = ctx.conf();
@@ -343,6 +349,7 @@ impl Osd {
             wq: std::sync::OnceLock::new(),
             waiting_for_map: Mutex::new(Vec::new()),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            pooled_running: std::sync::atomic::AtomicUsize::new(0),
             me: std::sync::OnceLock::new(),
             recovery: recovery::Recovery::default(),
             scrub_lock: Mutex::new(()),
@@ -360,21 +367,24 @@ impl Osd {
             cluster.bind(SocketAddr::new(cluster_ip(conf, bind)?, 0))?;
             cluster.start()?;
         }
-        let s2 = shared.clone();
-        let shards = conf.get_u64("osd_op_num_shards").max(1) as usize;
-        let threads = conf.get_u64("osd_op_num_threads_per_shard").max(1) as usize;
-        let cutoff = cutoff_from_option(&conf.get_str("osd_op_queue_cut_off"));
-        let wq = Arc::new(ShardedOpWQ::new(
-            shards,
-            threads,
-            cutoff,
-            Arc::new(move |pg, op| s2.handle(pg, op)),
-        )?);
-        let _ = shared.wq.set(Arc::downgrade(&wq));
+        let wq = match pool {
+            Some(p) => OpQueueOwner::Pooled(p),
+            None => {
+                let s2 = shared.clone();
+                let (shards, threads, cutoff) = op_queue::shape(conf);
+                OpQueueOwner::Own(Arc::new(ShardedOpWQ::new(
+                    shards,
+                    threads,
+                    cutoff,
+                    Arc::new(move |pg, op| s2.handle(pg, op)),
+                )?))
+            }
+        };
+        let _ = shared.wq.set(wq.handle(&shared));
         let tracker = OpTracker::from_conf(conf);
         let fast = Arc::new(FastDispatch {
             shared: shared.clone(),
-            wq: Arc::downgrade(&wq),
+            wq: wq.handle(&shared),
             tracker: tracker.clone(),
             priority: conf.get_u64("osd_client_op_priority").min(255) as u16,
             inline: conf.get_bool("osd_op_inline_idle") && shared.store.commits_in_memory(),
@@ -391,7 +401,7 @@ impl Osd {
             None
         };
         let mut asok_ids = tracker.register_commands(ctx)?;
-        asok_ids.extend(admin::register_commands(ctx, &shared, &wq)?);
+        asok_ids.extend(admin::register_commands(ctx, &shared, wq.handle(&shared))?);
         // Last: an error above leaves no thread behind.
         let recovery = {
             let shared = shared.clone();
@@ -686,7 +696,7 @@ impl Osd {
         if let Some(t) = self.recovery.lock().take() {
             let _ = t.join();
         }
-        self.wq.shutdown();
+        self.wq.shutdown(&self.shared);
         for id in &self.asok_ids {
             self.ctx.admin_socket().unregister_command(*id);
         }

@@ -14,6 +14,7 @@ use crate::msgr::messenger::Messenger;
 use crate::msgr::policy::Policy;
 use crate::Context;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// The messengers an OSD talks through, its own or a hosted identity of a shared set's.
 pub struct OsdMessengers {
@@ -37,21 +38,23 @@ pub(super) fn hb_policies(m: &Messenger) {
 }
 
 /// A set of OSD messengers shared by the OSDs hosted in one process.
-pub struct SharedMessengers {
+pub struct HostedSet {
     set: OsdMessengers,
     separate_cluster: bool,
+    /// The `tp_osd_tp` workers every hosted OSD's client ops run on.
+    ops: Arc<super::op_queue::OpPool>,
 }
 
-impl std::fmt::Debug for SharedMessengers {
+impl std::fmt::Debug for HostedSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedMessengers")
+        f.debug_struct("HostedSet")
             .field("public", &self.set.public.my_addrs())
             .field("hosted", &self.set.public.hosted())
             .finish()
     }
 }
 
-impl SharedMessengers {
+impl HostedSet {
     /// Binds and starts the set for `ctx` (whose counters, admin socket and log they use), named
     /// `name` (an `osd.` name: peers check the type in the handshake), the public and front
     /// messengers on `public` (port 0: any), the back ones on `cluster` (the public address's
@@ -81,7 +84,7 @@ impl SharedMessengers {
             };
             let hb_front = make(hb_policies, SocketAddr::new(public.ip(), 0))?;
             let hb_back = make(hb_policies, SocketAddr::new(back_ip, 0))?;
-            Ok(SharedMessengers {
+            Ok(HostedSet {
                 set: OsdMessengers {
                     public: pub_m,
                     cluster: cluster_m,
@@ -89,6 +92,7 @@ impl SharedMessengers {
                     hb_back,
                 },
                 separate_cluster: cluster.is_some(),
+                ops: Arc::new(super::op_queue::new_pool(ctx.conf())?),
             })
         })();
         if r.is_err() {
@@ -128,6 +132,11 @@ impl SharedMessengers {
         })
     }
 
+    /// The op pool of the hosted OSDs.
+    pub(super) fn op_pool(&self) -> &Arc<super::op_queue::OpPool> {
+        &self.ops
+    }
+
     /// The set has a cluster messenger of its own (`cluster_addr` was set).
     pub fn separate_cluster(&self) -> bool {
         self.separate_cluster
@@ -143,8 +152,9 @@ impl SharedMessengers {
         &self.set
     }
 
-    /// Stops every messenger of the set (after the OSDs on it stopped).
+    /// Stops every messenger of the set and the op pool (after the OSDs on it stopped).
     pub fn shutdown(&self) {
+        self.ops.shutdown();
         for m in [
             &self.set.public,
             &self.set.cluster,
