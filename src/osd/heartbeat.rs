@@ -138,6 +138,8 @@ struct Inner {
     /// why the OSD stops instead of booting again (Ceph shuts the daemon down then).
     gave_up: Mutex<Option<String>>,
     anchor: Instant,
+    /// The shared thread that runs this OSD's rounds, when it is hosted on a `HostedSet`.
+    timer: Option<Arc<HbTimer>>,
 }
 
 /// The heartbeat messengers and thread of one OSD.
@@ -153,6 +155,16 @@ fn now_ns() -> u64 {
 }
 
 impl Inner {
+    /// A round now rather than at the next tick.
+    fn kick(&self) {
+        match &self.timer {
+            Some(t) => t.kick(),
+            None => {
+                self.wake.notify_all();
+            }
+        }
+    }
+
     fn mono(&self) -> i64 {
         self.anchor.elapsed().as_nanos() as i64
     }
@@ -214,7 +226,7 @@ impl Inner {
                     p.from,
                     p.map_epoch
                 );
-                self.wake.notify_all();
+                self.kick();
             }
             other => log::debug!(target: "osd", "osd.{}: ping op {other} ignored", self.whoami),
         }
@@ -443,8 +455,103 @@ pub enum HbNet {
     /// Its own, `hb_front` bound on the first address and `hb_back` on the second (port 0:
     /// any).
     Bind(SocketAddr, SocketAddr),
-    /// The OSD's identities on a shared set's front and back messengers (running already).
-    Hosted((Messenger, Messenger)),
+    /// The OSD's identities on a shared set's front and back messengers (running already),
+    /// and the set's heartbeat thread.
+    Hosted((Messenger, Messenger), Arc<HbTimer>),
+}
+
+/// The single `osd_srv_heartbt` thread of a `HostedSet`: one round for each of its OSDs, then
+/// 0.5 s plus a random tenth-multiple of `osd_heartbeat_interval` (as each OSD's own thread
+/// waits), or less when one of them asks (a new map, "you died").
+pub struct HbTimer {
+    members: Mutex<Vec<std::sync::Weak<Inner>>>,
+    /// Held while rounds run: `remove` waits on it, so no round of a removed OSD is under way.
+    running: Mutex<()>,
+    kicked: Mutex<bool>,
+    cv: Condvar,
+    stop: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl HbTimer {
+    /// Starts the thread; `interval` reads `osd_heartbeat_interval` each round.
+    pub fn start(interval: impl Fn() -> u64 + Send + 'static) -> Result<Arc<HbTimer>> {
+        let t = Arc::new(HbTimer {
+            members: Mutex::new(Vec::new()),
+            running: Mutex::new(()),
+            kicked: Mutex::new(false),
+            cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let w = Arc::downgrade(&t);
+        let h = crate::common::log::ThreadBuilder::new()
+            .name("osd_srv_heartbt".into())
+            .spawn(move || {
+                let mut k: u64 = 0x9e37_79b9_7f4a_7c15;
+                while let Some(t) = w.upgrade() {
+                    if t.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    {
+                        let _r = t.running.lock();
+                        let members: Vec<Arc<Inner>> = t.members.lock().iter().filter_map(|m| m.upgrade()).collect();
+                        for m in members {
+                            // Each OSD's round logs to its own log.
+                            let _log = crate::common::log::ThreadLogScope::enter(m.ctx.log());
+                            m.round();
+                        }
+                    }
+                    k ^= k << 13;
+                    k ^= k >> 7;
+                    k ^= k << 17;
+                    let wait = Duration::from_millis(500 + (k % 10) * interval().clamp(1, 60) * 100);
+                    let mut kicked = t.kicked.lock();
+                    if !*kicked && !t.stop.load(Ordering::Acquire) {
+                        t.cv.wait_for(&mut kicked, wait);
+                    }
+                    *kicked = false;
+                }
+            })
+            .map_err(|e| Error::io(e, "spawning osd_srv_heartbt"))?;
+        *t.thread.lock() = Some(h);
+        Ok(t)
+    }
+
+    fn kick(&self) {
+        *self.kicked.lock() = true;
+        self.cv.notify_all();
+    }
+
+    fn add(&self, m: &Arc<Inner>) {
+        self.members.lock().push(Arc::downgrade(m));
+        self.kick();
+    }
+
+    /// Removes `m`, waiting for a round under way to end.
+    fn remove(&self, m: &Arc<Inner>) {
+        let _r = self.running.lock();
+        self.members
+            .lock()
+            .retain(|x| x.upgrade().is_some_and(|x| !Arc::ptr_eq(&x, m)));
+    }
+
+    /// OSDs whose rounds it runs.
+    pub fn len(&self) -> usize {
+        self.members.lock().iter().filter(|m| m.strong_count() > 0).count()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops the thread (after its OSDs stopped).
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.kick();
+        if let Some(h) = self.thread.lock().take() {
+            let _ = h.join();
+        }
+    }
 }
 
 impl Heartbeat {
@@ -457,17 +564,18 @@ impl Heartbeat {
         map: MapSource,
         monc: Arc<MonClient>,
     ) -> Result<(Heartbeat, EntityAddr, EntityAddr)> {
-        let (own, (fm, fa), (bm, ba)) = match net {
+        let (timer, (fm, fa), (bm, ba)) = match net {
             HbNet::Bind(front, back) => (
-                true,
+                None,
                 hb_messenger(ctx, whoami, front)?,
                 hb_messenger(ctx, whoami, back)?,
             ),
-            HbNet::Hosted((f, b)) => {
+            HbNet::Hosted((f, b), timer) => {
                 let (fa, ba) = (f.my_addrs()[0], b.my_addrs()[0]);
-                (false, (f, fa), (b, ba))
+                (Some(timer), (f, fa), (b, ba))
             }
         };
+        let own = timer.is_none();
         let inner = Arc::new(Inner {
             ctx: ctx.clone(),
             whoami,
@@ -488,6 +596,7 @@ impl Heartbeat {
             stopping: AtomicBool::new(false),
             gave_up: Mutex::new(None),
             anchor: Instant::now(),
+            timer,
         });
         for (m, side) in [(&inner.front, Side::Front), (&inner.back, Side::Back)] {
             m.add_dispatcher_head(Arc::new(HbDispatcher {
@@ -512,6 +621,10 @@ impl Heartbeat {
     pub fn start(&self, addrs: OsdAddrs, boot: MOsdBoot) -> Result<()> {
         *self.inner.my_addrs.lock() = Some(addrs);
         *self.inner.boot.lock() = Some(boot);
+        if let Some(t) = &self.inner.timer {
+            t.add(&self.inner);
+            return Ok(());
+        }
         let inner = self.inner.clone();
         let t = crate::common::log::ThreadBuilder::new()
             .name("osd_srv_heartbt".into())
@@ -538,7 +651,7 @@ impl Heartbeat {
 
     /// A new map arrived: a round now would see it (peers added or gone, us marked down).
     pub fn notify_map(&self) {
-        self.inner.wake.notify_all();
+        self.inner.kick();
     }
 
     /// From now on being marked down is expected (mark-me-down on the way out).
@@ -568,6 +681,9 @@ impl Heartbeat {
         self.inner.wake.notify_all();
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
+        }
+        if let Some(t) = &self.inner.timer {
+            t.remove(&self.inner);
         }
         for p in self.inner.st.lock().peers.values_mut() {
             p.close();

@@ -43,6 +43,8 @@ pub struct HostedSet {
     separate_cluster: bool,
     /// The `tp_osd_tp` workers every hosted OSD's client ops run on.
     ops: Arc<super::op_queue::OpPool>,
+    /// The one `osd_srv_heartbt` thread of every hosted OSD.
+    hb: Arc<super::heartbeat::HbTimer>,
 }
 
 impl std::fmt::Debug for HostedSet {
@@ -93,6 +95,10 @@ impl HostedSet {
                 },
                 separate_cluster: cluster.is_some(),
                 ops: Arc::new(super::op_queue::new_pool(ctx.conf())?),
+                hb: {
+                    let conf = ctx.conf().clone();
+                    super::heartbeat::HbTimer::start(move || conf.get_i64("osd_heartbeat_interval").max(1) as u64)?
+                },
             })
         })();
         if r.is_err() {
@@ -137,6 +143,11 @@ impl HostedSet {
         &self.ops
     }
 
+    /// The heartbeat thread of the hosted OSDs.
+    pub(super) fn hb_timer(&self) -> &Arc<super::heartbeat::HbTimer> {
+        &self.hb
+    }
+
     /// The set has a cluster messenger of its own (`cluster_addr` was set).
     pub fn separate_cluster(&self) -> bool {
         self.separate_cluster
@@ -155,6 +166,7 @@ impl HostedSet {
     /// Stops every messenger of the set and the op pool (after the OSDs on it stopped).
     pub fn shutdown(&self) {
         self.ops.shutdown();
+        self.hb.shutdown();
         for m in [
             &self.set.public,
             &self.set.cluster,

@@ -181,7 +181,7 @@ pub struct Osd {
     diskmon: Option<diskmon::DiskMon>,
     /// The heartbeat messengers, when hosted on a shared set (else `start_with_mon` makes
     /// them).
-    hb_msgrs: Option<(Messenger, Messenger)>,
+    hb_msgrs: Option<(Messenger, Messenger, Arc<heartbeat::HbTimer>)>,
 }
 
 impl Shared {
@@ -297,7 +297,8 @@ impl Osd {
                 let m = set.host(whoami)?;
                 let separate = set.separate_cluster();
                 pool = Some(set.op_pool().clone());
-                (m.public, m.cluster, Some((m.hb_front, m.hb_back)), None, separate)
+                let hb = (m.hb_front, m.hb_back, set.hb_timer().clone());
+                (m.public, m.cluster, Some(hb), None, separate)
             }
         };
         let r = Self::start_with(ctx, whoami, store, (&msgr, &cluster, separate), bind, pool);
@@ -311,7 +312,7 @@ impl Osd {
                 for m in [Some(&msgr), Some(&cluster)]
                     .into_iter()
                     .flatten()
-                    .chain(hb_msgrs.iter().flat_map(|(f, b)| [f, b]))
+                    .chain(hb_msgrs.iter().flat_map(|(f, b, _)| [f, b]))
                 {
                     m.shutdown();
                 }
@@ -469,7 +470,7 @@ impl Osd {
         let shared = osd.shared.clone();
         let map_src: heartbeat::MapSource = Arc::new(move || shared.map.read().clone());
         let hb_net = match osd.hb_msgrs.take() {
-            Some(views) => heartbeat::HbNet::Hosted(views),
+            Some((f, b, timer)) => heartbeat::HbNet::Hosted((f, b), timer),
             None => {
                 let public = osd.addr().addr.ok_or_else(|| Error::inval("the OSD has no address"))?;
                 let back_ip = cluster_ip(ctx.conf(), public)?;
