@@ -12,23 +12,109 @@ use crate::common::subsys::{self, SUBSYSTEMS};
 use crate::common::throttle::Throttle;
 use crate::finisher::Finisher;
 use crate::timer::SafeTimer;
-use crossbeam_channel::{bounded, Sender};
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
-
-enum ServiceCmd {
-    ReopenLog,
-    Stop,
-}
 
 #[derive(Default)]
 struct State {
     started: bool,
     stopped: bool,
-    service: Option<(Sender<ServiceCmd>, JoinHandle<()>)>,
+    /// This context's place on the process's `service` thread.
+    service: Option<u64>,
+}
+
+/// The process's one `service` thread (Ceph's CephContextServiceThread, shared by every
+/// context of the process: a process hosting many daemons has one, not one each). For each
+/// context it flushes the log every `heartbeat_interval`, so a crash loses little, and reopens
+/// it when asked (SIGHUP, `log reopen`). Started by the first context, it ends after the last.
+mod service {
+    use crate::common::log::Log;
+    use parking_lot::{Condvar, Mutex};
+    use std::sync::{Arc, Weak};
+    use std::time::{Duration, Instant};
+
+    struct Member {
+        id: u64,
+        log: Weak<Log>,
+        interval: Duration,
+        next: Instant,
+        reopen: bool,
+    }
+
+    struct Service {
+        members: Vec<Member>,
+        running: bool,
+        next_id: u64,
+    }
+
+    static SERVICE: Mutex<Service> = Mutex::new(Service {
+        members: Vec::new(),
+        running: false,
+        next_id: 1,
+    });
+    static WAKE: Condvar = Condvar::new();
+
+    pub(super) fn add(log: &Arc<Log>, interval: Duration) -> std::io::Result<u64> {
+        let mut s = SERVICE.lock();
+        if !s.running {
+            crate::common::log::ThreadBuilder::new()
+                .name("service".into())
+                .spawn(run)?;
+            s.running = true;
+        }
+        let id = s.next_id;
+        s.next_id += 1;
+        s.members.push(Member {
+            id,
+            log: Arc::downgrade(log),
+            interval,
+            next: Instant::now() + interval,
+            reopen: false,
+        });
+        WAKE.notify_all();
+        Ok(id)
+    }
+
+    pub(super) fn reopen(id: u64) {
+        if let Some(m) = SERVICE.lock().members.iter_mut().find(|m| m.id == id) {
+            m.reopen = true;
+        }
+        WAKE.notify_all();
+    }
+
+    /// Once this returns, nothing more is done for `id`.
+    pub(super) fn remove(id: u64) {
+        SERVICE.lock().members.retain(|m| m.id != id);
+        WAKE.notify_all();
+    }
+
+    fn run() {
+        let mut s = SERVICE.lock();
+        loop {
+            s.members.retain(|m| m.log.strong_count() > 0);
+            if s.members.is_empty() {
+                s.running = false;
+                return;
+            }
+            let now = Instant::now();
+            for m in s.members.iter_mut() {
+                let Some(log) = m.log.upgrade() else { continue };
+                if std::mem::take(&mut m.reopen) {
+                    if let Err(e) = log.reopen() {
+                        log::error!(target: "context", "log reopen failed: {e}");
+                    }
+                }
+                if now >= m.next {
+                    log.flush();
+                    m.next = now + m.interval;
+                }
+            }
+            let next = s.members.iter().map(|m| m.next).min().unwrap_or(now);
+            WAKE.wait_until(&mut s, next.max(Instant::now() + Duration::from_millis(1)));
+        }
+    }
 }
 
 struct Inner {
@@ -214,25 +300,9 @@ impl Context {
                 return Err(e);
             }
         }
-        let (tx, rx) = bounded::<ServiceCmd>(16);
-        let log = self.inner.log.clone();
         let interval = Duration::from_secs(self.inner.conf.get_u64("heartbeat_interval").max(1));
-        let h = crate::common::log::ThreadBuilder::new()
-            .name("service".into())
-            .spawn(move || loop {
-                match rx.recv_timeout(interval) {
-                    Ok(ServiceCmd::ReopenLog) => {
-                        if let Err(e) = log.reopen() {
-                            log::error!(target: "context", "log reopen failed: {e}");
-                        }
-                    }
-                    Ok(ServiceCmd::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
-                    // Periodic work: keep the file current so a crash loses little.
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => log.flush(),
-                }
-            })
-            .map_err(|e| Error::io(e, "starting service thread"))?;
-        st.service = Some((tx, h));
+        let id = service::add(&self.inner.log, interval).map_err(|e| Error::io(e, "starting service thread"))?;
+        st.service = Some(id);
         st.started = true;
         log::info!(target: "context", "{} started (osdkit {})", self.name(), crate::VERSION);
         Ok(())
@@ -250,8 +320,8 @@ impl Context {
 
     /// Asks the `service` thread to reopen the log (what SIGHUP does).
     pub fn reopen_logs(&self) {
-        if let Some((tx, _)) = &self.inner.state.lock().service {
-            let _ = tx.try_send(ServiceCmd::ReopenLog);
+        if let Some(id) = self.inner.state.lock().service {
+            service::reopen(id);
         }
     }
 
@@ -268,9 +338,8 @@ impl Context {
         };
         log::info!(target: "context", "{} shutting down", self.name());
         self.inner.asok.shutdown();
-        if let Some((tx, h)) = service {
-            let _ = tx.send(ServiceCmd::Stop);
-            let _ = h.join();
+        if let Some(id) = service {
+            service::remove(id);
         }
         clog::uninstall_bridge(&self.inner.log);
         self.inner.log.flush();
@@ -472,9 +541,8 @@ impl Context {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.asok.shutdown();
-        if let Some((tx, h)) = self.state.get_mut().service.take() {
-            let _ = tx.send(ServiceCmd::Stop);
-            let _ = h.join();
+        if let Some(id) = self.state.get_mut().service.take() {
+            service::remove(id);
         }
         clog::uninstall_bridge(&self.log);
         self.log.stop();

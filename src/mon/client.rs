@@ -27,7 +27,6 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The default timeout of [`MonClient::command`].
@@ -63,7 +62,6 @@ struct Shared {
 /// A session with the monitor. Dropping it stops its tick; the messenger stays the caller's.
 pub struct MonClient {
     shared: Arc<Shared>,
-    tick: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -232,15 +230,8 @@ impl MonClient {
         msgr.add_dispatcher_head(Arc::new(ClientDispatcher {
             shared: Arc::downgrade(&shared),
         }));
-        let weak = Arc::downgrade(&shared);
-        let tick = crate::common::log::ThreadBuilder::new()
-            .name("monc-tick".into())
-            .spawn(move || tick_loop(weak))
-            .map_err(|e| Error::io(e, "spawning the monclient tick thread"))?;
-        Ok(MonClient {
-            shared,
-            tick: Mutex::new(Some(tick)),
-        })
+        ticker::add(&shared)?;
+        Ok(MonClient { shared })
     }
 
     pub fn mon_addr(&self) -> EntityAddr {
@@ -358,9 +349,7 @@ impl MonClient {
     /// Stops the tick thread (the dispatcher stays in the chain, inert). Idempotent.
     pub fn shutdown(&self) {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(t) = self.tick.lock().take() {
-            let _ = t.join();
-        }
+        ticker::remove(&self.shared);
     }
 }
 
@@ -370,25 +359,70 @@ impl Drop for MonClient {
     }
 }
 
-fn tick_loop(weak: Weak<Shared>) {
-    loop {
-        let slice = Duration::from_millis(20);
-        let mut waited = Duration::ZERO;
-        while waited < TICK {
-            std::thread::sleep(slice);
-            waited += slice;
-            match weak.upgrade() {
-                Some(sh) if !sh.stop.load(Ordering::Acquire) => {}
-                _ => return,
-            }
+/// The process's one `monc-tick` thread: every `TICK`, each live `MonClient` that needs its
+/// monitor and lost the session opens a new one. Started by the first client, it ends once
+/// there is none (a process with many hosted daemons has one such thread, not one each).
+mod ticker {
+    use super::{Shared, TICK};
+    use crate::common::error::{Error, Result};
+    use crate::msgr::connection::ConnStatus;
+    use parking_lot::{Condvar, Mutex};
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Weak};
+
+    struct Ticker {
+        members: Vec<Weak<Shared>>,
+        running: bool,
+    }
+
+    static TICKER: Mutex<Ticker> = Mutex::new(Ticker {
+        members: Vec::new(),
+        running: false,
+    });
+    static WAKE: Condvar = Condvar::new();
+
+    pub(super) fn add(sh: &Arc<Shared>) -> Result<()> {
+        let mut t = TICKER.lock();
+        t.members.push(Arc::downgrade(sh));
+        if !t.running {
+            crate::common::log::ThreadBuilder::new()
+                .name("monc-tick".into())
+                .spawn(run)
+                .map_err(|e| Error::io(e, "spawning the monclient tick thread"))?;
+            t.running = true;
         }
-        let Some(sh) = weak.upgrade() else { return };
-        let mut st = sh.st.lock();
-        let needed = st.want_osdmap || st.pending.values().any(|p| p.reply.is_none());
-        let down = st.conn.as_ref().is_none_or(|c| c.status() == ConnStatus::Closed);
-        if needed && down {
-            if let Err(e) = sh.ensure_conn(&mut st) {
-                log::debug!(target: "monc", "reconnecting to mon {}: {}", sh.mon, e.msg);
+        Ok(())
+    }
+
+    /// Once this returns no tick of `sh` is under way or to come.
+    pub(super) fn remove(sh: &Arc<Shared>) {
+        let mut t = TICKER.lock();
+        t.members.retain(|m| m.upgrade().is_some_and(|m| !Arc::ptr_eq(&m, sh)));
+        WAKE.notify_all();
+    }
+
+    fn run() {
+        let mut t = TICKER.lock();
+        loop {
+            t.members.retain(|m| m.strong_count() > 0);
+            if t.members.is_empty() {
+                t.running = false;
+                return;
+            }
+            WAKE.wait_for(&mut t, TICK);
+            // Under the lock: `remove` waits for a tick under way.
+            for sh in t.members.iter().filter_map(Weak::upgrade) {
+                if sh.stop.load(Ordering::Acquire) {
+                    continue;
+                }
+                let mut st = sh.st.lock();
+                let needed = st.want_osdmap || st.pending.values().any(|p| p.reply.is_none());
+                let down = st.conn.as_ref().is_none_or(|c| c.status() == ConnStatus::Closed);
+                if needed && down {
+                    if let Err(e) = sh.ensure_conn(&mut st) {
+                        log::debug!(target: "monc", "reconnecting to mon {}: {}", sh.mon, e.msg);
+                    }
+                }
             }
         }
     }
