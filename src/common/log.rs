@@ -1,5 +1,6 @@
-//! The log: entries are queued to a `log` thread that writes the file (or stderr) and keeps a
-//! ring of recent entries. Per-subsystem levels follow Ceph's `debug_ms = 1/5` form: an entry at
+//! The log: entries are queued to the `log` thread, which writes the file (or stderr) and keeps
+//! a ring of recent entries. One `log` thread serves every `Log` of the process (each with its
+//! own queue, file and ring): a process hosting many daemons has one, not one each. Per-subsystem levels follow Ceph's `debug_ms = 1/5` form: an entry at
 //! level L is written when L <= the first number and kept in the ring when L <= the second;
 //! `log dump` (and a panic) writes the ring out.
 //!
@@ -33,7 +34,8 @@ enum Cmd {
     Flush(Sender<()>),
     Reopen(Sender<Result<(), String>>),
     Dump(Sender<()>),
-    Stop,
+    /// Written out, the queue is dropped; acked once done.
+    Stop(Sender<()>),
 }
 
 /// Where entries go; changed by `config set log_file` and friends.
@@ -53,7 +55,6 @@ pub struct Log {
     tx: Sender<Cmd>,
     rx: Mutex<Option<Receiver<Cmd>>>,
     target: Arc<Mutex<LogTarget>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
     running: AtomicBool,
     dropped: AtomicUsize,
 }
@@ -73,7 +74,6 @@ impl Log {
             tx,
             rx: Mutex::new(Some(rx)),
             target: Arc::new(Mutex::new(target)),
-            thread: Mutex::new(None),
             running: AtomicBool::new(false),
             dropped: AtomicUsize::new(0),
         };
@@ -124,15 +124,16 @@ impl Log {
         self.target.lock().clone()
     }
 
-    /// Starts the `log` thread (idempotent).
+    /// Has the process's `log` thread serve this log (started if need be; idempotent).
     pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
-        let Some(rx) = self.rx.lock().take() else { return Ok(()) };
-        let target = self.target.clone();
-        let levels: Weak<Log> = Arc::downgrade(self);
-        let h = std::thread::Builder::new()
-            .name("log".into())
-            .spawn(move || log_thread(rx, target, levels))?;
-        *self.thread.lock() = Some(h);
+        let mut rx = self.rx.lock();
+        let Some(r) = rx.take() else { return Ok(()) };
+        let w = Writer::new(r, self.target.clone(), Arc::downgrade(self));
+        if let Err(b) = writer::add(w) {
+            let (e, w) = *b;
+            *rx = Some(w.rx);
+            return Err(e);
+        }
         self.running.store(true, Ordering::Release);
         Ok(())
     }
@@ -186,11 +187,12 @@ impl Log {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Writes out what is queued and stops serving this log.
     pub fn stop(&self) {
         if self.running.swap(false, Ordering::AcqRel) {
-            let _ = self.tx.send(Cmd::Stop);
-            if let Some(h) = self.thread.lock().take() {
-                let _ = h.join();
+            let (tx, rx) = bounded(1);
+            if self.tx.send(Cmd::Stop(tx)).is_ok() && !writer::on_writer() {
+                let _ = rx.recv_timeout(Duration::from_secs(10));
             }
         }
     }
@@ -266,97 +268,201 @@ impl Sink {
     }
 }
 
-fn log_thread(rx: Receiver<Cmd>, target: Arc<Mutex<LogTarget>>, log: Weak<Log>) {
-    let mut recent: VecDeque<Entry> = VecDeque::new();
-    let initial = target.lock().clone();
-    let mut sink = Sink::open(&initial.file).unwrap_or_else(|e| {
-        eprintln!("{e}");
-        Sink {
-            file: None,
-            path: initial.file.clone(),
+/// What the `log` thread keeps for one `Log`: its queue, file, pending text and ring.
+struct Writer {
+    rx: Receiver<Cmd>,
+    target: Arc<Mutex<LogTarget>>,
+    log: Weak<Log>,
+    recent: VecDeque<Entry>,
+    sink: Sink,
+    buf: String,
+}
+
+impl Writer {
+    fn new(rx: Receiver<Cmd>, target: Arc<Mutex<LogTarget>>, log: Weak<Log>) -> Writer {
+        let initial = target.lock().clone();
+        let sink = Sink::open(&initial.file).unwrap_or_else(|e| {
+            eprintln!("{e}");
+            Sink {
+                file: None,
+                path: initial.file.clone(),
+            }
+        });
+        Writer {
+            rx,
+            target,
+            log,
+            recent: VecDeque::new(),
+            sink,
+            buf: String::new(),
         }
-    });
-    let mut buf = String::new();
-    let write_out = |sink: &mut Sink, buf: &mut String, to_stderr: bool| {
-        if buf.is_empty() {
+    }
+
+    fn write_out(&mut self, to_stderr: bool) {
+        if self.buf.is_empty() {
             return;
         }
-        if let Some(f) = sink.file.as_mut() {
-            let _ = f.write_all(buf.as_bytes());
+        if let Some(f) = self.sink.file.as_mut() {
+            let _ = f.write_all(self.buf.as_bytes());
         }
         if to_stderr {
-            let _ = std::io::stderr().write_all(buf.as_bytes());
+            let _ = std::io::stderr().write_all(self.buf.as_bytes());
         }
-        buf.clear();
-    };
-    while let Ok(cmd) = rx.recv() {
-        let t = target.lock().clone();
-        if t.file != sink.path {
-            write_out(&mut sink, &mut buf, t.to_stderr);
+        self.buf.clear();
+    }
+
+    /// Handles `cmd` and what is queued behind it (one write per burst, up to 64 KiB). False
+    /// once the log stopped.
+    fn handle(&mut self, cmd: Cmd) -> bool {
+        let t = self.target.lock().clone();
+        if t.file != self.sink.path {
+            self.write_out(t.to_stderr);
             match Sink::open(&t.file) {
-                Ok(s) => sink = s,
+                Ok(s) => self.sink = s,
                 Err(e) => eprintln!("{e}"),
             }
         }
         let mut next = Some(cmd);
-        // Drain what is queued before touching the file: one write per burst.
         while let Some(cmd) = next.take() {
             match cmd {
                 Cmd::Entry(e) => {
-                    let (lvl, gather) = log.upgrade().map(|l| l.levels(e.subsys)).unwrap_or((0, 0));
+                    let (lvl, gather) = self.log.upgrade().map(|l| l.levels(e.subsys)).unwrap_or((0, 0));
                     if e.prio <= lvl {
-                        buf.push_str(&format_entry(&e));
-                        buf.push('\n');
+                        self.buf.push_str(&format_entry(&e));
+                        self.buf.push('\n');
                     }
                     if e.prio <= gather && t.max_recent > 0 {
-                        if recent.len() >= t.max_recent {
-                            recent.pop_front();
+                        if self.recent.len() >= t.max_recent {
+                            self.recent.pop_front();
                         }
-                        recent.push_back(e);
+                        self.recent.push_back(e);
                     }
                 }
                 Cmd::Flush(ack) => {
-                    write_out(&mut sink, &mut buf, t.to_stderr);
-                    if let Some(f) = sink.file.as_mut() {
+                    self.write_out(t.to_stderr);
+                    if let Some(f) = self.sink.file.as_mut() {
                         let _ = f.flush();
                     }
                     let _ = ack.send(());
                 }
                 Cmd::Reopen(ack) => {
-                    write_out(&mut sink, &mut buf, t.to_stderr);
-                    let r = Sink::open(&t.file).map(|s| sink = s);
+                    self.write_out(t.to_stderr);
+                    let r = Sink::open(&t.file).map(|s| self.sink = s);
                     let _ = ack.send(r);
                 }
                 Cmd::Dump(ack) => {
-                    write_out(&mut sink, &mut buf, t.to_stderr);
-                    buf.push_str("--- begin dump of recent events ---\n");
-                    for e in &recent {
-                        buf.push_str(&format_entry(e));
-                        buf.push('\n');
+                    self.write_out(t.to_stderr);
+                    self.buf.push_str("--- begin dump of recent events ---\n");
+                    for e in &self.recent {
+                        self.buf.push_str(&format_entry(e));
+                        self.buf.push('\n');
                     }
-                    buf.push_str("--- logging levels ---\n");
-                    if let Some(l) = log.upgrade() {
+                    self.buf.push_str("--- logging levels ---\n");
+                    if let Some(l) = self.log.upgrade() {
                         for (i, (name, _, _)) in SUBSYSTEMS.iter().enumerate() {
                             let (a, b) = l.levels(i);
-                            buf.push_str(&format!("  {a:>2}/{b:>2} {name}\n"));
+                            self.buf.push_str(&format!("  {a:>2}/{b:>2} {name}\n"));
                         }
                     }
-                    buf.push_str(&format!("  max_recent {:>9}\n", t.max_recent));
-                    buf.push_str(&format!("  log_file {}\n", t.file));
-                    buf.push_str("--- end dump of recent events ---\n");
-                    write_out(&mut sink, &mut buf, t.to_stderr);
+                    self.buf.push_str(&format!("  max_recent {:>9}\n", t.max_recent));
+                    self.buf.push_str(&format!("  log_file {}\n", t.file));
+                    self.buf.push_str("--- end dump of recent events ---\n");
+                    self.write_out(t.to_stderr);
                     let _ = ack.send(());
                 }
-                Cmd::Stop => {
-                    write_out(&mut sink, &mut buf, t.to_stderr);
-                    return;
+                Cmd::Stop(ack) => {
+                    self.write_out(t.to_stderr);
+                    let _ = ack.send(());
+                    return false;
                 }
             }
-            if buf.len() < 64 * 1024 {
-                next = rx.try_recv().ok();
+            if self.buf.len() < 64 * 1024 {
+                next = self.rx.try_recv().ok();
             }
         }
-        write_out(&mut sink, &mut buf, t.to_stderr);
+        self.write_out(t.to_stderr);
+        true
+    }
+}
+
+/// The process's `log` thread: it waits on every served log's queue at once (and on a channel
+/// that brings new ones), started by the first log and ending after the last.
+mod writer {
+    use super::Writer;
+    use crossbeam_channel::{unbounded, Receiver, Select, Sender};
+    use parking_lot::Mutex;
+
+    /// Where new logs are sent to the running thread.
+    static ADD: Mutex<Option<Sender<Writer>>> = Mutex::new(None);
+
+    /// On error the writer comes back, so that the log can be started again later.
+    pub(super) fn add(w: Writer) -> Result<(), Box<(std::io::Error, Writer)>> {
+        let mut add = ADD.lock();
+        let w = match add.as_ref() {
+            Some(tx) => match tx.send(w) {
+                Ok(()) => return Ok(()),
+                Err(e) => e.0,
+            },
+            None => w,
+        };
+        let (tx, rx) = unbounded();
+        let spawned = std::thread::Builder::new().name("log".into()).spawn(move || run(rx));
+        if let Err(e) = spawned {
+            return Err(Box::new((e, w)));
+        }
+        tx.send(w).expect("the new thread holds the receiver");
+        *add = Some(tx);
+        Ok(())
+    }
+
+    thread_local! {
+        static ON_WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// True on the `log` thread itself (which must not wait for itself).
+    pub(super) fn on_writer() -> bool {
+        ON_WRITER.with(|f| f.get())
+    }
+
+    fn run(new: Receiver<Writer>) {
+        ON_WRITER.with(|f| f.set(true));
+        let mut ws: Vec<Writer> = Vec::new();
+        loop {
+            if ws.is_empty() {
+                // Under the lock, so no log is added to a thread that is leaving.
+                let mut add = ADD.lock();
+                match new.try_recv() {
+                    Ok(w) => ws.push(w),
+                    Err(_) => {
+                        *add = None;
+                        return;
+                    }
+                }
+            }
+            let mut sel = Select::new();
+            sel.recv(&new);
+            for w in &ws {
+                sel.recv(&w.rx);
+            }
+            let op = sel.select();
+            let i = op.index();
+            if i == 0 {
+                if let Ok(w) = op.recv(&new) {
+                    ws.push(w);
+                }
+                continue;
+            }
+            let keep = match op.recv(&ws[i - 1].rx) {
+                Ok(cmd) => ws[i - 1].handle(cmd),
+                // Every sender gone: the `Log` was dropped.
+                Err(_) => false,
+            };
+            if !keep {
+                let mut w = ws.swap_remove(i - 1);
+                let to_stderr = w.target.lock().to_stderr;
+                w.write_out(to_stderr);
+            }
+        }
     }
 }
 
