@@ -55,6 +55,15 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Threads of this process named `name`.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .count()
+}
+
 fn wait_until(what: &str, secs: u64, f: impl Fn() -> bool) -> Duration {
     let t0 = Instant::now();
     while !f() {
@@ -120,6 +129,12 @@ fn osds_on_one_hosted_set_replicate_ping_and_report_like_separate_ones() {
             .all(|d| d.with_osd(|o| o.heartbeat_peers().len() == 3).unwrap_or(false))
     });
 
+    // With every PG clean, no OSD keeps an osd_recovery thread (they start when there is
+    // work, as below).
+    wait_until("no osd_recovery thread while all is clean", 30, || {
+        threads_named("osd_recovery") == 0
+    });
+
     // kill -9 of the process: the set's heartbeat thread notices for its three OSDs.
     drop(_p3);
     let took = wait_until("osd.3 marked down", 40, || !rados.osdmap().is_up(3));
@@ -150,6 +165,23 @@ fn osds_on_one_hosted_set_replicate_ping_and_report_like_separate_ones() {
     assert_eq!(set.hosted().len(), 3);
     io.write_full("after", b"restart").unwrap();
     assert_eq!(&io.read("after", 0, 0).unwrap()[..], b"restart");
+    // The new osd.1 (an empty mem store) gets its PGs' objects back: recovery threads started
+    // again on demand.
+    wait_until("osd.1 recovered its share", 60, || {
+        again
+            .with_osd(|o| {
+                o.pg_states()
+                    .iter()
+                    .map(|p| p["num_objects"].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+            > 0
+            && hosted
+                .iter()
+                .chain([&again])
+                .all(|d| d.with_osd(|o| o.unclean_pgs().is_empty()).unwrap_or(false))
+    });
 
     rados.shutdown();
     for d in hosted.iter().chain([&again]) {

@@ -155,6 +155,8 @@ struct Shared {
     log_recovery: bool,
     /// For options read where they apply (`osd_recovery_sleep`).
     conf: Arc<crate::common::config::Config>,
+    /// The OSD's log, for threads started on demand from other threads (`osd_recovery`).
+    log: Arc<crate::common::log::Log>,
     /// The disk under the store is full (`DiskMon`): writes get ENOSPC.
     full: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -170,7 +172,6 @@ pub struct Osd {
     wq: OpQueueOwner,
     tracker: OpTracker,
     asok_ids: Vec<u64>,
-    recovery: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// What was faulted in at start for a mem store.
     prefault: Prefault,
     /// The public messenger's client-op dispatcher, which local ops enter too.
@@ -358,6 +359,7 @@ impl Osd {
             max_log_entries: conf.get_u64("osd_max_pg_log_entries").clamp(1, 1 << 20) as usize,
             log_recovery: conf.get_bool("osd_pg_log_recovery"),
             conf: conf.clone(),
+            log: ctx.log().clone(),
             full: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         });
         let _ = shared.me.set(Arc::downgrade(&shared));
@@ -403,14 +405,6 @@ impl Osd {
         };
         let mut asok_ids = tracker.register_commands(ctx)?;
         asok_ids.extend(admin::register_commands(ctx, &shared, wq.handle(&shared))?);
-        // Last: an error above leaves no thread behind.
-        let recovery = {
-            let shared = shared.clone();
-            crate::common::log::ThreadBuilder::new()
-                .name("osd_recovery".into())
-                .spawn(move || shared.recovery_loop())
-                .map_err(|e| Error::io(e, "spawning osd_recovery"))?
-        };
         Ok(Osd {
             ctx: ctx.clone(),
             shared,
@@ -418,7 +412,6 @@ impl Osd {
             monc: None,
             hb: None,
             addrs: None,
-            recovery: Mutex::new(Some(recovery)),
             prefault,
             wq,
             tracker,
@@ -694,9 +687,7 @@ impl Osd {
         }
         self.shared.waiting_for_map.lock().clear();
         self.shared.recovery.wake();
-        if let Some(t) = self.recovery.lock().take() {
-            let _ = t.join();
-        }
+        self.shared.recovery.join();
         self.wq.shutdown(&self.shared);
         for id in &self.asok_ids {
             self.ctx.admin_socket().unregister_command(*id);

@@ -478,6 +478,7 @@ impl Shared {
         }
         if self.pg(key).lock().recovering {
             self.recovery.queue_recovery(key);
+            self.ensure_recovery_thread();
         }
         Ok(true)
     }
@@ -553,6 +554,7 @@ impl Shared {
         }
         if !queued.is_empty() {
             self.recovery.queue_peering(queued);
+            self.ensure_recovery_thread();
         }
     }
 }

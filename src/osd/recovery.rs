@@ -34,10 +34,23 @@ use std::time::Duration;
 /// Objects per push or pull message.
 const PUSH_OBJECTS: usize = 64;
 
+/// How long the `osd_recovery` thread waits for work before it ends (the next PG to peer or
+/// recover starts it again): an OSD whose PGs are clean has no such thread, so a process
+/// hosting many OSDs does not keep one per OSD.
+const IDLE_EXIT: Duration = Duration::from_secs(2);
+
+/// The `osd_recovery` thread, when one runs.
+#[derive(Default)]
+struct Worker {
+    running: bool,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
 /// What the `osd_recovery` thread works from: the PGs to peer (queued by `on_map`), the active
 /// PGs with copies still to make, and the peering steps waiting for a peer's answer.
 #[derive(Default)]
 pub(super) struct Recovery {
+    worker: Mutex<Worker>,
     /// Peering steps waiting for an answer, by tid.
     waits: Mutex<HashMap<u64, Sender<Message>>>,
     /// PGs to peer; the thread takes these first.
@@ -62,7 +75,20 @@ impl Recovery {
 
     /// Queues an active PG's next recovery step (after the PGs waiting to peer).
     pub(super) fn queue_recovery(&self, key: PgKey) {
+        // Under the peering queue's lock too: the thread decides to end under it.
+        let _q = self.to_peer.lock();
         self.to_recover.lock().push_back(key);
+        self.cv.notify_all();
+    }
+
+    /// The thread, once stopping was set and `wake` called: joined.
+    pub(super) fn join(&self) {
+        let h = self.worker.lock().handle.take();
+        if let Some(h) = h {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
     }
 
     /// Whether no PG waits to peer (a recovery's sleep ends early otherwise).
@@ -71,9 +97,12 @@ impl Recovery {
     }
 
     /// The next PG to work on and whether it is to be peered (else: a recovery step); None
-    /// once `stopping` is set. PGs to peer come first.
+    /// once `stopping` is set, or after `IDLE_EXIT` without work (the thread then ends, marked
+    /// not running under the queue's lock: whoever queues next starts another). PGs to peer
+    /// come first.
     fn next(&self, stopping: &std::sync::atomic::AtomicBool) -> Option<(PgKey, bool)> {
         let mut q = self.to_peer.lock();
+        let mut idle_since = std::time::Instant::now();
         loop {
             if stopping.load(Ordering::Acquire) {
                 return None;
@@ -84,7 +113,14 @@ impl Recovery {
             if let Some(k) = self.to_recover.lock().pop_front() {
                 return Some((k, false));
             }
-            self.cv.wait_for(&mut q, Duration::from_millis(500));
+            if idle_since.elapsed() >= IDLE_EXIT && self.waits.lock().is_empty() {
+                self.worker.lock().running = false;
+                return None;
+            }
+            if self.cv.wait_for(&mut q, Duration::from_millis(500)).timed_out() {
+                continue;
+            }
+            idle_since = std::time::Instant::now();
         }
     }
 
@@ -118,6 +154,38 @@ impl Recovery {
 }
 
 impl Shared {
+    /// Starts the `osd_recovery` thread unless it runs (after something was queued).
+    pub(super) fn ensure_recovery_thread(&self) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        let mut w = self.recovery.worker.lock();
+        if w.running {
+            return;
+        }
+        // The last one ended (or is ending) on its own.
+        if let Some(h) = w.handle.take() {
+            let _ = h.join();
+        }
+        let log = self.log.clone();
+        match crate::common::log::ThreadBuilder::new()
+            .name("osd_recovery".into())
+            .spawn(move || {
+                // Started from whichever thread queued the work: log as this OSD.
+                let _log = crate::common::log::ThreadLogScope::enter(&log);
+                me.recovery_loop()
+            }) {
+            Ok(h) => {
+                w.running = true;
+                w.handle = Some(h);
+            }
+            Err(e) => log::error!(target: "osd", "osd.{}: cannot start osd_recovery: {e}", self.whoami),
+        }
+    }
+
     pub(super) fn handle_pull(&self, m: Message) {
         let Some(p) = self.decode::<MOsdPgPull>(&m, "pg pull") else {
             return;
