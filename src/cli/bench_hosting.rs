@@ -195,6 +195,7 @@ fn run_in(o: &HostingBenchOpts, dir: &Path) -> Result<Value> {
             s.shutdown();
         }
     }
+    let process = osd_process_threads(&conf, &o.store);
     mon.shutdown();
     mon.join(Some(ACTIVE_TIMEOUT))?;
     Ok(json!({
@@ -202,7 +203,42 @@ fn run_in(o: &HostingBenchOpts, dir: &Path) -> Result<Value> {
         "start_to_active": stats(starts),
         "stop": stats(stops),
         "footprint": per_count,
+        "osd_process_threads": process?,
     }))
+}
+
+/// The threads of one `osdkit osd` process (this executable) of the same conf, once it is up:
+/// what hosting many OSDs in one process is to be compared with.
+fn osd_process_threads(conf: &Path, store: &str) -> Result<u64> {
+    let exe = std::env::current_exe().map_err(|e| Error::io(e, "finding this executable"))?;
+    let id = "999";
+    let mut text = std::fs::read_to_string(conf).map_err(|e| Error::io(e, format!("reading {}", conf.display())))?;
+    text.push_str(&format!("[osd.{id}]\nosd_objectstore = {store}\n"));
+    std::fs::write(conf, text).map_err(|e| Error::io(e, format!("writing {}", conf.display())))?;
+    let mut child = std::process::Command::new(exe)
+        .args(["osd", "-c", &conf.to_string_lossy(), "-i", id, "-f"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Error::io(e, "starting an osdkit osd process"))?;
+    let r = (|| {
+        let rados = crate::client::Rados::connect_with_conf("client.admin", conf)?;
+        let t0 = Instant::now();
+        while !rados.osdmap().is_up(999) {
+            if t0.elapsed() > ACTIVE_TIMEOUT {
+                return Err(Error::new(libc::ETIMEDOUT, "the osdkit osd process did not come up"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        rados.shutdown();
+        let n = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+            .map_err(|e| Error::io(e, "reading the osd process's threads"))?
+            .count() as u64;
+        Ok(n)
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    r
 }
 
 /// `osdkit bench hosting`: the exit code.
@@ -243,6 +279,10 @@ pub fn cli(o: &HostingBenchOpts) -> i32 {
                         f["process_threads"]
                     );
                 }
+                println!(
+                    "one osdkit osd process: {} threads (process threads above include this bench's monitor)",
+                    v["osd_process_threads"]
+                );
             }
             0
         }
