@@ -419,13 +419,10 @@ pub(crate) enum BenchCmd {
         #[command(flatten)]
         out: FormatArgs,
     },
-    /// A server process and a client process over loopback, like Ceph's perf_msgr_server/client.
-    ///
-    /// pingpong: one message in flight per connection, echoed whole (round-trip p50/p99).
-    /// stream: --depth messages in flight per connection, each acked (msgs/s, MiB/s).
     /// What hosting daemons in one process costs: a monitor hosted here, one OSD instance
     /// started and stopped --starts times (start-to-active time: median, p90, min, max), then
-    /// N instances at once for each N of --instances (threads, sockets, RSS per instance).
+    /// N instances at once for each N of --instances, with messengers of their own and on one
+    /// shared set (threads, sockets, RSS per instance), and one `osdkit osd` process to compare.
     Hosting {
         /// Start/stop rounds of one instance.
         #[arg(long, default_value_t = 20)]
@@ -439,6 +436,10 @@ pub(crate) enum BenchCmd {
         #[command(flatten)]
         out: FormatArgs,
     },
+    /// A server process and a client process over loopback, like Ceph's perf_msgr_server/client.
+    ///
+    /// pingpong: one message in flight per connection, echoed whole (round-trip p50/p99).
+    /// stream: --depth messages in flight per connection, each acked (msgs/s, MiB/s).
     /// Every run counts lost, duplicated and reordered messages. --transport tcp runs the same
     /// load over plain sockets, the baseline to compare with.
     Msgr {
