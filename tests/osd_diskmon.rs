@@ -51,6 +51,16 @@ fn wait_for(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// `osdkit status -c CONF --json`.
+fn osdkit_status(conf: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_osdkit"))
+        .args(["status", "-c", conf.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn full_disk_refuses_writes_and_a_slow_disk_takes_its_osd_down() {
     let tmp = tempfile::tempdir().unwrap();
@@ -129,9 +139,22 @@ fn full_disk_refuses_writes_and_a_slow_disk_takes_its_osd_down() {
         .request(&serde_json::json!({"prefix": "status"}))
         .unwrap();
     assert!(status.contains("\"full\": true"), "{status}");
+    // The monitor learns it (MOSDFull): the map, and so `osdkit status`, shows osd.0 full.
+    wait_for("the map to show osd.0 full", || {
+        rados.osdmap().osd(0).is_some_and(|o| o.full)
+    });
+    let st = osdkit_status(&conf);
+    assert!(
+        st["health"].as_str().unwrap().starts_with("HEALTH_ERR: 1 full osd"),
+        "{st}"
+    );
+    assert_eq!(st["osds"][0]["state"], "up,in,full", "{st}");
     // Space back: writes again.
     std::fs::remove_file(&filler).unwrap();
     wait_for("osd.0 to see space again", || !full());
+    wait_for("the map to show osd.0 no longer full", || {
+        rados.osdmap().osd(0).is_some_and(|o| !o.full)
+    });
     io.write_full(&on0[0], b"after").unwrap();
     assert_eq!(&io.read(&on0[0], 0, 0).unwrap()[..], b"after");
 

@@ -82,7 +82,13 @@ impl ClusterClient {
                     "id": id,
                     "up": o.up,
                     "in": o.in_,
-                    "state": format!("{},{}", if o.up { "up" } else { "down" }, if o.in_ { "in" } else { "out" }),
+                    "state": format!(
+                        "{},{}{}",
+                        if o.up { "up" } else { "down" },
+                        if o.in_ { "in" } else { "out" },
+                        if o.full { ",full" } else { "" }
+                    ),
+                    "full": o.full,
                     "weight": o.weight_f32(),
                     "addr": o.addrs.public.to_string(),
                     "pid": pid,
@@ -96,12 +102,16 @@ impl ClusterClient {
             .map(|p| json!({"id": p.id, "name": p.name, "size": p.size, "min_size": p.min_size, "pg_num": p.pg_num}))
             .collect();
         let (up, inn, n) = (map.num_up(), map.num_in(), map.osds.len());
-        let health = if n == 0 {
-            "HEALTH_WARN: no OSDs"
+        let full = map.osds.values().filter(|o| o.full).count();
+        let health = if full > 0 {
+            // Ceph: HEALTH_ERR, OSD_FULL "1 full osd(s)".
+            format!("HEALTH_ERR: {full} full osd(s)")
+        } else if n == 0 {
+            "HEALTH_WARN: no OSDs".into()
         } else if up < n {
-            "HEALTH_WARN: some OSDs are down"
+            "HEALTH_WARN: some OSDs are down".into()
         } else {
-            "HEALTH_OK"
+            "HEALTH_OK".into()
         };
         json!({
             "fsid": fsid_to_string(&map.fsid),

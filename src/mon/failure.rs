@@ -1,6 +1,7 @@
 //! The monitor's side of failure detection (reference §9.4-9.5): failure reports from OSDs,
 //! marking an OSD down once enough reporters agree and the grace has passed, mark-me-down from a
-//! cleanly stopping OSD, and marking out an OSD that stayed down `mon_osd_down_out_interval`.
+//! cleanly stopping OSD, marking out an OSD that stayed down `mon_osd_down_out_interval`, and
+//! an OSD's own report that its disk is full (`MOSDFull`, recorded in the map).
 //!
 //! Reporters are counted by `mon_osd_reporter_subtree_level`: `osd` counts each reporting OSD,
 //! anything else (the default `host`) counts the hosts the reporters named in their boot
@@ -14,11 +15,18 @@
 
 use super::{Core, Inner};
 use crate::msgr::message::Message;
-use crate::types::hb_messages::{MOsdFailure, MOsdMarkMeDown};
+use crate::types::hb_messages::{MOsdFailure, MOsdFull, MOsdMarkMeDown};
 use crate::types::messages::FrontMessage;
 use crate::types::osdmap::OsdId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+
+/// `m` as `T`, or None after a warning naming `what`: a malformed report changes nothing.
+fn decode<T: FrontMessage>(m: &Message, what: &str) -> Option<T> {
+    T::from_message(m)
+        .map_err(|e| log::warn!(target: "mon", "malformed {what}: {}", e.msg))
+        .ok()
+}
 
 /// Failure state kept by the monitor (not persisted: reporters re-send while a peer fails).
 #[derive(Default)]
@@ -87,12 +95,8 @@ impl Core {
     }
 
     pub(super) fn handle_failure(&self, m: &Message) {
-        let f = match MOsdFailure::from_message(m) {
-            Ok(f) => f,
-            Err(e) => {
-                log::warn!(target: "mon", "malformed MOSDFailure: {}", e.msg);
-                return;
-            }
+        let Some(f) = decode::<MOsdFailure>(m, "MOSDFailure") else {
+            return;
         };
         let mut g = self.inner.lock();
         let map = &g.state.map;
@@ -141,12 +145,8 @@ impl Core {
 
     pub(super) fn handle_mark_me_down(&self, m: &Message) {
         let Some(conn) = m.conn.clone() else { return };
-        let req = match MOsdMarkMeDown::from_message(m) {
-            Ok(r) => r,
-            Err(e) => {
-                log::warn!(target: "mon", "malformed MOSDMarkMeDown: {}", e.msg);
-                return;
-            }
+        let Some(req) = decode::<MOsdMarkMeDown>(m, "MOSDMarkMeDown") else {
+            return;
         };
         let mut g = self.inner.lock();
         let map = &g.state.map;
@@ -174,6 +174,38 @@ impl Core {
                 ..req
             };
             let _ = conn.send_message(ack.to_message());
+        }
+    }
+
+    /// An OSD says its disk is full (or no longer is): recorded in the map when it is up at the
+    /// addresses it reports from and the state changed.
+    pub(super) fn handle_full(&self, m: &Message) {
+        let Some(req) = decode::<MOsdFull>(m, "MOSDFull") else {
+            return;
+        };
+        let mut g = self.inner.lock();
+        let map = &g.state.map;
+        if req.fsid != map.fsid {
+            log::warn!(target: "mon", "ignoring MOSDFull of osd.{} for another cluster", req.from);
+            return;
+        }
+        let Some(o) = map.osd(req.from).filter(|o| o.up && o.addrs == req.from_addrs) else {
+            log::debug!(target: "mon", "ignoring MOSDFull of osd.{}: not up at its addresses", req.from);
+            return;
+        };
+        if o.full == req.full {
+            return;
+        }
+        let mut inc = map.next_incremental();
+        inc.new_full.insert(req.from, req.full);
+        match self.propose(&mut g, inc) {
+            Ok(e) => log::info!(
+                target: "mon",
+                "osd.{} is {} (e{e})",
+                req.from,
+                if req.full { "full" } else { "no longer full" }
+            ),
+            Err(e) => log::error!(target: "mon", "recording osd.{} full: {}", req.from, e.msg),
         }
     }
 

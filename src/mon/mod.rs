@@ -43,7 +43,7 @@ use crate::msgr::messenger::Messenger;
 use crate::msgr::policy::Policy;
 use crate::types::messages::{
     FrontMessage, MMonSubscribe, MMonSubscribeAck, MOsdBoot, MOsdMap, CEPH_MSG_MON_SUBSCRIBE, CEPH_SUBSCRIBE_ONETIME,
-    MSG_OSD_BOOT, MSG_OSD_FAILURE, MSG_OSD_MARK_ME_DOWN,
+    MSG_OSD_BOOT, MSG_OSD_FAILURE, MSG_OSD_FULL, MSG_OSD_MARK_ME_DOWN,
 };
 use crate::types::mon_messages::{MMonCommand, MMonCommandAck, CEPH_MSG_MON_COMMAND};
 use crate::types::osdmap::{fsid_to_string, Epoch, Incremental, OsdId, OsdMap, Pool, CEPH_OSD_IN, MAX_OSD_LIMIT};
@@ -545,6 +545,7 @@ impl Dispatcher for MonDispatcher {
             MSG_OSD_BOOT => self.core.handle_boot(&m),
             MSG_OSD_FAILURE => self.core.handle_failure(&m),
             MSG_OSD_MARK_ME_DOWN => self.core.handle_mark_me_down(&m),
+            MSG_OSD_FULL => self.core.handle_full(&m),
             CEPH_MSG_MON_SUBSCRIBE => self.core.handle_subscribe(&m),
             CEPH_MSG_MON_COMMAND => self.core.handle_command(&m),
             _ => return Some(m),

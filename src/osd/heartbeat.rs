@@ -140,6 +140,8 @@ struct Inner {
     anchor: Instant,
     /// The shared thread that runs this OSD's rounds, when it is hosted on a `HostedSet`.
     timer: Option<Arc<HbTimer>>,
+    /// The disk under the store is full (`DiskMon`): told to the monitor until the map says so.
+    full: Arc<AtomicBool>,
 }
 
 /// The heartbeat messengers and thread of one OSD.
@@ -297,8 +299,32 @@ impl Inner {
 
     /// One round: ping every peer on both networks, report the failed ones, re-boot if the map
     /// wrongly shows us down.
+    /// Tells the monitor our disk is full, or no longer is, while the map says otherwise (as
+    /// Ceph's OSD sends `MOSDFull` from its tick).
+    fn report_full(&self, map: &OsdMap) {
+        let Some(addrs) = *self.my_addrs.lock() else { return };
+        let full = self.full.load(Ordering::Acquire);
+        let Some(me) = map.osd(self.whoami).filter(|o| o.up && o.addrs == addrs) else {
+            return;
+        };
+        if me.full == full {
+            return;
+        }
+        let m = crate::types::hb_messages::MOsdFull {
+            fsid: map.fsid,
+            from: self.whoami,
+            from_addrs: addrs,
+            epoch: map.epoch,
+            full,
+        };
+        if let Err(e) = self.monc.send_message(m.to_message()) {
+            log::debug!(target: "osd", "osd.{}: telling the monitor we are full: {e}", self.whoami);
+        }
+    }
+
     fn round(&self) {
         let map = (self.map)();
+        self.report_full(&map);
         let grace = Duration::from_secs(self.ctx.conf().get_i64("osd_heartbeat_grace").max(1) as u64);
         let now = Instant::now();
         let mut reports = Vec::new();
@@ -563,6 +589,7 @@ impl Heartbeat {
         net: HbNet,
         map: MapSource,
         monc: Arc<MonClient>,
+        full: Arc<AtomicBool>,
     ) -> Result<(Heartbeat, EntityAddr, EntityAddr)> {
         let (timer, (fm, fa), (bm, ba)) = match net {
             HbNet::Bind(front, back) => (
@@ -597,6 +624,7 @@ impl Heartbeat {
             gave_up: Mutex::new(None),
             anchor: Instant::now(),
             timer,
+            full,
         });
         for (m, side) in [(&inner.front, Side::Front), (&inner.back, Side::Back)] {
             m.add_dispatcher_head(Arc::new(HbDispatcher {

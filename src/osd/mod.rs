@@ -470,7 +470,8 @@ impl Osd {
                 heartbeat::HbNet::Bind(SocketAddr::new(public.ip(), 0), SocketAddr::new(back_ip, 0))
             }
         };
-        let (hb, hb_front, hb_back) = heartbeat::Heartbeat::new(&ctx, whoami, hb_net, map_src, monc.clone())?;
+        let (hb, hb_front, hb_back) =
+            heartbeat::Heartbeat::new(&ctx, whoami, hb_net, map_src, monc.clone(), osd.shared.full.clone())?;
         let hb = Arc::new(hb);
         let (shared, weak_hb) = (osd.shared.clone(), Arc::downgrade(&hb));
         monc.set_map_callback(move |m| {

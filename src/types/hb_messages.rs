@@ -3,7 +3,7 @@
 //! layouts are ours (one versioned envelope each), as for the other cluster messages.
 
 use super::encoding::{envelope_message, DResult, Decode, Decoder, Encode, Encoder};
-use super::messages::{FrontMessage, MSG_OSD_FAILURE, MSG_OSD_MARK_ME_DOWN, MSG_OSD_PING};
+use super::messages::{FrontMessage, MSG_OSD_FAILURE, MSG_OSD_FULL, MSG_OSD_MARK_ME_DOWN, MSG_OSD_PING};
 use super::osdmap::{Epoch, OsdAddrs, OsdId};
 
 /// `MOSDPing::op` values (Ceph's numbering; 0, 1 and 3 are legacy and never sent).
@@ -123,6 +123,22 @@ pub struct MOsdMarkMeDown {
 
 envelope_message!(MOsdMarkMeDown, MSG_OSD_MARK_ME_DOWN, {
     fsid: any, target: any, target_addrs: any, epoch: any, request_ack: any, down_and_dead: any,
+});
+
+/// An OSD tells the monitor its disk is full or no longer is (Ceph's `MOSDFull`, whose `state`
+/// carries `CEPH_OSD_FULL`); the monitor records it in the map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MOsdFull {
+    pub fsid: [u8; 16],
+    pub from: OsdId,
+    /// The addresses it booted with: a report from an older incarnation is ignored.
+    pub from_addrs: OsdAddrs,
+    pub epoch: Epoch,
+    pub full: bool,
+}
+
+envelope_message!(MOsdFull, MSG_OSD_FULL, {
+    fsid: any, from: any, from_addrs: any, epoch: any, full: any,
 });
 
 #[cfg(test)]

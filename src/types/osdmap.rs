@@ -75,6 +75,9 @@ pub struct OsdInfo {
     pub down_at: Epoch,
     /// Last epoch the OSD asked to be recorded as alive through (for peering, later).
     pub up_thru: Epoch,
+    /// The OSD said its disk is full (Ceph's `CEPH_OSD_FULL` state bit, from `MOSDFull`):
+    /// it refuses writes until it says otherwise. Cleared when it boots.
+    pub full: bool,
 }
 
 impl Default for OsdInfo {
@@ -88,6 +91,7 @@ impl Default for OsdInfo {
             up_from: 0,
             down_at: 0,
             up_thru: 0,
+            full: false,
         }
     }
 }
@@ -116,7 +120,7 @@ pub fn weight_from_f32(w: f32) -> u32 {
 
 impl Encode for OsdInfo {
     fn encode(&self, e: &mut Encoder) {
-        e.envelope(1, 1, |e| {
+        e.envelope(2, 1, |e| {
             e.bool(self.up);
             e.bool(self.in_);
             e.u32(self.weight);
@@ -124,13 +128,14 @@ impl Encode for OsdInfo {
             e.u32(self.up_from);
             e.u32(self.down_at);
             e.u32(self.up_thru);
+            e.bool(self.full);
         });
     }
 }
 impl Decode for OsdInfo {
     const MIN_LEN: usize = 6;
     fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
-        d.envelope(1, |_, d| {
+        d.envelope(2, |v, d| {
             Ok(OsdInfo {
                 up: d.bool()?,
                 in_: d.bool()?,
@@ -139,6 +144,7 @@ impl Decode for OsdInfo {
                 up_from: d.u32()?,
                 down_at: d.u32()?,
                 up_thru: d.u32()?,
+                full: if v >= 2 { d.bool()? } else { false },
             })
         })
     }
@@ -291,6 +297,9 @@ impl OsdMap {
                 if o.up {
                     state.push("up");
                 }
+                if o.full {
+                    state.push("full");
+                }
                 json!({
                     "osd": id,
                     "up": o.up as u8,
@@ -341,7 +350,7 @@ pub fn parse_fsid(s: &str) -> Result<[u8; 16]> {
 
 impl Encode for OsdMap {
     fn encode(&self, e: &mut Encoder) {
-        e.envelope(1, 1, |e| {
+        e.envelope(2, 1, |e| {
             e.put(&self.fsid);
             e.u32(self.epoch);
             e.i32(self.max_osd);
@@ -404,6 +413,8 @@ pub struct Incremental {
     /// New placement weights, 16.16.
     pub new_weight: BTreeMap<OsdId, u32>,
     pub new_up_thru: BTreeMap<OsdId, Epoch>,
+    /// OSDs whose full state changed (`MOSDFull`).
+    pub new_full: BTreeMap<OsdId, bool>,
 }
 
 impl Incremental {
@@ -493,6 +504,8 @@ impl Incremental {
             o.up = true;
             o.addrs = *addrs;
             o.up_from = self.epoch;
+            // It says again if it still is.
+            o.full = false;
         }
         for &id in &self.new_out {
             get(&mut m, id)?.in_ = false;
@@ -506,6 +519,9 @@ impl Incremental {
         for (&id, &e) in &self.new_up_thru {
             get(&mut m, id)?.up_thru = e;
         }
+        for (&id, &f) in &self.new_full {
+            get(&mut m, id)?.full = f;
+        }
         if let Some((&id, _)) = m.osds.iter().next_back().filter(|(&id, _)| id >= m.max_osd) {
             return Err(Error::inval(format!("osd.{id} outside max_osd {}", m.max_osd)));
         }
@@ -516,7 +532,7 @@ impl Incremental {
 
 impl Encode for Incremental {
     fn encode(&self, e: &mut Encoder) {
-        e.envelope(1, 1, |e| {
+        e.envelope(2, 1, |e| {
             e.put(&self.fsid);
             e.u32(self.epoch);
             e.put(&self.new_max_osd);
@@ -531,13 +547,14 @@ impl Encode for Incremental {
             e.set(&self.new_out);
             e.map(&self.new_weight);
             e.map(&self.new_up_thru);
+            e.map(&self.new_full);
         });
     }
 }
 impl Decode for Incremental {
     const MIN_LEN: usize = 6;
     fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
-        d.envelope(1, |_, d| {
+        d.envelope(2, |v, d| {
             Ok(Incremental {
                 fsid: d.get()?,
                 epoch: d.u32()?,
@@ -553,6 +570,7 @@ impl Decode for Incremental {
                 new_out: d.set()?,
                 new_weight: d.map()?,
                 new_up_thru: d.map()?,
+                new_full: if v >= 2 { d.map()? } else { BTreeMap::new() },
             })
         })
     }

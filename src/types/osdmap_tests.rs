@@ -76,6 +76,7 @@ fn incrementals_build_the_same_map_as_direct_construction() {
         up_from,
         down_at,
         up_thru,
+        full: false,
     };
     let want = OsdMap {
         fsid: FSID,
@@ -253,4 +254,40 @@ fn decoding_rejects_inconsistent_maps() {
     let mut m = cluster(2, Pool::new(1, "rbd", 2, 1, 8));
     m.max_osd = 1; // osd.1 now outside
     assert!(decode_all::<OsdMap>(&encode_to_bytes(&m)).is_err());
+}
+
+#[test]
+fn full_state_travels_in_incrementals_and_a_boot_clears_it() {
+    let mut m = OsdMap::new(FSID);
+    let mut i1 = m.next_incremental();
+    i1.new_max_osd = Some(2);
+    i1.new_osds.extend([0, 1]);
+    m.apply(&i1).unwrap();
+    let mut i2 = m.next_incremental();
+    i2.new_up.insert(0, addrs(0, 1));
+    i2.new_full.insert(0, true);
+    m.apply(&i2).unwrap();
+    assert!(m.osd(0).unwrap().full && !m.osd(1).unwrap().full);
+    // Through the wire and the store's encoding.
+    let back: OsdMap = decode_all(&encode_to_bytes(&m)).unwrap();
+    assert!(back.osd(0).unwrap().full);
+    let wire: Incremental = decode_all(&encode_to_bytes(&i2)).unwrap();
+    assert_eq!(wire.new_full.get(&0), Some(&true));
+    assert!(m.to_json()["osds"][0]["state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s == "full"));
+    // Down and up again: it tells again if it still is.
+    let mut i3 = m.next_incremental();
+    i3.new_down.insert(0);
+    m.apply(&i3).unwrap();
+    let mut i4 = m.next_incremental();
+    i4.new_up.insert(0, addrs(0, 2));
+    m.apply(&i4).unwrap();
+    assert!(!m.osd(0).unwrap().full);
+    // Of an OSD that does not exist: refused, the map unchanged.
+    let mut bad = m.next_incremental();
+    bad.new_full.insert(5, true);
+    assert_eq!(m.apply(&bad).unwrap_err().errno, libc::ENOENT);
 }
