@@ -42,7 +42,7 @@ fn a_killed_osd_is_marked_down_after_the_grace_and_a_clean_stop_at_once() {
     // A crash: only the two peers' reports can bring osd.1 down.
     let t0 = Instant::now();
     c.kill_osd(1).unwrap();
-    wait_for("osd.1 marked down", 60, || !c.monitor().osdmap().is_up(1));
+    wait_for("osd.1 marked down", 60, || !c.osdmap().is_up(1));
     let took = t0.elapsed();
     eprintln!(
         "killed osd.1 marked down after {:.2} s (osd_heartbeat_interval {INTERVAL} s, osd_heartbeat_grace {GRACE} s, mon_osd_min_down_reporters 2)",
@@ -57,7 +57,7 @@ fn a_killed_osd_is_marked_down_after_the_grace_and_a_clean_stop_at_once() {
         took <= Duration::from_secs(GRACE + 12),
         "marked down too late: {took:?}"
     );
-    let map = c.monitor().osdmap();
+    let map = c.osdmap();
     assert!(map.is_up(0) && map.is_up(2), "only the killed OSD goes down");
     assert!(map.is_in(1), "down-out is off here: osd.1 stays in");
     // The survivors stop pinging it.
@@ -67,10 +67,7 @@ fn a_killed_osd_is_marked_down_after_the_grace_and_a_clean_stop_at_once() {
     let t1 = Instant::now();
     c.stop_osd(2).unwrap();
     let took = t1.elapsed();
-    assert!(
-        !c.monitor().osdmap().is_up(2),
-        "stop returns once the map shows it down"
-    );
+    assert!(!c.osdmap().is_up(2), "stop returns once the map shows it down");
     // It answers pings while it waits for the map that shows it down, so no peer reports it;
     // were mark-me-down not acted on, that wait would run out osd_mon_shutdown_timeout (5 s,
     // past the grace).
@@ -83,7 +80,7 @@ fn a_killed_osd_is_marked_down_after_the_grace_and_a_clean_stop_at_once() {
     // Both come back; the heartbeats pick them up again.
     c.start_osd(1).unwrap();
     c.start_osd(2).unwrap();
-    assert!((0..3).all(|i| c.monitor().osdmap().is_up(i)));
+    assert!((0..3).all(|i| c.osdmap().is_up(i)));
     wait_heartbeats_settled(&c, &[0, 1, 2]);
 }
 
@@ -99,11 +96,11 @@ fn fewer_reporters_than_mon_osd_min_down_reporters_do_not_mark_an_osd_down() {
     });
     // Reported past the grace, still up: one reporter is not enough.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(c.monitor().osdmap().is_up(1), "one reporter marked osd.1 down");
+    assert!(c.osdmap().is_up(1), "one reporter marked osd.1 down");
     // An operator can still do it.
-    let (r, rs, _) = c.monitor().command(r#"{"prefix": "osd down", "ids": ["1"]}"#);
+    let (r, rs, _) = c.mon_command(r#"{"prefix": "osd down", "ids": ["1"]}"#);
     assert_eq!(r, 0, "{rs}");
-    assert!(!c.monitor().osdmap().is_up(1));
+    assert!(!c.osdmap().is_up(1));
 }
 
 #[test]
@@ -115,8 +112,8 @@ fn a_down_osd_is_marked_out_after_the_interval_and_in_again_when_it_boots() {
     let c = cluster(dir.path(), 3, &[("mon_osd_down_out_interval", interval.as_str())]);
     let t0 = Instant::now();
     c.stop_osd(0).unwrap();
-    assert!(c.monitor().osdmap().is_in(0), "down, not out yet");
-    wait_for("osd.0 marked out", 30, || !c.monitor().osdmap().is_in(0));
+    assert!(c.osdmap().is_in(0), "down, not out yet");
+    wait_for("osd.0 marked out", 30, || !c.osdmap().is_in(0));
     let took = t0.elapsed();
     assert!(
         took >= Duration::from_secs(DOWN_OUT),
@@ -124,14 +121,14 @@ fn a_down_osd_is_marked_out_after_the_interval_and_in_again_when_it_boots() {
     );
     // The monitor marked it out, so its return marks it in.
     c.start_osd(0).unwrap();
-    let map = c.monitor().osdmap();
+    let map = c.osdmap();
     assert!(map.is_up(0) && map.is_in(0), "a returning auto-out OSD is in again");
     // An operator's out sticks across a restart.
-    let (r, rs, _) = c.monitor().command(r#"{"prefix": "osd out", "ids": ["0"]}"#);
+    let (r, rs, _) = c.mon_command(r#"{"prefix": "osd out", "ids": ["0"]}"#);
     assert_eq!(r, 0, "{rs}");
     c.stop_osd(0).unwrap();
     c.start_osd(0).unwrap();
-    let map = c.monitor().osdmap();
+    let map = c.osdmap();
     assert!(map.is_up(0) && !map.is_in(0), "the operator's out was undone");
 }
 
@@ -139,10 +136,10 @@ fn a_down_osd_is_marked_out_after_the_interval_and_in_again_when_it_boots() {
 fn an_osd_wrongly_marked_down_boots_again() {
     let dir = tempfile::tempdir().unwrap();
     let c = cluster(dir.path(), 2, &[]);
-    let before = c.monitor().osdmap().osd(0).unwrap().up_from;
-    let (r, rs, _) = c.monitor().command(r#"{"prefix": "osd down", "ids": ["0"]}"#);
+    let before = c.osdmap().osd(0).unwrap().up_from;
+    let (r, rs, _) = c.mon_command(r#"{"prefix": "osd down", "ids": ["0"]}"#);
     assert_eq!(r, 0, "{rs}");
-    assert!(!c.monitor().osdmap().is_up(0));
-    wait_for("osd.0 up again", 30, || c.monitor().osdmap().is_up(0));
-    assert!(c.monitor().osdmap().osd(0).unwrap().up_from > before, "a new boot");
+    assert!(!c.osdmap().is_up(0));
+    wait_for("osd.0 up again", 30, || c.osdmap().is_up(0));
+    assert!(c.osdmap().osd(0).unwrap().up_from > before, "a new boot");
 }

@@ -45,7 +45,7 @@ fn cluster(dir: &std::path::Path, osds: usize, size: u32, extra: &[(&str, &str)]
 
 /// Where `oid` of pool `data` lives now: its PG's collection and acting set.
 fn placement(c: &MiniCluster, oid: &str) -> (CollId, Vec<i32>) {
-    let map = c.monitor().osdmap();
+    let map = c.osdmap();
     let p = map.object_placement(c.pool_id(), oid, "").unwrap();
     (CollId::new(p.pg.pool, p.pg.seed), p.up)
 }
@@ -186,7 +186,7 @@ fn killing_an_osd_under_writes_loses_no_acknowledged_write() {
     let victim = 1;
     let t0 = Instant::now();
     c.kill_osd(victim).unwrap();
-    wait_for("the victim marked down", 60, || !c.monitor().osdmap().is_up(victim));
+    wait_for("the victim marked down", 60, || !c.osdmap().is_up(victim));
     let detected = t0.elapsed();
     eprintln!(
         "osd.{victim} killed under load, marked down after {:.2} s (grace {GRACE} s)",
@@ -256,7 +256,7 @@ fn each_osd_in_turn_killed_and_restarted_under_writes_the_cluster_returns_to_cle
         let sum = || load.acked.lock().unwrap().values().sum::<u64>();
         let t0 = Instant::now();
         c.kill_osd(victim).unwrap();
-        wait_for("the victim marked down", 60, || !c.monitor().osdmap().is_up(victim));
+        wait_for("the victim marked down", 60, || !c.osdmap().is_up(victim));
         let down = t0.elapsed();
         let before = sum();
         wait_for("writes while the victim is down", 30, || sum() > before + 100);
@@ -303,7 +303,7 @@ fn a_resent_write_is_applied_once() {
     cl.put("data", "appended", b"").unwrap();
     // One request (client, incarnation, tid) sent twice to the primary, as a resend after a
     // lost reply would be: the second finds the request in the PG log.
-    let map = c.monitor().osdmap();
+    let map = c.osdmap();
     let p = map.object_placement(c.pool_id(), "appended", "").unwrap();
     let primary = map.osd(p.up[0]).unwrap().addrs.public;
     let ctx = common::ctx("client.4242", &[]);
@@ -473,7 +473,7 @@ fn scrub_reports_copies_that_differ_and_deep_scrub_reads_the_data() {
     let (attr, _) = damage("s-1", &|t, o| {
         t.setattr(o, "owner", Bytes::from_static(b"you"));
     });
-    let pg_of = |name: &str| c.monitor().osdmap().object_placement(pool, name, "").unwrap().pg;
+    let pg_of = |name: &str| c.osdmap().object_placement(pool, name, "").unwrap().pg;
     let find = |reports: &[osdkit::osd::scrub::ScrubReport], name: &str| {
         reports
             .iter()
@@ -586,7 +586,7 @@ fn once_a_newer_primary_collected_a_pg_its_replicas_refuse_older_writes_and_noti
     let c = cluster(dir.path(), 3, 2, &[]);
     let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     cl.put("data", "before", b"v1").unwrap();
-    let map = c.monitor().osdmap();
+    let map = c.osdmap();
     let p = map.object_placement(c.pool_id(), "before", "").unwrap();
     let replica = p.up[1];
     let addr = map.osd(replica).unwrap().addrs.cluster;
@@ -771,7 +771,7 @@ fn while_a_pg_recovers_only_ops_on_objects_it_still_lacks_wait() {
     let c = cluster(dir.path(), 2, 2, &[("osd_recovery_sleep", "0.3")]);
     let cl = Rados::connect(&c.mon_addr(), "client.admin").unwrap();
     let pgid_of = |oid: &str| {
-        let map = c.monitor().osdmap();
+        let map = c.osdmap();
         map.object_placement(c.pool_id(), oid, "").unwrap().pg.to_string()
     };
     put_numbered(&cl, "old", 0..128, |_| b"old".to_vec());
@@ -880,13 +880,13 @@ fn an_osd_restarted_before_it_is_marked_down_is_peered_again() {
     wait_for("writes to flow", 30, || load.acked_count() >= 60);
     let sum = || load.acked.lock().unwrap().values().sum::<u64>();
     let up_from = |m: &osdkit::types::osdmap::OsdMap| m.osd(1).unwrap().up_from;
-    let before = up_from(&c.monitor().osdmap());
+    let before = up_from(&c.osdmap());
     // Back at once: the monitor sees the new instance boot while the old one is still up in
     // its map, and the acting sets stay what they were.
     c.kill_osd(1).unwrap();
     c.start_osd(1).unwrap();
     wait_for("the new instance in the map", 30, || {
-        let m = c.monitor().osdmap();
+        let m = c.osdmap();
         m.is_up(1) && up_from(&m) > before
     });
     let acked = sum();

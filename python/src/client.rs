@@ -150,7 +150,7 @@ impl Cluster {
     /// The monitor's OSD map as a dict (`epoch`, `osds` with `up`/`in`, `pools`), as
     /// `osd dump --format json` shows it.
     fn osdmap<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let text = self.cluster()?.monitor().osdmap().to_json().to_string();
+        let text = self.cluster()?.osdmap().to_json().to_string();
         py.import("json")?.call_method1("loads", (text,))
     }
 

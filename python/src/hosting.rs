@@ -38,6 +38,7 @@ fn args(
         cluster: cluster.unwrap_or_default(),
         options: options(kwargs)?,
         hosted_set: None,
+        store: None,
     })
 }
 

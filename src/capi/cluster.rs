@@ -90,7 +90,7 @@ pub extern "C" fn osdkit_cluster_kill_osd(c: *const osdkit_cluster, id: c_int) -
 #[no_mangle]
 pub extern "C" fn osdkit_cluster_osd_up(c: *const osdkit_cluster, id: c_int) -> c_int {
     guard(|| {
-        let map = handle(c, "cluster")?.c.monitor().osdmap();
+        let map = handle(c, "cluster")?.c.osdmap();
         let o = map
             .osd(id)
             .ok_or_else(|| Error::noent(format!("osd.{id} does not exist")))?;

@@ -113,6 +113,7 @@ fn make_args(
         cluster: opt_cstr(cluster, "cluster")?.unwrap_or("").to_string(),
         options: options_arg(options)?,
         hosted_set: None,
+        store: None,
     })
 }
 

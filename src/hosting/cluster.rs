@@ -1,40 +1,28 @@
-//! Hosting a whole cluster in this process: [`MiniCluster`] starts a monitor and N OSDs on
-//! loopback sockets (real messengers, real threads), creates the pool `data` and waits until
-//! every OSD serves it; OSDs can be stopped and started again. Clients connect to it with
-//! [`crate::client::Rados::connect`]. The C (`osdkit_cluster_*`) and Python (`osdkit.Cluster`)
-//! faces wrap it.
+//! Hosting a whole cluster in this process: [`MiniCluster`] is a monitor and N OSDs, each a
+//! [`HostedDaemon`] (the same instances a C or Python program hosts one by one) on loopback
+//! sockets, with the pool `data` created and served by every OSD before `start` returns; OSDs
+//! can be stopped, killed and started again (a `mem` OSD on the same memory store). Clients
+//! connect with [`crate::client::Rados::connect`]. The C (`osdkit_cluster_*`) and Python
+//! (`osdkit.Cluster`) faces wrap it.
 
+use super::instance::{HostedDaemon, InstanceArgs, InstanceCallbacks, InstanceState};
 use crate::common::error::{Error, Result};
-use crate::mon::Monitor;
 use crate::os::{kv::KvStore, mem::MemStore, ObjectStore};
 use crate::osd::Osd;
-use crate::Context;
+use crate::types::osdmap::OsdMap;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long start-up steps (boot, pool creation, first map) may take.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a daemon may take to stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The pool every mini cluster has.
 pub const DEFAULT_POOL: &str = "data";
 const DEFAULT_PG_NUM: u32 = 32;
-
-/// A started context for an in-process daemon: no log file, an admin socket only under
-/// `run_dir`.
-fn daemon_ctx(name: &str, run_dir: Option<&Path>, opts: &[(String, String)]) -> Result<Context> {
-    let c = Context::new(name, None)?;
-    let asok = run_dir
-        .map(|d| d.join(format!("{name}.asok")).to_string_lossy().into_owned())
-        .unwrap_or_default();
-    c.set_option("admin_socket", &asok)?;
-    c.set_option("log_file", "")?;
-    for (k, v) in opts {
-        c.set_option(k, v)?;
-    }
-    c.start()?;
-    Ok(c)
-}
 
 fn wait_until(what: &str, timeout: Duration, f: impl Fn() -> bool) -> Result<()> {
     let deadline = Instant::now() + timeout;
@@ -67,26 +55,19 @@ impl std::str::FromStr for StoreKind {
     }
 }
 
-struct RunningOsd {
-    ctx: Context,
-    osd: Osd,
-}
-
 /// A monitor and N OSDs in this process. All methods may be called from any thread.
 pub struct MiniCluster {
     dir: PathBuf,
-    run_dir: Option<PathBuf>,
     kind: StoreKind,
-    mon_ctx: Context,
-    mon: Monitor,
-    /// Indexed by OSD id; `None` while stopped.
-    osds: Mutex<Vec<Option<RunningOsd>>>,
+    mon: HostedDaemon,
+    /// Indexed by OSD id; each started, stopped or failed.
+    osds: Vec<HostedDaemon>,
+    /// Serialises starts and stops of OSDs (and scrubs, which need their OSDs to stay).
+    ops: Mutex<()>,
     /// Memory stores, kept so a restarted OSD finds its objects again.
     mem_stores: Vec<Arc<MemStore>>,
     pool: i64,
-    stopped: std::sync::atomic::AtomicBool,
-    /// Options given to every daemon's context (after the cluster's own defaults).
-    opts: Vec<(String, String)>,
+    stopped: AtomicBool,
 }
 
 /// Options every mini cluster daemon gets, before the caller's: small op queues, and reporters
@@ -96,6 +77,10 @@ const CLUSTER_DEFAULTS: &[(&str, &str)] = &[
     ("osd_op_num_threads_per_shard", "1"),
     ("mon_osd_reporter_subtree_level", "osd"),
 ];
+
+/// Each mini cluster its own cluster name: the names of its daemons are taken once per cluster
+/// in a process (`HostedDaemon`), and a process may run several mini clusters.
+static NEXT_CLUSTER: AtomicU64 = AtomicU64::new(1);
 
 impl MiniCluster {
     /// A monitor (data under `<dir>/mon`) and `osds` OSDs with `store` ("mem" or "kv"), then
@@ -137,24 +122,64 @@ impl MiniCluster {
             )));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(e, format!("creating {}", dir.display())))?;
-        let opts: Vec<(String, String)> = CLUSTER_DEFAULTS
+        let cluster = format!("mini{}", NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed));
+        // No conf file: the defaults, no log file, no pid file, an admin socket only under
+        // `run_dir`, then the caller's options.
+        let asok = run_dir
+            .map(|d| d.join("$name.asok").to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut common: Vec<(String, String)> = [("admin_socket", asok.as_str()), ("log_file", ""), ("pid_file", "")]
             .iter()
+            .chain(CLUSTER_DEFAULTS)
             .chain(opts)
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mon_ctx = daemon_ctx("mon.a", run_dir, &opts)?;
-        let mon = Monitor::start(&mon_ctx, &dir.join("mon"), loopback())?;
+        let args = |common: &[(String, String)], id: &str, extra: &[(String, String)]| InstanceArgs {
+            id: id.into(),
+            cluster: cluster.clone(),
+            options: common.iter().chain(extra).cloned().collect(),
+            ..Default::default()
+        };
+        let mon_dir = dir.join("mon").to_string_lossy().into_owned();
+        let mon = HostedDaemon::mon(
+            args(
+                &common,
+                "a",
+                &[
+                    ("mon_host".into(), "v2:127.0.0.1:0".into()),
+                    ("mon_data".into(), mon_dir),
+                ],
+            ),
+            InstanceCallbacks::default(),
+        )?;
+        mon.start()?;
+        mon.wait_active(STARTUP_TIMEOUT)?;
+        let mon_addr = mon
+            .with_mon(|m| m.addr())
+            .ok_or_else(|| Error::new(libc::ENODEV, "the monitor stopped"))?;
+        common.push(("mon_host".into(), mon_addr.to_string()));
+        let daemons = (0..osds)
+            .map(|id| {
+                let data = dir.join(format!("osd.{id}")).to_string_lossy().into_owned();
+                HostedDaemon::osd(
+                    args(
+                        &common,
+                        &id.to_string(),
+                        &[("osd_objectstore".into(), store.into()), ("osd_data".into(), data)],
+                    ),
+                    InstanceCallbacks::default(),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut c = MiniCluster {
             dir: dir.to_path_buf(),
-            run_dir: run_dir.map(Path::to_path_buf),
             kind,
-            mon_ctx,
             mon,
-            osds: Mutex::new((0..osds).map(|_| None).collect()),
+            osds: daemons,
+            ops: Mutex::new(()),
             mem_stores: (0..osds).map(|_| Arc::new(MemStore::new())).collect(),
             pool: -1,
-            stopped: std::sync::atomic::AtomicBool::new(false),
-            opts,
+            stopped: AtomicBool::new(false),
         };
         // On any error below, dropping `c` stops what was started.
         for id in 0..osds {
@@ -163,12 +188,11 @@ impl MiniCluster {
         let cmd = format!(
             r#"{{"prefix": "osd pool create", "pool": "{DEFAULT_POOL}", "pg_num": {DEFAULT_PG_NUM}, "size": {pool_size}}}"#
         );
-        let (r, status, _) = c.mon.command(&cmd);
+        let (r, status, _) = c.mon_command(&cmd);
         if r < 0 {
             return Err(Error::new(-r, format!("creating pool {DEFAULT_POOL}: {status}")));
         }
         let pool = c
-            .mon
             .osdmap()
             .pool_by_name(DEFAULT_POOL)
             .map(|p| p.id)
@@ -183,20 +207,28 @@ impl MiniCluster {
         let pool = self.pool;
         wait_until("the OSDs to see the pool", STARTUP_TIMEOUT, || {
             self.osds
-                .lock()
                 .iter()
-                .flatten()
-                .all(|o| o.osd.osdmap().pool(pool).is_some())
+                .all(|d| d.with_osd(|o| o.osdmap().pool(pool).is_some()).unwrap_or(true))
         })
     }
 
     /// The monitor's address, e.g. `v2:127.0.0.1:40123/0`: what [`crate::client::Rados::connect`] takes.
     pub fn mon_addr(&self) -> String {
-        self.mon.addr().to_string()
+        self.mon.with_mon(|m| m.addr().to_string()).unwrap_or_default()
     }
 
-    pub fn monitor(&self) -> &Monitor {
-        &self.mon
+    /// The monitor's current map (empty once the cluster is shut down).
+    pub fn osdmap(&self) -> OsdMap {
+        self.mon
+            .with_mon(|m| m.osdmap())
+            .unwrap_or_else(|| OsdMap::new([0; 16]))
+    }
+
+    /// A command to the monitor, as `ceph` sends one: (result, status text, output).
+    pub fn mon_command(&self, cmd: &str) -> (i32, String, bytes::Bytes) {
+        self.mon
+            .with_mon(|m| m.command(cmd))
+            .unwrap_or_else(|| (-libc::ENODEV, "the monitor is not running".into(), bytes::Bytes::new()))
     }
 
     /// The data directory given to `start`.
@@ -211,23 +243,19 @@ impl MiniCluster {
 
     /// Number of OSD slots (running or stopped).
     pub fn num_osds(&self) -> usize {
-        self.osds.lock().len()
+        self.osds.len()
     }
 
     /// Each OSD's public address by id (`None` while stopped).
     pub fn osd_addrs(&self) -> Vec<Option<String>> {
-        self.osds
-            .lock()
-            .iter()
-            .map(|o| o.as_ref().map(|o| o.osd.addr().to_string()))
-            .collect()
+        self.osds.iter().map(|d| d.with_osd(|o| o.addr().to_string())).collect()
     }
 
-    fn slot(&self, id: i32) -> Result<usize> {
-        let n = self.osds.lock().len();
+    fn slot(&self, id: i32) -> Result<&HostedDaemon> {
+        let n = self.osds.len();
         usize::try_from(id)
             .ok()
-            .filter(|i| *i < n)
+            .and_then(|i| self.osds.get(i))
             .ok_or_else(|| Error::inval(format!("no osd.{id} (this cluster has {n})")))
     }
 
@@ -245,13 +273,20 @@ impl MiniCluster {
     }
 
     fn take_osd(&self, id: i32, clean: bool) -> Result<()> {
-        let i = self.slot(id)?;
-        let o = self.osds.lock()[i]
-            .take()
-            .ok_or_else(|| Error::noent(format!("osd.{id} is not running")))?;
-        let r = if clean { o.osd.shutdown() } else { o.osd.kill() };
-        o.ctx.shutdown();
-        r
+        let _one = self.ops.lock();
+        let d = self.slot(id)?;
+        if d.with_osd(|_| ()).is_none() {
+            return Err(Error::noent(format!("osd.{id} is not running")));
+        }
+        if clean {
+            d.shutdown();
+        } else {
+            d.kill();
+        }
+        match d.join(Some(STOP_TIMEOUT))? {
+            InstanceState::Failed(why) => Err(Error::new(libc::EIO, format!("osd.{id}: {why}"))),
+            _ => Ok(()),
+        }
     }
 
     /// Waits until the cluster is clean: every running OSD has the monitor's map, every PG has
@@ -260,15 +295,18 @@ impl MiniCluster {
         // Twice in a row, a moment apart: an OSD may hold a new map a moment before it has
         // marked the PGs that map makes it peer.
         let clean = || {
-            let map = self.mon.osdmap();
-            let osds = self.osds.lock();
-            let running: Vec<&RunningOsd> = osds.iter().flatten().collect();
-            let current = running.iter().all(|o| o.osd.osdmap().epoch == map.epoch);
+            let map = self.osdmap();
+            let running: Vec<(u32, bool)> = self
+                .osds
+                .iter()
+                .filter_map(|d| d.with_osd(|o| (o.osdmap().epoch, o.unclean_pgs().is_empty())))
+                .collect();
+            let current = running.iter().all(|(e, _)| *e == map.epoch);
             let sized = map.pools.values().all(|p| {
                 (0..p.pg_num)
                     .all(|s| map.pg_to_up_osds(crate::types::placement::PgId::new(p.id, s)).len() == p.size as usize)
             });
-            current && sized && running.iter().all(|o| o.osd.unclean_pgs().is_empty())
+            current && sized && running.iter().all(|(_, c)| *c)
         };
         wait_until("the cluster to be clean", timeout, || {
             clean() && {
@@ -280,25 +318,22 @@ impl MiniCluster {
 
     /// `f` of the running `osd.<id>`; `-ENOENT` if it is stopped.
     fn with_osd<T>(&self, id: i32, f: impl FnOnce(&Osd) -> T) -> Result<T> {
-        let i = self.slot(id)?;
-        let osds = self.osds.lock();
-        let o = osds[i]
-            .as_ref()
-            .ok_or_else(|| Error::noent(format!("osd.{id} is not running")))?;
-        Ok(f(&o.osd))
+        self.slot(id)?
+            .with_osd(f)
+            .ok_or_else(|| Error::noent(format!("osd.{id} is not running")))
     }
 
     /// Scrubs `pg` (every PG of every pool: `None`) on its primary, comparing the copies of its
     /// acting set; `deep` compares data and omap digests too. A PG whose primary is moving or
-    /// peering is tried again for up to `timeout`. Holds the cluster's OSD list meanwhile, so
-    /// OSDs cannot be started or stopped during a scrub.
+    /// peering is tried again for up to `timeout`. OSDs cannot be started or stopped meanwhile.
     pub fn scrub(
         &self,
         pg: Option<crate::types::placement::PgId>,
         deep: bool,
         timeout: Duration,
     ) -> Result<Vec<crate::osd::scrub::ScrubReport>> {
-        let map = self.mon.osdmap();
+        let _one = self.ops.lock();
+        let map = self.osdmap();
         let pgs: Vec<crate::types::placement::PgId> = match pg {
             Some(p) => {
                 if map.pool(p.pool).is_none_or(|pool| p.seed >= pool.pg_num) {
@@ -316,7 +351,7 @@ impl MiniCluster {
         let mut out = Vec::new();
         for pgid in pgs {
             loop {
-                let primary = self.mon.osdmap().pg_primary(pgid);
+                let primary = self.osdmap().pg_primary(pgid);
                 let r = match primary {
                     Some(p) => self.with_osd(p, |o| o.scrub_pg(pgid, deep)).and_then(|r| r),
                     None => Err(Error::new(libc::EAGAIN, format!("pg {pgid} has no OSD up"))),
@@ -353,39 +388,21 @@ impl MiniCluster {
     /// for `mem`) and waits until the monitor shows it up at its new address. `-EEXIST` if it
     /// is running.
     pub fn start_osd(&self, id: i32) -> Result<()> {
-        if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
+        if self.stopped.load(Ordering::Acquire) {
             return Err(Error::new(libc::ESHUTDOWN, "the cluster is shut down"));
         }
-        let i = self.slot(id)?;
-        if self.osds.lock()[i].is_some() {
-            return Err(Error::exists(format!("osd.{id} is running")));
-        }
+        let _one = self.ops.lock();
+        let d = self.slot(id)?;
         let store: Arc<dyn ObjectStore> = match self.kind {
-            StoreKind::Mem => self.mem_stores[i].clone(),
+            StoreKind::Mem => self.mem_stores[id as usize].clone(),
             StoreKind::Kv => Arc::new(KvStore::new(self.dir.join(format!("osd.{id}")))),
         };
-        let ctx = daemon_ctx(&format!("osd.{id}"), self.run_dir.as_deref(), &self.opts)?;
-        let osd = match Osd::start_with_mon(&ctx, id, store, loopback(), self.mon.addr()) {
-            Ok(o) => o,
-            Err(e) => {
-                ctx.shutdown();
-                return Err(e);
-            }
-        };
-        if let Err(e) = osd.wait_for_up(STARTUP_TIMEOUT) {
-            let _ = osd.shutdown();
-            ctx.shutdown();
+        d.set_store(store);
+        d.start()?;
+        if let Err(e) = d.wait_active(STARTUP_TIMEOUT) {
+            d.shutdown();
+            let _ = d.join(Some(STOP_TIMEOUT));
             return Err(e);
-        }
-        {
-            let mut osds = self.osds.lock();
-            if osds[i].is_some() {
-                drop(osds);
-                let _ = osd.shutdown();
-                ctx.shutdown();
-                return Err(Error::exists(format!("osd.{id} was started concurrently")));
-            }
-            osds[i] = Some(RunningOsd { ctx, osd });
         }
         if self.pool >= 0 {
             self.wait_pool_served()?;
@@ -395,18 +412,20 @@ impl MiniCluster {
 
     /// Stops the OSDs, then the monitor. Idempotent; also done on drop.
     pub fn shutdown(&self) {
-        if self.stopped.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if self.stopped.swap(true, Ordering::AcqRel) {
             return;
         }
-        let running: Vec<RunningOsd> = self.osds.lock().iter_mut().filter_map(Option::take).collect();
-        for o in running {
-            if let Err(e) = o.osd.shutdown() {
-                log::warn!(target: "minicluster", "osd.{}: {e}", o.osd.whoami());
+        let _one = self.ops.lock();
+        for d in &self.osds {
+            d.shutdown();
+        }
+        for d in &self.osds {
+            if let Err(e) = d.join(Some(STOP_TIMEOUT)) {
+                log::warn!(target: "minicluster", "{e}");
             }
-            o.ctx.shutdown();
         }
         self.mon.shutdown();
-        self.mon_ctx.shutdown();
+        let _ = self.mon.join(Some(STOP_TIMEOUT));
     }
 }
 
@@ -414,10 +433,6 @@ impl Drop for MiniCluster {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-fn loopback() -> std::net::SocketAddr {
-    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ impl InstanceState {
 }
 
 /// What a hosted daemon is made from.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct InstanceArgs {
     /// The id: an OSD's number ("3"), a monitor's name ("a").
     pub id: String,
@@ -84,6 +84,22 @@ pub struct InstanceArgs {
     /// An OSD: the process's shared messengers to be hosted on (an OSD manager's, with
     /// `osd_manager_shared_messengers`), instead of messengers of its own.
     pub hosted_set: Option<Arc<crate::osd::hosted_set::HostedSet>>,
+    /// An OSD: the store to serve from instead of one made from `osd_objectstore` and
+    /// `osd_data` (a memory store kept across restarts, as the in-process cluster does).
+    pub store: Option<Arc<dyn crate::os::ObjectStore>>,
+}
+
+impl std::fmt::Debug for InstanceArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceArgs")
+            .field("id", &self.id)
+            .field("conf", &self.conf)
+            .field("cluster", &self.cluster)
+            .field("options", &self.options)
+            .field("hosted_set", &self.hosted_set)
+            .field("store", &self.store.as_ref().map(|s| s.kind()))
+            .finish()
+    }
 }
 
 /// A callback of a hosted daemon; runs on its `osd_thread` / `mon_thread`, must not join it.
@@ -111,6 +127,8 @@ enum Daemon {
 struct St {
     state: InstanceState,
     stop_requested: bool,
+    /// The stop is to look like a crash (`kill`): no mark-me-down.
+    kill_requested: bool,
     ctx: Option<Context>,
     /// `pid_file` when the conf names one: the hosting process's pid, held while it runs.
     pidfile: Option<crate::daemon::PidFile>,
@@ -126,6 +144,8 @@ struct Shared {
     cbs: InstanceCallbacks,
     st: Mutex<St>,
     cv: Condvar,
+    /// The store an OSD is to serve from (`InstanceArgs::store`, or `set_store`).
+    store: Mutex<Option<Arc<dyn crate::os::ObjectStore>>>,
 }
 
 /// Every hosted daemon of the process, by `cluster/name`: one name once, and `signal_all`.
@@ -176,11 +196,13 @@ impl HostedDaemon {
             kind,
             name,
             cluster,
+            store: Mutex::new(args.store.clone()),
             args,
             cbs,
             st: Mutex::new(St {
                 state: InstanceState::New,
                 stop_requested: false,
+                kill_requested: false,
                 ctx: None,
                 pidfile: None,
                 daemon: None,
@@ -222,6 +244,21 @@ impl HostedDaemon {
     }
 
     /// The hosted OSD itself, for direct calls (None for a monitor or before start).
+    /// An OSD: the store its next `start` serves from (instead of `InstanceArgs::store` or one
+    /// made from its conf).
+    pub fn set_store(&self, store: Arc<dyn crate::os::ObjectStore>) {
+        *self.sh.store.lock() = Some(store);
+    }
+
+    /// `f` of the running monitor; None for an OSD or while not running.
+    pub fn with_mon<T>(&self, f: impl FnOnce(&Monitor) -> T) -> Option<T> {
+        let d = self.sh.st.lock().daemon.clone()?;
+        match &*d {
+            Daemon::Mon(m) => Some(f(m)),
+            Daemon::Osd(_) => None,
+        }
+    }
+
     pub fn with_osd<T>(&self, f: impl FnOnce(&Osd) -> T) -> Option<T> {
         let d = self.sh.st.lock().daemon.clone()?;
         match &*d {
@@ -300,6 +337,7 @@ impl HostedDaemon {
             }
             st.state = InstanceState::Starting;
             st.stop_requested = false;
+            st.kill_requested = false;
             st.since = Instant::now();
         }
         match self.sh.bring_up() {
@@ -343,6 +381,13 @@ impl HostedDaemon {
     /// Begins stopping (an OSD marks itself down first); returns at once. A no-op unless it
     /// runs.
     pub fn shutdown(&self) {
+        self.sh.request_stop();
+    }
+
+    /// Begins stopping it as a crash would look to the cluster (an OSD sends no
+    /// mark-me-down: its peers must notice); `join` waits for the end.
+    pub fn kill(&self) {
+        self.sh.st.lock().kill_requested = true;
         self.sh.request_stop();
     }
 
@@ -449,6 +494,7 @@ impl Shared {
                 &ctx,
                 self.name.trim_start_matches("osd."),
                 self.args.hosted_set.as_deref(),
+                self.store.lock().clone(),
             )
             .map(|o| Daemon::Osd(Box::new(o))),
             Kind::Mon => start_mon(&ctx).map(Daemon::Mon),
@@ -495,7 +541,9 @@ impl Shared {
                 self.cv.wait_for(&mut st, Duration::from_millis(200));
             }
         }
+        let kill = self.st.lock().kill_requested;
         let stopped = match &*daemon {
+            Daemon::Osd(o) if kill => o.kill(),
             Daemon::Osd(o) => o.shutdown(),
             Daemon::Mon(m) => {
                 m.shutdown();
@@ -558,7 +606,7 @@ fn ctx_log(sh: &Shared) -> Arc<crate::common::log::Log> {
 /// (default 127.0.0.1, any port), boot to `mon_host`; returns once the boot is sent. The
 /// `osdkit osd` process uses this too.
 pub fn start_osd(ctx: &Context, id: &str) -> Result<Osd> {
-    start_osd_on(ctx, id, None)
+    start_osd_on(ctx, id, None, None)
 }
 
 /// Where an OSD of this conf binds its public messenger: `public_addr`, else 127.0.0.1, any
@@ -577,7 +625,12 @@ pub fn public_bind(c: &crate::common::config::Config) -> Result<SocketAddr> {
 }
 
 /// `start_osd`, on `shared` messengers when given.
-fn start_osd_on(ctx: &Context, id: &str, shared: Option<&crate::osd::hosted_set::HostedSet>) -> Result<Osd> {
+fn start_osd_on(
+    ctx: &Context,
+    id: &str,
+    shared: Option<&crate::osd::hosted_set::HostedSet>,
+    store: Option<Arc<dyn crate::os::ObjectStore>>,
+) -> Result<Osd> {
     let whoami: i32 = id.parse().map_err(|_| Error::inval(format!("bad OSD id '{id}'")))?;
     let c = ctx.conf();
     let mon = crate::client::rados::parse_mon_host(&c.get_str("mon_host"))?;
@@ -598,11 +651,17 @@ fn start_osd_on(ctx: &Context, id: &str, shared: Option<&crate::osd::hosted_set:
         }
         None => crate::osd::OsdNet::Bind(bind),
     };
-    if c.get_str("osd_objectstore") == "kv" {
-        let data = PathBuf::from(c.get_str("osd_data"));
-        std::fs::create_dir_all(&data).map_err(|e| Error::io(e, format!("creating osd_data {}", data.display())))?;
-    }
-    let store = crate::os::create_store(ctx)?;
+    let store = match store {
+        Some(s) => s,
+        None => {
+            if c.get_str("osd_objectstore") == "kv" {
+                let data = PathBuf::from(c.get_str("osd_data"));
+                std::fs::create_dir_all(&data)
+                    .map_err(|e| Error::io(e, format!("creating osd_data {}", data.display())))?;
+            }
+            crate::os::create_store(ctx)?
+        }
+    };
     Osd::start_with_mon_on(ctx, whoami, store, net, mon)
 }
 

@@ -136,6 +136,7 @@ impl Inner {
                 // where each OSD runs, and `osdkit stop` finds it.
                 options: vec![("pid_file".into(), "$run_dir/$name.pid".into())],
                 hosted_set: self.msgrs.clone(),
+                store: None,
             },
             InstanceCallbacks::default(),
         )?);
