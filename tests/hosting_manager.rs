@@ -230,9 +230,12 @@ fn wait_for(what: &str, secs: u64, f: impl Fn() -> bool) -> Duration {
 fn supervisors_restart_what_vanished_and_outlive_the_manager() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
+    // This manager gives each OSD messengers of its own (the other test covers the shared
+    // set, the default).
     let conf = write_conf(
         d,
-        "supervise_status_interval = 0.2\nsupervise_start_interval = 0.2\nsupervise_restart_burst = 3\n",
+        "supervise_status_interval = 0.2\nsupervise_start_interval = 0.2\nsupervise_restart_burst = 3\n\
+         osd_manager_shared_messengers = false\n",
         "osd_objectstore = mem\n",
     );
     let c = conf.to_str().unwrap();
@@ -251,7 +254,8 @@ fn supervisors_restart_what_vanished_and_outlive_the_manager() {
         let o = osdkit(&["supervise", "-c", c, "-i", id]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    wait_all_active(&asok, 2);
+    let st = wait_all_active(&asok, 2);
+    assert!(st["shared_messengers"].is_null(), "{st}");
     // A supervisor whose OSD cannot start gives up after its tries; its parent says why.
     let o = osdkit(&["supervise", "-c", c, "-i", "7"]);
     assert_eq!(o.status.code(), Some(libc::EINVAL));
