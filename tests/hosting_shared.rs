@@ -3,7 +3,7 @@
 //! of its own. Replicated I/O across all four; the set's OSDs ping the process and it pings
 //! them; a `kill -9` of the process is found by the set's one heartbeat thread and the monitor
 //! marks it down; an OSD of the set stopped leaves the others serving, and started again on
-//! the same set comes back.
+//! the same set comes back; an OSD of the set killed is reported by the OSDs beside it.
 
 use osdkit::client::Rados;
 use osdkit::hosting::instance::{HostedDaemon, InstanceArgs, InstanceCallbacks};
@@ -182,6 +182,16 @@ fn osds_on_one_hosted_set_replicate_ping_and_report_like_separate_ones() {
                 .chain([&again])
                 .all(|d| d.with_osd(|o| o.unclean_pgs().is_empty()).unwrap_or(false))
     });
+
+    // An OSD of the set killed (no mark-me-down), no OSD outside the process left to notice:
+    // the OSDs beside it on the set, which ask the set instead of pinging it, report it.
+    let osd2 = &hosted[1];
+    assert_eq!(osd2.with_osd(|o| o.whoami()), Some(2));
+    osd2.kill();
+    osd2.join(Some(t)).unwrap();
+    let took = wait_until("osd.2 marked down", 40, || !rados.osdmap().is_up(2));
+    eprintln!("osd.2 marked down {took:?} after its kill");
+    io.write_full("after-kill", b"still writing").unwrap();
 
     rados.shutdown();
     for d in hosted.iter().chain([&again]) {

@@ -134,6 +134,11 @@ impl Messenger {
         v
     }
 
+    /// Whether the messenger this one shares (or this one) hosts an identity with `nonce` now.
+    pub fn hosts_nonce(&self, nonce: u32) -> bool {
+        self.inner.identities.read().contains_key(&nonce)
+    }
+
     /// The nonce sessions of this messenger (or hosted identity) speak with.
     fn local_nonce(&self) -> u32 {
         self.ident.as_ref().map_or(self.inner.nonce, |i| i.nonce)

@@ -322,6 +322,17 @@ impl Inner {
         }
     }
 
+    /// For a peer hosted on our `HostedSet` (our heartbeat socket, another nonce): whether the
+    /// set hosts it still. No socket is needed to ask, and N OSDs in one process need not ping
+    /// each other over N² connections; an OSD the process stopped hosting (killed, without a
+    /// mark-me-down) stops answering and is reported after the grace, as a silent one is.
+    /// None for any other peer.
+    fn cohosted(&self, peer: &OsdAddrs) -> Option<bool> {
+        self.timer.as_ref()?;
+        let mine = self.front.my_addrs().first()?.addr;
+        (mine.is_some() && mine == peer.hb_front.addr).then(|| self.front.hosts_nonce(peer.hb_front.nonce))
+    }
+
     fn round(&self) {
         let map = (self.map)();
         self.report_full(&map);
@@ -331,6 +342,7 @@ impl Inner {
         let mut st = self.st.lock();
         self.update_peers(&mut st, &map);
         for (id, peer) in st.peers.iter_mut() {
+            let local = self.cohosted(&peer.addrs);
             if peer.pings.len() < MAX_HISTORY {
                 let stamp = self.mono();
                 let wall = now_ns();
@@ -348,10 +360,19 @@ impl Inner {
                     (Side::Front, &mut peer.front, addrs.hb_front),
                     (Side::Back, &mut peer.back, addrs.hb_back),
                 ] {
+                    if local.is_some() {
+                        break;
+                    }
                     if let Some(c) = self.conn(side, slot, &addr) {
                         let _ = c.send_message(self.ping(&map, PING, stamp, wall));
                     }
                 }
+            }
+            if local == Some(true) {
+                // Answered as soon as asked: it is hosted here.
+                peer.pings.clear();
+                peer.last_rx_front = Some(now);
+                peer.last_rx_back = Some(now);
             }
             if let Some(failed_for) = peer.failed_for(now) {
                 if !peer.reported {
