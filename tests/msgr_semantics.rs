@@ -47,6 +47,8 @@ struct Log {
     seen: Mutex<Vec<(&'static str, u64)>>,
     /// Hold ms_dispatch on the message with this index until the gate opens.
     hold_at: Mutex<Option<u64>>,
+    /// ms_dispatch is waiting at the gate.
+    holding: AtomicBool,
     gate: Gate,
     fast: AtomicBool,
 }
@@ -68,6 +70,7 @@ impl Dispatcher for Log {
         }
         let i = idx(&m);
         if *self.hold_at.lock() == Some(i) {
+            self.holding.store(true, Ordering::Release);
             self.gate.wait();
         }
         self.seen.lock().push(("q", i));
@@ -151,10 +154,10 @@ fn accept_event_comes_before_the_first_message_and_priorities_overtake() {
     *p.slog.hold_at.lock() = Some(0);
     let c = p.cli.connect_to(EntityType::Osd, &p.srv.my_addrs()[0]).unwrap();
     c.send_message(m(T_QUEUED, 0)).unwrap();
-    // ms_dispatch now holds message 0; everything below queues behind it.
-    wait_for("message 0 held", 10, || {
-        worker_counter(&p.sctx, "msgr_recv_messages") >= 1
-    });
+    // Once ms_dispatch holds message 0 (not merely once it was read: on a loaded machine
+    // ms_dispatch may take it only after the ones below arrived, and the priority-200 one
+    // would go first), everything below queues behind it.
+    wait_for("message 0 held", 10, || p.slog.holding.load(Ordering::Acquire));
     for i in 1..=50 {
         c.send_message(m(T_QUEUED, i).with_priority(10)).unwrap();
     }
