@@ -15,8 +15,9 @@ Both last one test: a test that stops OSDs or fills the store leaves nothing for
 
 ``osdkit_hosted_cluster_factory``: ``make(osds=3, store="mem", size=2, **options)`` hosts a
 ``Monitor`` and ``osds`` ``Osd`` instances in the test process, each with its admin socket
-(``ceph-osd.N.asok``) and log, from a conf file it writes (``.conf``; ``osdkit status -c`` and
-``osdkit.Rados(conffile=...)`` read it), with the pool ``data``; stopped after the test.
+(``ceph-osd.N.asok``) and log, from a conf file it writes (``<cluster>.conf``, so ``ceph.conf``
+for the first: ``osdkit status -c``, ``osdkit.Rados(conffile=...)`` and the ``ceph`` CLI's
+``daemon osd.N ...`` read it), with the pool ``data``; stopped after the test.
 ``osdkit_hosted_cluster`` is one with three OSDs.
 
 ``osdkit_conf``: the conf file of the cluster under test: the one given with
@@ -130,7 +131,9 @@ class HostedCluster:
         self, d: Path, run_dir: str, cluster: str, osds: int, store: str, size: int, options: Dict[str, Any]
     ) -> None:
         self.dir = d
-        self.conf = str(d / "osdkit.conf")
+        # Named after the cluster, as Ceph's tools expect: `ceph -c ceph.conf daemon osd.0 ...`
+        # (ceph-conf takes $cluster from the conf file's name) finds this cluster's sockets.
+        self.conf = str(d / ("%s.conf" % cluster))
         lines = [
             "[global]",
             "mon_host = v2:127.0.0.1:%d" % _free_port(),

@@ -2,6 +2,7 @@
 on it, several clusters from the factory, and everything closed after the test."""
 
 import osdkit
+import pytest
 
 
 def test_osdkit_client_round_trip(osdkit_cluster, osdkit_client):
@@ -69,12 +70,20 @@ def test_hosted_cluster_fixture(osdkit_hosted_cluster, osdkit_rados):
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
     assert st["num_up_osds"] == 3 and "data" in [p["name"] for p in st["pools"]]
+    # The real ceph CLI finds a daemon's socket by name through the same conf.
+    out = _ceph(["-c", c.conf, "daemon", "osd.1", "status"])
+    assert json.loads(out)["whoami"] == 1
 
 
 def test_hosted_cluster_factory_hosts_two_clusters(osdkit_hosted_cluster_factory):
     a = osdkit_hosted_cluster_factory(osds=1, size=1)
     b = osdkit_hosted_cluster_factory(osds=2, store="kv")
     assert a.cluster != b.cluster  # both host an osd.0 in this one process
+    import json
+
+    # Each conf is named after its cluster: the ceph CLI reaches each one's osd.0.
+    assert json.loads(_ceph(["-c", b.conf, "daemon", "osd.0", "status"]))["objectstore"] == "kv"
+    assert json.loads(_ceph(["-c", a.conf, "daemon", "osd.0", "status"]))["objectstore"] == "mem"
     with osdkit.Rados(conffile=a.conf) as ra, osdkit.Rados(conffile=b.conf) as rb:
         ra.open_ioctx("data").write_full("only-in-a", b"a")
         assert [o.key for o in rb.open_ioctx("data").list_objects()] == []
@@ -107,3 +116,19 @@ def test_osdkit_conf_option_points_at_an_existing_cluster(osdkit_hosted_cluster,
         timeout=120,
     )
     assert r.returncode != 0 and "no such file" in r.stdout
+
+
+def _ceph(args):
+    """Output of Debian's `ceph` CLI; skipped without it, failed when OSDKIT_REQUIRE_CEPH=1."""
+    import os
+    import shutil
+    import subprocess
+
+    if not shutil.which("ceph"):
+        msg = "no ceph CLI (apt-get install ceph-common)"
+        if os.environ.get("OSDKIT_REQUIRE_CEPH") == "1":
+            pytest.fail(msg + " but OSDKIT_REQUIRE_CEPH=1")
+        pytest.skip(msg)
+    r = subprocess.run(["ceph", *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
