@@ -583,14 +583,6 @@ impl HbTimer {
             .retain(|x| x.upgrade().is_some_and(|x| !Arc::ptr_eq(&x, m)));
     }
 
-    /// OSDs whose rounds it runs.
-    pub fn len(&self) -> usize {
-        self.members.lock().iter().filter(|m| m.strong_count() > 0).count()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Stops the thread (after its OSDs stopped).
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Release);
