@@ -32,11 +32,7 @@ fn write_conf(dir: &Path) -> PathBuf {
 }
 
 fn args(id: &str, conf: &Path) -> InstanceArgs {
-    InstanceArgs {
-        id: id.into(),
-        conf: Some(conf.to_path_buf()),
-        ..Default::default()
-    }
+    InstanceArgs::new(id, conf)
 }
 
 fn counting(n: &Arc<AtomicUsize>) -> Option<osdkit::hosting::instance::InstanceCallback> {

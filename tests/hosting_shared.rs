@@ -37,10 +37,8 @@ fn write_conf(dir: &Path) -> PathBuf {
 fn osd(id: u32, conf: &Path, set: Option<&Arc<HostedSet>>) -> HostedDaemon {
     HostedDaemon::osd(
         InstanceArgs {
-            id: id.to_string(),
-            conf: Some(conf.to_path_buf()),
             hosted_set: set.cloned(),
-            ..Default::default()
+            ..InstanceArgs::new(id.to_string(), conf)
         },
         InstanceCallbacks::default(),
     )
@@ -78,15 +76,7 @@ fn osds_on_one_hosted_set_replicate_ping_and_report_like_separate_ones() {
     let dir = tempfile::tempdir().unwrap();
     let conf = write_conf(dir.path());
     let t = Duration::from_secs(30);
-    let mon = HostedDaemon::mon(
-        InstanceArgs {
-            id: "a".into(),
-            conf: Some(conf.clone()),
-            ..Default::default()
-        },
-        InstanceCallbacks::default(),
-    )
-    .unwrap();
+    let mon = HostedDaemon::mon(InstanceArgs::new("a", &conf), InstanceCallbacks::default()).unwrap();
     mon.start().unwrap();
     mon.wait_active(t).unwrap();
 

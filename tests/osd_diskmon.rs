@@ -80,11 +80,7 @@ fn full_disk_refuses_writes_and_a_slow_disk_takes_its_osd_down() {
         ),
     )
     .unwrap();
-    let args = |id: &str| InstanceArgs {
-        id: id.into(),
-        conf: Some(conf.clone()),
-        ..Default::default()
-    };
+    let args = |id: &str| InstanceArgs::new(id, &conf);
     let t = Duration::from_secs(30);
     let mon = HostedDaemon::mon(args("a"), InstanceCallbacks::default()).unwrap();
     mon.start().unwrap();

@@ -124,6 +124,12 @@ fn callbacks(on_active: osdkit_daemon_cb, on_shutdown: osdkit_daemon_cb, user: *
     }
 }
 
+/// `wait_active` for at most `timeout_ms` (0: for ever): 0 or the error.
+fn wait_active(d: &HostedDaemon, timeout_ms: u32) -> Result<c_int, Error> {
+    let t = timeout(timeout_ms).unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
+    d.wait_active(t).map(|_| 0)
+}
+
 fn state_of(d: &HostedDaemon, why: *mut c_char, len: usize) -> Result<c_int, Error> {
     let s = d.state().0;
     if !why.is_null() {
@@ -187,10 +193,7 @@ pub extern "C" fn osdkit_osd_state(osd: *const osdkit_osd, why: *mut c_char, len
 /// -EIO (it failed; `osdkit_last_error` says why), -ENODEV (not started, or stopped).
 #[no_mangle]
 pub extern "C" fn osdkit_osd_wait_active(osd: *const osdkit_osd, timeout_ms: u32) -> c_int {
-    guard(|| {
-        let t = timeout(timeout_ms).unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
-        handle(osd, "osd")?.d.wait_active(t).map(|_| 0)
-    })
+    guard(|| wait_active(&handle(osd, "osd")?.d, timeout_ms))
 }
 
 /// Begins stopping the OSD (`libosd_shutdown`): it marks itself down, finishes its ops and
@@ -452,10 +455,7 @@ pub extern "C" fn osdkit_mon_state(mon: *const osdkit_mon, why: *mut c_char, len
 /// As `osdkit_osd_wait_active`.
 #[no_mangle]
 pub extern "C" fn osdkit_mon_wait_active(mon: *const osdkit_mon, timeout_ms: u32) -> c_int {
-    guard(|| {
-        let t = timeout(timeout_ms).unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
-        handle(mon, "mon")?.d.wait_active(t).map(|_| 0)
-    })
+    guard(|| wait_active(&handle(mon, "mon")?.d, timeout_ms))
 }
 
 /// As `osdkit_osd_shutdown`.

@@ -72,11 +72,9 @@ fn stats(mut v: Vec<f64>) -> Value {
 fn osd(conf: &Path, id: usize, store: &str, msgrs: Option<&Arc<HostedSet>>) -> Result<HostedDaemon> {
     HostedDaemon::osd(
         InstanceArgs {
-            id: id.to_string(),
-            conf: Some(conf.to_path_buf()),
             options: vec![("osd_objectstore".into(), store.into())],
             hosted_set: msgrs.cloned(),
-            ..Default::default()
+            ..InstanceArgs::new(id.to_string(), conf)
         },
         InstanceCallbacks::default(),
     )
@@ -126,14 +124,7 @@ pub fn run(o: &HostingBenchOpts) -> Result<Value> {
 
 fn run_in(o: &HostingBenchOpts, dir: &Path) -> Result<Value> {
     let conf = write_conf(dir)?;
-    let mon = HostedDaemon::mon(
-        InstanceArgs {
-            id: "a".into(),
-            conf: Some(conf.clone()),
-            ..Default::default()
-        },
-        InstanceCallbacks::default(),
-    )?;
+    let mon = HostedDaemon::mon(InstanceArgs::new("a", &conf), InstanceCallbacks::default())?;
     mon.start()?;
     mon.wait_active(ACTIVE_TIMEOUT)?;
 

@@ -89,6 +89,17 @@ pub struct InstanceArgs {
     pub store: Option<Arc<dyn crate::os::ObjectStore>>,
 }
 
+impl InstanceArgs {
+    /// Daemon `id` made from the conf file `conf`, everything else at its default.
+    pub fn new(id: impl Into<String>, conf: &std::path::Path) -> InstanceArgs {
+        InstanceArgs {
+            id: id.into(),
+            conf: Some(conf.to_path_buf()),
+            ..Default::default()
+        }
+    }
+}
+
 impl std::fmt::Debug for InstanceArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InstanceArgs")

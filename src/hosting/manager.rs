@@ -129,14 +129,12 @@ impl Inner {
         drop(old);
         let d = Arc::new(HostedDaemon::osd(
             InstanceArgs {
-                id: id.to_string(),
-                conf: Some(self.conf.clone()),
                 cluster: self.cluster.clone(),
                 // Each instance's pid file names the manager's process: `osdkit status` shows
                 // where each OSD runs, and `osdkit stop` finds it.
                 options: vec![("pid_file".into(), "$run_dir/$name.pid".into())],
                 hosted_set: self.msgrs.clone(),
-                store: None,
+                ..InstanceArgs::new(id.to_string(), &self.conf)
             },
             InstanceCallbacks::default(),
         )?);
