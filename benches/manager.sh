@@ -21,6 +21,8 @@ cluster() { # DIR EXTRA-GLOBAL-LINES: a conf and a monitor
   printf '[global]\nmon_host = v2:127.0.0.1:%s\nrun_dir = %s/run\nlog_file = %s/$name.log\nosd_manager_data = %s/$name\n%b[mon]\nmon_data = %s/mon.$id\n[osd]\nosd_objectstore = mem\n' \
     "$(port)" "$d" "$d" "$d" "$2" "$d" >"$d/osdkit.conf"
   "$bin" mon -c "$d/osdkit.conf" -i a
+  # An OSD must exist in the map before it boots (`ceph osd create`).
+  for i in $(seq 0 $((n > 4 ? n - 1 : 3))); do "$bin" osd create -c "$d/osdkit.conf" "$i" >/dev/null; done
 }
 
 wait_up() { # DIR COUNT

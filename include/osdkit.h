@@ -846,6 +846,20 @@ int osdkit_mon_addr(const osdkit_mon *mon,
 int osdkit_mon_context(const osdkit_mon *mon,
                        osdkit_context **out_ctx);
 
+// Runs one monitor command (a JSON object with a `prefix`, as `ceph` sends them; e.g.
+// `{"prefix": "osd create", "id": 0}`, which an OSD needs before it boots) on this hosted
+// monitor. The output goes NUL-terminated into `out` and the status text (the reason, on
+// failure) into `status`; either may be NULL with length 0 to ignore it. Returns the command's
+// result (0 or a negative errno), -ERANGE when the output does not fit (the command ran;
+// nothing written),
+// -ENODEV when the monitor does not run, -EINVAL for a bad argument.
+int osdkit_mon_command(const osdkit_mon *mon,
+                       const char *cmd,
+                       char *out,
+                       size_t out_len,
+                       char *status,
+                       size_t status_len);
+
 // As `osdkit_osd_free`.
 void osdkit_mon_free(osdkit_mon *mon);
 

@@ -215,6 +215,8 @@ hosted_osds_check() {
   printf '[global]\nmon_host = v2:127.0.0.1:%s\nrun_dir = %s/run\nlog_file = %s/$name.log\n[mon]\nmon_data = %s/mon.$id\n[osd]\nosd_objectstore = mem\n' \
     "$port" "$d" "$d" "$d" >"$d/osdkit.conf"
   "$osdkit" mon -c "$d/osdkit.conf" -i a
+  "$osdkit" osd create -c "$d/osdkit.conf" 0 >/dev/null
+  "$osdkit" osd create -c "$d/osdkit.conf" 1 >/dev/null
   # shellcheck disable=SC2064 # expand now: the trap must name these files
   trap "kill \$(cat '$d/run/mon.a.pid' '$d/hosted.pid' 2>/dev/null) 2>/dev/null || true" EXIT
   timeout "$run_timeout" "$bin" "$d/osdkit.conf" "$d/hosted.pid"

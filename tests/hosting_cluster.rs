@@ -23,6 +23,7 @@ fn three_osds_boot_a_pool_is_created_and_objects_land_on_their_primaries() {
     let dir = tempfile::tempdir().unwrap();
     let mc = ctx("mon.a", &[]);
     let mon = Monitor::start(&mc, &dir.path().join("mon"), "127.0.0.1:0".parse().unwrap()).unwrap();
+    common::osd_create(&mon, 0..3);
     let mut osds = Vec::new();
     for id in 0..3 {
         let oc = ctx(

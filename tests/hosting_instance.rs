@@ -54,6 +54,17 @@ fn host_a_monitor_and_osds_from_one_conf() {
     mon.wait_active(t).unwrap();
     assert_eq!(mon.start().unwrap_err().errno, libc::EEXIST);
 
+    // As in Ceph, an OSD that is not in the map does not boot: its start says why.
+    let ghost = HostedDaemon::osd(args("5", &conf), InstanceCallbacks::default()).unwrap();
+    let e = ghost.start().unwrap_err();
+    assert_eq!(e.errno, libc::ENOENT, "{e}");
+    assert!(e.msg.contains("osd.5 does not exist in the osdmap"), "{e}");
+    match ghost.state().0 {
+        InstanceState::Failed(why) => assert!(why.contains("does not exist"), "{why}"),
+        s => panic!("state {s:?}"),
+    }
+    common::hosted_osd_create(&mon, 0..2);
+
     let active = Arc::new(AtomicUsize::new(0));
     let on_own = Arc::new(AtomicUsize::new(0));
     let cbs = InstanceCallbacks {

@@ -100,6 +100,9 @@ fn manager_hosts_restores_and_refuses_bad_requests() {
     let c = conf.to_str().unwrap();
     let _k = Killer(vec![d.join("run/mon.a.pid"), d.join("run/client.manager-a.pid")]);
     assert!(osdkit(&["mon", "-c", c, "-i", "a"]).status.success());
+    for id in ["0", "1", "2", "3", "7"] {
+        assert!(osdkit(&["osd", "create", "-c", c, id]).status.success());
+    }
     let out = osdkit(&["manager", "-c", c, "-i", "a"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let asok = d.join("run/ceph-client.manager-a.asok");
@@ -132,6 +135,11 @@ fn manager_hosts_restores_and_refuses_bad_requests() {
     assert_eq!(s7["state"], "failed");
     assert!(s7["last_error"].as_str().unwrap().contains("public_addr"), "{s7}");
     assert!(ask(&asok, "osd start x").is_err());
+    // An id the monitor does not know (never `osd create`d) is refused, as Ceph's monitor
+    // ignores its boot.
+    let e = ask(&asok, "osd start 5").unwrap_err();
+    assert_eq!(e.errno, libc::ENOENT, "{e}");
+    assert!(e.msg.contains("osd.5 does not exist in the osdmap"), "{e}");
 
     let rados = Rados::connect_with_conf("client.admin", &conf).unwrap();
     // osd_manager_shared_messengers (the default): the four OSDs are identities on one set
@@ -146,6 +154,7 @@ fn manager_hosts_restores_and_refuses_bad_requests() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|o| o["up"] == 1)
         .map(|o| o["public_addr"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(addrs.len(), 4, "{dump}");
@@ -243,6 +252,9 @@ fn supervisors_restart_what_vanished_and_outlive_the_manager() {
         run("client.supervise-7.pid"),
     ]);
     assert!(osdkit(&["mon", "-c", c, "-i", "a"]).status.success());
+    for id in ["0", "1", "7"] {
+        assert!(osdkit(&["osd", "create", "-c", c, id]).status.success());
+    }
     assert!(osdkit(&["manager", "-c", c, "-i", "a"]).status.success());
     let asok = run("ceph-client.manager-a.asok");
     for id in ["0", "1"] {

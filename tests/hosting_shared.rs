@@ -79,6 +79,7 @@ fn osds_on_one_hosted_set_replicate_ping_and_report_like_separate_ones() {
     let mon = HostedDaemon::mon(InstanceArgs::new("a", &conf), InstanceCallbacks::default()).unwrap();
     mon.start().unwrap();
     mon.wait_active(t).unwrap();
+    common::hosted_osd_create(&mon, 0..4);
 
     let ctx = osdkit::Context::new("client.manager-t", Some(&conf)).unwrap();
     let set = Arc::new(HostedSet::start(&ctx, "osd.manager-t", "127.0.0.1:0".parse().unwrap(), None).unwrap());

@@ -83,6 +83,12 @@ fn boot(n: &Node, id: i32, fsid: [u8; 16]) -> OsdAddrs {
     addrs
 }
 
+/// `osd create <id>`: an OSD must exist before it boots.
+fn create(mon: &Monitor, id: i32) {
+    let (r, rs, _) = mon.command(&format!(r#"{{"prefix":"osd create","id":{id}}}"#));
+    assert_eq!(r, 0, "osd create {id}: {rs}");
+}
+
 fn cmd(mc: &MonClient, json: &str) -> (i32, String, Bytes) {
     mc.command_timeout(json, T).unwrap()
 }
@@ -107,12 +113,47 @@ fn osds_boot_and_a_subscriber_sees_them_up_with_their_addresses() {
     let m = watcher.mc.wait_for_epoch(1, T).unwrap();
     assert_eq!(m.fsid, fsid);
     assert_eq!(watcher.mc.fsid(), Some(fsid));
+
+    // As in Ceph, an OSD must be created before it boots: `osd create [id]` prints the id.
+    let out = |r: (i32, String, Bytes)| (r.0, String::from_utf8_lossy(&r.2).to_string());
+    assert_eq!(
+        out(cmd(&watcher.mc, r#"{"prefix":"osd create","id":0}"#)),
+        (0, "0".into())
+    );
+    // An id beyond max_osd grows it; creating an existing id again is no change.
+    assert_eq!(
+        out(cmd(&watcher.mc, r#"{"prefix":"osd create","id":"osd.5"}"#)),
+        (0, "5".into())
+    );
+    let e_created = mon.epoch();
+    assert_eq!(
+        out(cmd(&watcher.mc, r#"{"prefix":"osd create","id":5}"#)),
+        (0, "5".into())
+    );
+    assert_eq!(mon.epoch(), e_created);
+    // Without an id: the lowest free one. `osd rm` of a down OSD forgets it.
+    assert_eq!(out(cmd(&watcher.mc, r#"{"prefix":"osd create"}"#)), (0, "1".into()));
+    assert!(mon.osdmap().exists(1));
+    let (r, rs, _) = cmd(&watcher.mc, r#"{"prefix":"osd rm","ids":["1", "4"]}"#);
+    assert_eq!((r, rs.as_str()), (0, "removed osd.1. osd.4 does not exist."));
+    assert_eq!(cmd(&watcher.mc, r#"{"prefix":"osd create","id":-1}"#).0, -libc::EINVAL);
+    let m = watcher.mc.wait_for_map(T, |m| m.exists(5) && !m.exists(1)).unwrap();
+    assert_eq!(m.max_osd, 6);
+    let o = m.osd(5).unwrap();
+    assert!(!o.up && !o.in_, "a created OSD is down and out until it boots");
     let e0 = m.epoch;
+
+    // A boot of an id that does not exist is ignored, and the booting OSD gets the map that
+    // says so.
+    let ghost = node("osd.3", &mon);
+    boot(&ghost, 3, fsid);
+    ghost.mc.wait_for_map(T, |m| m.epoch >= e0 && !m.exists(3)).unwrap();
+    assert_eq!(mon.epoch(), e0, "no epoch for a boot of a missing OSD");
 
     let osd0 = node("osd.0", &mon);
     let a0 = boot(&osd0, 0, fsid);
     let osd1 = node("osd.1", &mon);
-    // An id beyond max_osd creates the entry (and grows max_osd); a zero fsid is accepted.
+    // A zero fsid is accepted.
     let a5 = boot(&osd1, 5, [0; 16]);
 
     let m = watcher.mc.wait_for_map(T, |m| m.is_up(0) && m.is_up(5)).unwrap();
@@ -136,6 +177,12 @@ fn osds_boot_and_a_subscriber_sees_them_up_with_their_addresses() {
     assert_eq!(mon.epoch(), e0 + 2);
 
     // Marked down by command, the OSD boots again: up, newer up_from, same in/weight.
+    // An up OSD cannot be removed.
+    let (r, rs, _) = cmd(&watcher.mc, r#"{"prefix":"osd rm","ids":[0]}"#);
+    assert_eq!(
+        (r, rs.as_str()),
+        (-libc::EBUSY, "osd.0 is still up; must be down before removal.")
+    );
     let (r, rs, _) = cmd(&watcher.mc, r#"{"prefix":"osd down","ids":["osd.0"]}"#);
     assert_eq!((r, rs.as_str()), (0, "marked down osd.0."));
     let m = watcher.mc.wait_for_map(T, |m| !m.is_up(0)).unwrap();
@@ -263,6 +310,7 @@ fn a_restarted_monitor_keeps_fsid_epochs_osds_and_pools() {
     let dir = tempfile::tempdir().unwrap();
     let (fsid, before) = {
         let (_c, mon) = start_mon(dir.path());
+        create(&mon, 0);
         let osd = node("osd.0", &mon);
         boot(&osd, 0, mon.fsid());
         osd.mc.wait_for_map(T, |m| m.is_up(0)).unwrap();
@@ -470,6 +518,7 @@ fn malformed_commands_get_error_replies_and_the_monitor_keeps_serving() {
 fn admin_socket_status_and_dump_osdmap() {
     let dir = tempfile::tempdir().unwrap();
     let (mctx, mon) = start_mon(dir.path());
+    create(&mon, 0);
     let osd = node("osd.0", &mon);
     boot(&osd, 0, mon.fsid());
     osd.mc.wait_for_map(T, |m| m.is_up(0)).unwrap();

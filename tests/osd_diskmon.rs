@@ -85,6 +85,7 @@ fn full_disk_refuses_writes_and_a_slow_disk_takes_its_osd_down() {
     let mon = HostedDaemon::mon(args("a"), InstanceCallbacks::default()).unwrap();
     mon.start().unwrap();
     mon.wait_active(t).unwrap();
+    common::hosted_osd_create(&mon, 0..2);
     let own = Arc::new(AtomicUsize::new(0));
     let o2 = own.clone();
     let cbs = InstanceCallbacks {

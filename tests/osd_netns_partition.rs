@@ -151,6 +151,9 @@ fn cutting_an_osds_back_network_marks_it_down_and_healing_brings_the_cluster_bac
     // The monitor, the commands and the clients live on the front network only.
     enter(&net.ns("m"));
     osdkit_ok(&["mon", "-c", &conf, "-i", "a"]);
+    for i in ["0", "1", "2"] {
+        osdkit_ok(&["osd", "create", "-c", &conf, i]);
+    }
     for i in 0..3 {
         let ns = net.ns(&format!("o{i}"));
         let o = Command::new("ip")

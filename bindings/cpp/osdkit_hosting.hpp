@@ -16,6 +16,7 @@
 
 #include "osdkit_rados.hpp"
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -163,7 +164,54 @@ public:
                       "osdkit_osd_truncate");
     }
 
+    // The same without waiting: `done` runs once, on the thread that finished the op (it must
+    // not block), with 0 or a negative errno (never a throw); a call that cannot be queued
+    // throws and `done` never runs.
+    using ReadDone = std::function<void(int r, std::string data)>;
+    using WriteDone = std::function<void(int r)>;
+    void aio_read(const std::string& pool, const std::string& oid, std::size_t len, std::uint64_t off, ReadDone done) {
+        auto st = std::make_unique<ReadState>(ReadState{std::string(len, '\0'), std::move(done)});
+        int r = osdkit_osd_read(get(), pool.c_str(), oid.c_str(), off, len, st->buf.data(), 0, &read_tramp, st.get());
+        detail::check(r, "osdkit_osd_read");
+        st.release();  // the callback owns it now
+    }
+    // `flags`: OSDKIT_IO_STABLE (committed on every replica) and/or OSDKIT_IO_UNSTABLE.
+    void aio_write(const std::string& pool, const std::string& oid, std::string_view data, std::uint64_t off,
+                   WriteDone done, int flags = OSDKIT_IO_STABLE) {
+        auto st = std::make_unique<WriteDone>(std::move(done));
+        int r = osdkit_osd_write(get(), pool.c_str(), oid.c_str(), off, data.size(), data.data(), flags, &write_tramp,
+                                 st.get());
+        detail::check(r, "osdkit_osd_write");
+        st.release();
+    }
+    void aio_truncate(const std::string& pool, const std::string& oid, std::uint64_t size, WriteDone done,
+                      int flags = OSDKIT_IO_STABLE) {
+        auto st = std::make_unique<WriteDone>(std::move(done));
+        int r = osdkit_osd_truncate(get(), pool.c_str(), oid.c_str(), size, flags, &write_tramp, st.get());
+        detail::check(r, "osdkit_osd_truncate");
+        st.release();
+    }
+
 private:
+    struct ReadState {
+        std::string buf;
+        ReadDone done;
+    };
+    static void read_tramp(int r, std::uint64_t len, int, void* user) noexcept {
+        std::unique_ptr<ReadState> st(static_cast<ReadState*>(user));
+        st->buf.resize(r < 0 ? 0 : static_cast<std::size_t>(len));
+        try {
+            st->done(r, std::move(st->buf));
+        } catch (...) {
+        }
+    }
+    static void write_tramp(int r, std::uint64_t, int, void* user) noexcept {
+        std::unique_ptr<WriteDone> done(static_cast<WriteDone*>(user));
+        try {
+            (*done)(r);
+        } catch (...) {
+        }
+    }
     const Api& api() const override {
         static const Api a{osdkit_osd_new, osdkit_osd_start, osdkit_osd_state, osdkit_osd_wait_active,
                            osdkit_osd_shutdown, osdkit_osd_join, osdkit_osd_asok_path, osdkit_osd_addr};
@@ -178,6 +226,23 @@ public:
         osdkit_mon_args c{};
         c.id = a.id.c_str();
         make(a, c);
+    }
+
+    // Runs one monitor command (JSON with a "prefix", as `ceph` sends them, e.g.
+    // {"prefix": "osd create", "id": 0}, which an OSD needs before it boots); returns its
+    // output, throws Error with the monitor's reason on failure.
+    // Output over 1 MiB throws Error(ERANGE) (the command ran).
+    std::string command(const std::string& json) {
+        std::string out(1 << 20, '\0');
+        char status[1024] = "";
+        int r = osdkit_mon_command(get(), json.c_str(), out.data(), out.size(), status, sizeof(status));
+        if (r < 0) {
+            // The monitor's reason, else the call's own (a bad argument, output too large).
+            const char* why = status[0] != '\0' ? status : osdkit_last_error();
+            throw Error(-r, json + ": " + (why != nullptr ? why : ""));
+        }
+        out.resize(std::char_traits<char>::length(out.c_str()));
+        return out;
     }
 
 private:

@@ -277,15 +277,51 @@ class HostedDaemon:
 class Osd(HostedDaemon):
     """An OSD hosted in this process, made from a conf file and options."""
 
-    def __init__(self, id: int, conf: Optional[_StrPath] = None, cluster: Optional[str] = None, **kwargs: Any) -> None: ...
+    def __init__(
+        self,
+        id: int,
+        conf: Optional[_StrPath] = None,
+        cluster: Optional[str] = None,
+        on_active: Optional[Callable[[], Any]] = None,
+        on_shutdown: Optional[Callable[[], Any]] = None,
+        **kwargs: Any,
+    ) -> None: ...
     def read(self, pool: str, oid: str, length: int = 8192, offset: int = 0) -> bytes: ...
     def write(self, pool: str, oid: str, data: _Bytes, offset: int = 0) -> None: ...
     def truncate(self, pool: str, oid: str, size: int) -> None: ...
+    def aio_read(
+        self,
+        pool: str,
+        oid: str,
+        oncomplete: Callable[[Optional[bytes], Optional[OSError]], Any],
+        length: int = 8192,
+        offset: int = 0,
+    ) -> None: ...
+    def aio_write(
+        self,
+        pool: str,
+        oid: str,
+        data: _Bytes,
+        oncomplete: Callable[[None, Optional[OSError]], Any],
+        offset: int = 0,
+    ) -> None: ...
+    def aio_truncate(
+        self, pool: str, oid: str, size: int, oncomplete: Callable[[None, Optional[OSError]], Any]
+    ) -> None: ...
 
 class Monitor(HostedDaemon):
     """A monitor hosted in this process (binds mon_host, keeps its store in mon_data)."""
 
-    def __init__(self, id: str, conf: Optional[_StrPath] = None, cluster: Optional[str] = None, **kwargs: Any) -> None: ...
+    def __init__(
+        self,
+        id: str,
+        conf: Optional[_StrPath] = None,
+        cluster: Optional[str] = None,
+        on_active: Optional[Callable[[], Any]] = None,
+        on_shutdown: Optional[Callable[[], Any]] = None,
+        **kwargs: Any,
+    ) -> None: ...
+    def command(self, cmd: str) -> Tuple[int, bytes, str]: ...
 
 class Client:
     """A cluster client; blocking calls release the GIL; errors are OSError with Ceph's errno."""

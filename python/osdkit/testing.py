@@ -25,6 +25,7 @@ for the first: ``osdkit status -c``, ``osdkit.Rados(conffile=...)`` and the ``ce
 fresh hosted cluster's. ``osdkit_rados``: an ``osdkit.Rados`` connected with it.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -150,6 +151,11 @@ class HostedCluster:
         try:
             self.mon.start()
             self.mon.wait_active(30)
+            # As in Ceph, an OSD must exist in the map before it boots.
+            for i in range(osds):
+                ret, _, outs = self.mon.command(json.dumps({"prefix": "osd create", "id": i}))
+                if ret != 0:
+                    raise OSError(-ret, "osd create %d: %s" % (i, outs))
             self.osds = [Osd(i, conf=self.conf, cluster=cluster) for i in range(osds)]
             for o in self.osds:
                 o.start()

@@ -268,6 +268,10 @@ pub extern "C" fn osdkit_osd_read(
             return Err(Error::inval("buf is NULL"));
         }
         if len == 0 {
+            // Nothing to read; a completion still completes, once.
+            if let Some(cb) = cb {
+                cb(0, 0, 0, user);
+            }
             return Ok(0);
         }
         let dst = SendPtr(buf);
@@ -492,6 +496,44 @@ pub extern "C" fn osdkit_mon_context(
     out_ctx: *mut *mut super::context::osdkit_context,
 ) -> c_int {
     guard(|| context(&handle(mon, "mon")?.d, out_ctx))
+}
+
+/// Runs one monitor command (a JSON object with a `prefix`, as `ceph` sends them; e.g.
+/// `{"prefix": "osd create", "id": 0}`, which an OSD needs before it boots) on this hosted
+/// monitor. The output goes NUL-terminated into `out` and the status text (the reason, on
+/// failure) into `status`; either may be NULL with length 0 to ignore it. Returns the command's
+/// result (0 or a negative errno), -ERANGE when the output does not fit (the command ran;
+/// nothing written),
+/// -ENODEV when the monitor does not run, -EINVAL for a bad argument.
+#[no_mangle]
+pub extern "C" fn osdkit_mon_command(
+    mon: *const osdkit_mon,
+    cmd: *const c_char,
+    out: *mut c_char,
+    out_len: usize,
+    status: *mut c_char,
+    status_len: usize,
+) -> c_int {
+    guard(|| {
+        let d = &handle(mon, "mon")?.d;
+        let cmd = cstr(cmd, "cmd")?;
+        let (r, rs, outbl) = d
+            .with_mon(|m| m.command(cmd))
+            .ok_or_else(|| Error::new(libc::ENODEV, "the monitor is not running"))?;
+        let text = String::from_utf8_lossy(&outbl);
+        let put = |s: &str, buf: *mut c_char, len: usize| match (buf.is_null(), len) {
+            (true, 0) => Ok(0),
+            _ => write_str(s, buf, len),
+        };
+        put(&text, out, out_len)?;
+        // A status that does not fit is cut: it is for people, not parsers.
+        let mut cut = rs.len().min(status_len.saturating_sub(1));
+        while !rs.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        put(&rs[..cut], status, status_len)?;
+        Ok(r)
+    })
 }
 
 /// As `osdkit_osd_free`.

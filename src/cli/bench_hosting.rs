@@ -25,6 +25,9 @@ pub struct HostingBenchOpts {
 
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The id of the `osdkit osd` process the footprints are compared with.
+const OSD_PROCESS_ID: usize = 999;
+
 /// Threads, sockets and resident KiB of this process.
 fn footprint() -> Result<(u64, u64, u64)> {
     let threads = std::fs::read_dir("/proc/self/task")
@@ -127,6 +130,17 @@ fn run_in(o: &HostingBenchOpts, dir: &Path) -> Result<Value> {
     let mon = HostedDaemon::mon(InstanceArgs::new("a", &conf), InstanceCallbacks::default())?;
     mon.start()?;
     mon.wait_active(ACTIVE_TIMEOUT)?;
+    // An OSD must exist in the map before it boots (`osd create`); osd.999 is the process
+    // measured by `osd_process_threads`.
+    let most = o.counts.iter().copied().max().unwrap_or(0).max(1);
+    for id in (0..most).chain([OSD_PROCESS_ID]) {
+        let (r, rs, _) = mon
+            .with_mon(|m| m.command(&format!(r#"{{"prefix": "osd create", "id": {id}}}"#)))
+            .ok_or_else(|| Error::new(libc::ENODEV, "the monitor stopped"))?;
+        if r < 0 {
+            return Err(Error::new(-r, format!("osd create {id}: {rs}")));
+        }
+    }
 
     let (mut starts, mut stops) = (Vec::new(), Vec::new());
     for i in 0..o.starts {
@@ -202,12 +216,12 @@ fn run_in(o: &HostingBenchOpts, dir: &Path) -> Result<Value> {
 /// what hosting many OSDs in one process is to be compared with.
 fn osd_process_threads(conf: &Path, store: &str) -> Result<u64> {
     let exe = std::env::current_exe().map_err(|e| Error::io(e, "finding this executable"))?;
-    let id = "999";
+    let id = OSD_PROCESS_ID.to_string();
     let mut text = std::fs::read_to_string(conf).map_err(|e| Error::io(e, format!("reading {}", conf.display())))?;
     text.push_str(&format!("[osd.{id}]\nosd_objectstore = {store}\n"));
     std::fs::write(conf, text).map_err(|e| Error::io(e, format!("writing {}", conf.display())))?;
     let mut child = std::process::Command::new(exe)
-        .args(["osd", "-c", &conf.to_string_lossy(), "-i", id, "-f"])
+        .args(["osd", "-c", &conf.to_string_lossy(), "-i", &id, "-f"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -215,7 +229,7 @@ fn osd_process_threads(conf: &Path, store: &str) -> Result<u64> {
     let r = (|| {
         let rados = crate::client::Rados::connect_with_conf("client.admin", conf)?;
         let t0 = Instant::now();
-        while !rados.osdmap().is_up(999) {
+        while !rados.osdmap().is_up(OSD_PROCESS_ID as i32) {
             if t0.elapsed() > ACTIVE_TIMEOUT {
                 return Err(Error::new(libc::ETIMEDOUT, "the osdkit osd process did not come up"));
             }

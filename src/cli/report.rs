@@ -322,16 +322,31 @@ fn run_object(c: &ClusterClient, pool: &str, cmd: ObjCmd, as_json: bool) -> crat
     Ok(())
 }
 
-/// `osdkit osd down|out|in ID...`: the monitor marks the OSDs (`ceph osd down|out|in`).
+/// `osdkit osd create [ID]` and `osd rm|down|out|in ID...`: the monitor changes the map (`ceph osd create|rm|down|out|in`).
 pub fn osd_mark(conf: &Path, what: &str, ids: &[String], as_json: bool) -> i32 {
     let cmd = format!("osd {what}");
     let c = match connect(&cmd, conf, as_json) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let r = c.mon_command(&json!({"prefix": cmd, "ids": ids}));
+    let req = match (what, ids.first()) {
+        ("create", Some(id)) => json!({"prefix": cmd, "id": id}),
+        ("create", None) => json!({"prefix": cmd}),
+        _ => json!({"prefix": cmd, "ids": ids}),
+    };
+    let r = c.mon_command(&req);
     c.shutdown();
     match r {
+        // `osd create` prints the id, as Ceph's does.
+        Ok((_, out)) if what == "create" => {
+            let id = String::from_utf8_lossy(&out).to_string();
+            if as_json {
+                print_json(&json!({"id": id.parse::<i64>().unwrap_or(-1)}));
+            } else {
+                println!("{id}");
+            }
+            0
+        }
         Ok((rs, _)) => {
             if as_json {
                 print_json(&json!({"result": rs, "ids": ids}));

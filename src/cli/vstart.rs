@@ -170,6 +170,13 @@ pub fn vstart(o: &VstartOpts, progress: &mut dyn FnMut(&str)) -> Result<Value> {
     let mut started = || -> Result<Value> {
         progress(&format!("starting mon.a on v2:127.0.0.1:{port}"));
         check_exit("mon.a", daemon_cmd(&o.exe, "mon", &conf, "a").output())?;
+        let client = ClusterClient::connect(&conf)?;
+        // As Ceph's vstart.sh does with `osd new`: an OSD must exist before it boots.
+        for i in 0..o.osds {
+            client
+                .mon_command(&json!({"prefix": "osd create", "id": i}))
+                .map_err(|e| Error::new(e.errno, format!("osd create {i}: {}", e.msg)))?;
+        }
         let what = if o.manager {
             progress("starting client.manager-a");
             check_exit("client.manager-a", daemon_cmd(&o.exe, "manager", &conf, "a").output())?;
@@ -206,7 +213,6 @@ pub fn vstart(o: &VstartOpts, progress: &mut dyn FnMut(&str)) -> Result<Value> {
         if let Some(e) = first_err {
             return Err(e);
         }
-        let client = ClusterClient::connect(&conf)?;
         let n = o.osds as usize;
         client
             .monc()

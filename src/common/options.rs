@@ -616,6 +616,9 @@ fn table() -> Vec<OptDef> {
         o("mon_osd_down_out_interval", Int, Advanced, "600")
             .desc("number of seconds after which a down OSD is marked out")
             .services(MON),
+        o("mon_osd_auto_mark_new_in", Bool, Advanced, "true")
+            .desc("mark booting newly-created OSDs 'in'")
+            .services(MON),
         o("mon_osd_report_timeout", Int, Advanced, "900")
             .desc("time before OSDs who do not report to the mons are marked down (seconds)")
             .services(MON),

@@ -183,6 +183,12 @@ impl MiniCluster {
         };
         // On any error below, dropping `c` stops what was started.
         for id in 0..osds {
+            let (r, status, _) = c.mon_command(&format!(r#"{{"prefix": "osd create", "id": {id}}}"#));
+            if r < 0 {
+                return Err(Error::new(-r, format!("osd create {id}: {status}")));
+            }
+        }
+        for id in 0..osds {
             c.start_osd(id as i32)?;
         }
         let cmd = format!(

@@ -523,7 +523,7 @@ impl Shared {
     fn run(self: Arc<Self>, daemon: Arc<Daemon>) {
         if let Daemon::Osd(osd) = &*daemon {
             loop {
-                if self.st.lock().stop_requested {
+                if self.st.lock().stop_requested || osd.gave_up().is_some() {
                     break;
                 }
                 if osd.wait_for_up(Duration::from_millis(200)).is_ok() {
@@ -673,8 +673,20 @@ fn start_osd_on(
             crate::os::create_store(ctx)?
         }
     };
-    Osd::start_with_mon_on(ctx, whoami, store, net, mon)
+    let osd = Osd::start_with_mon_on(ctx, whoami, store, net, mon)?;
+    // The first map says whether the monitor knows this id; a monitor not reachable yet is
+    // no error (the OSD boots when it is, and gives up then if the id is missing).
+    match osd.wait_for_map(FIRST_MAP_WAIT) {
+        Err(e) if e.errno == libc::ENOENT => {
+            let _ = osd.kill();
+            Err(e)
+        }
+        _ => Ok(osd),
+    }
 }
+
+/// How long an OSD's start waits for the monitor's first map.
+const FIRST_MAP_WAIT: Duration = Duration::from_secs(3);
 
 /// A monitor of `ctx` from its conf: the first address of `mon_host`, its store in
 /// `mon_data`. The `osdkit mon` process uses this too.

@@ -13,21 +13,23 @@
 //!
 //! Messages handled: `MSG_OSD_BOOT` (71), `CEPH_MSG_MON_SUBSCRIBE` (15, answered with
 //! `CEPH_MSG_MON_SUBSCRIBE_ACK` (16) and `CEPH_MSG_OSD_MAP` (41)), `CEPH_MSG_MON_COMMAND` (50,
-//! answered with `CEPH_MSG_MON_COMMAND_ACK` (51)). Commands: `osd pool create`, `osd pool ls`,
-//! `osd pool rm` (alias `osd pool delete`), `osd dump`, `osd down`, `osd out`, `osd in`,
-//! `status`. Admin socket: `status` and `dump osdmap`.
+//! answered with `CEPH_MSG_MON_COMMAND_ACK` (51)); the commands are in `commands`. Admin
+//! socket: `status` and `dump osdmap`.
 //!
-//! A boot names its OSD id and addresses: a new id (even beyond `max_osd`, which grows) is
-//! created up, in, weight 1.0; a known one is marked up with the new addresses (down and up in
-//! one epoch if it was still up elsewhere), keeping its in/out and weight; a repeat of the same
-//! boot is no new epoch. A boot for another fsid is ignored; an all-zero fsid means "not known
-//! yet" and is accepted. The booting OSD gets the map from its `boot_epoch + 1` in reply.
+//! A boot names its OSD id and addresses. As in Ceph, the id must exist (`osd create`); the
+//! boot of one that does not is ignored, and the OSD, seeing itself missing from the map it
+//! gets, gives up. A known OSD is marked up with the new addresses (down and up in one epoch if
+//! it was still up elsewhere), keeping its in/out and weight, except that a new one (never up)
+//! is marked in (`mon_osd_auto_mark_new_in`); a repeat of the same boot is no new epoch. A boot
+//! for another fsid is ignored; an all-zero fsid means "not known yet" and is accepted. The
+//! booting OSD gets the map from its `boot_epoch + 1` in reply.
 //!
 //! Subscriptions follow Ceph's `start` rule: the first epoch wanted. `start` ≤ 1 (nothing held)
 //! or older than the oldest incremental kept gets the full current map; otherwise the
 //! incrementals `start..=epoch`; beyond the current epoch, nothing until the next one.
 
 pub mod client;
+mod commands;
 mod failure;
 pub mod store;
 
@@ -46,11 +48,11 @@ use crate::types::messages::{
     MSG_OSD_BOOT, MSG_OSD_FAILURE, MSG_OSD_FULL, MSG_OSD_MARK_ME_DOWN,
 };
 use crate::types::mon_messages::{MMonCommand, MMonCommandAck, CEPH_MSG_MON_COMMAND};
-use crate::types::osdmap::{fsid_to_string, Epoch, Incremental, OsdId, OsdMap, Pool, CEPH_OSD_IN, MAX_OSD_LIMIT};
+use crate::types::osdmap::{fsid_to_string, Epoch, Incremental, OsdMap, MAX_OSD_LIMIT};
 use crate::{Context, Error, Result};
 use bytes::Bytes;
 use parking_lot::Mutex;
-use serde_json::{json, Map, Value};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -170,73 +172,6 @@ pub fn update_for(st: &MonState, start: u64) -> Option<MOsdMap> {
     Some(m)
 }
 
-fn status_json(map: &OsdMap) -> Value {
-    let pools: Vec<Value> = map.pools.values().map(|p| p.to_json()).collect();
-    json!({
-        "fsid": fsid_to_string(&map.fsid),
-        "epoch": map.epoch,
-        "num_osds": map.osds.len(),
-        "num_up_osds": map.num_up(),
-        "num_in_osds": map.num_in(),
-        "num_pools": map.pools.len(),
-        "pools": pools,
-    })
-}
-
-fn arg_str(args: &Map<String, Value>, name: &str) -> Result<Option<String>> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v) => Err(Error::inval(format!("argument '{name}' must be a string, not {v}"))),
-    }
-}
-
-fn arg_u32(args: &Map<String, Value>, name: &str) -> Result<Option<u32>> {
-    let bad = |v: &Value| Error::inval(format!("argument '{name}' must be a non-negative integer, not {v}"));
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Number(n)) => n
-            .as_u64()
-            .and_then(|x| u32::try_from(x).ok())
-            .map(Some)
-            .ok_or_else(|| bad(v)),
-        Some(v @ Value::String(s)) => s.trim().parse::<u32>().map(Some).map_err(|_| bad(v)),
-        Some(v) => Err(bad(v)),
-    }
-}
-
-/// OSD ids from `ids` (a list or a scalar) or `id`: numbers, `"3"` or `"osd.3"`.
-fn arg_osd_ids(args: &Map<String, Value>) -> Result<Vec<OsdId>> {
-    let raw: Vec<&Value> = match args.get("ids").or_else(|| args.get("id")) {
-        Some(Value::Array(a)) => a.iter().collect(),
-        Some(v) => vec![v],
-        None => Vec::new(),
-    };
-    if raw.is_empty() {
-        return Err(Error::inval("no OSD ids given ('ids')"));
-    }
-    raw.into_iter()
-        .map(|v| {
-            let parsed = match v {
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => s.strip_prefix("osd.").unwrap_or(s).parse::<i64>().ok(),
-                _ => None,
-            };
-            parsed
-                .filter(|id| (0..i64::from(MAX_OSD_LIMIT)).contains(id))
-                .map(|id| id as OsdId)
-                .ok_or_else(|| Error::inval(format!("invalid OSD id {v}")))
-        })
-        .collect()
-}
-
-fn wants_json(args: &Map<String, Value>) -> bool {
-    matches!(args.get("format").and_then(Value::as_str), Some("json" | "json-pretty"))
-}
-
-/// A command's success: status text and output.
-type CmdOut = (String, Bytes);
-
 impl Core {
     /// Applies `inc` as the next epoch, persists, then publishes it. Nothing changes on error.
     fn propose(&self, g: &mut Inner, inc: Incremental) -> Result<Epoch> {
@@ -325,18 +260,18 @@ impl Core {
                     inc.new_down.insert(id);
                 }
                 inc.new_up.insert(id, boot.addrs);
-                if !o.in_ && g.failures.auto_out.contains(&id) {
+                // Never up before: a new OSD, which Ceph marks in on its first boot.
+                let new_osd = o.up_from == 0 && o.down_at == 0;
+                let auto_in = (new_osd && self.ctx.conf().get_bool("mon_osd_auto_mark_new_in"))
+                    || g.failures.auto_out.contains(&id);
+                if !o.in_ && auto_in {
                     inc.new_in.insert(id);
                 }
             }
             None => {
-                if id >= map.max_osd {
-                    inc.new_max_osd = Some(id + 1);
-                }
-                inc.new_osds.insert(id);
-                inc.new_up.insert(id, boot.addrs);
-                inc.new_in.insert(id);
-                inc.new_weight.insert(id, CEPH_OSD_IN);
+                // As Ceph's preprocess_boot: an OSD must be created (`osd create`) first. The
+                // OSD sees its id missing from the map we send it, and gives up.
+                log::warn!(target: "mon", "ignoring boot of osd.{id}: it does not exist (osd create {id})");
             }
         }
         if !inc.new_up.is_empty() {
@@ -410,128 +345,6 @@ impl Core {
             }
         };
         let _ = conn.send_message(ack.to_msg());
-    }
-
-    /// Runs one JSON command: `Ok((status, output))` or the error to report.
-    fn run_command(&self, cmd: &str) -> Result<CmdOut> {
-        let v: Value =
-            serde_json::from_str(cmd).map_err(|e| Error::inval(format!("command is not valid JSON: {e}")))?;
-        let args = v
-            .as_object()
-            .ok_or_else(|| Error::inval("command must be a JSON object"))?;
-        let prefix = args
-            .get("prefix")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Error::inval("command has no string \"prefix\""))?;
-        let mut g = self.inner.lock();
-        match prefix {
-            "osd pool create" => self.pool_create(&mut g, args),
-            "osd pool ls" => {
-                let names: Vec<&str> = g.state.map.pools.values().map(|p| p.name.as_str()).collect();
-                let out = if wants_json(args) {
-                    serde_json::to_string(&names).unwrap_or_default()
-                } else {
-                    names.iter().map(|n| format!("{n}\n")).collect()
-                };
-                Ok((String::new(), Bytes::from(out)))
-            }
-            "osd pool rm" | "osd pool delete" => self.pool_rm(&mut g, args),
-            "osd dump" => Ok((
-                format!("dumped osdmap epoch {}", g.state.map.epoch),
-                Bytes::from(g.state.map.to_json().to_string()),
-            )),
-            "osd down" | "osd out" | "osd in" => self.osd_flags(&mut g, &prefix[4..], args),
-            "status" => Ok((String::new(), Bytes::from(status_json(&g.state.map).to_string()))),
-            _ => Err(Error::inval(format!("unknown command prefix '{prefix}'"))),
-        }
-    }
-
-    fn pool_create(&self, g: &mut Inner, args: &Map<String, Value>) -> Result<CmdOut> {
-        let name = arg_str(args, "pool")?.ok_or_else(|| Error::inval("osd pool create: missing 'pool'"))?;
-        if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control()) {
-            return Err(Error::inval(format!("invalid pool name '{name}'")));
-        }
-        let pg_num = arg_u32(args, "pg_num")?.unwrap_or(32);
-        if pg_num == 0 || pg_num > 1 << 24 {
-            return Err(Error::inval(format!("pg_num {pg_num} out of range 1..=16777216")));
-        }
-        let size = arg_u32(args, "size")?.unwrap_or(3);
-        if size == 0 || size > 32 {
-            return Err(Error::inval(format!("size {size} out of range 1..=32")));
-        }
-        let min_size = arg_u32(args, "min_size")?.unwrap_or(size - size / 2);
-        if min_size == 0 || min_size > size {
-            return Err(Error::inval(format!("min_size {min_size} out of range 1..={size}")));
-        }
-        let map = &g.state.map;
-        if map.pool_by_name(&name).is_some() {
-            return Err(Error::exists(format!("pool '{name}' already exists")));
-        }
-        let id = map.pool_max + 1;
-        let mut inc = map.next_incremental();
-        inc.new_pools
-            .insert(id, Pool::new(id, name.clone(), size, min_size, pg_num));
-        inc.new_pool_max = Some(id);
-        let e = self.propose(g, inc)?;
-        let out = json!({"pool": name, "pool_id": id, "epoch": e}).to_string();
-        Ok((format!("pool '{name}' created"), Bytes::from(out)))
-    }
-
-    fn pool_rm(&self, g: &mut Inner, args: &Map<String, Value>) -> Result<CmdOut> {
-        let name = arg_str(args, "pool")?.ok_or_else(|| Error::inval("osd pool rm: missing 'pool'"))?;
-        if let Some(p2) = arg_str(args, "pool2")? {
-            if p2 != name {
-                return Err(Error::inval(format!(
-                    "pool2 '{p2}' does not match pool '{name}': give the name twice to remove a pool"
-                )));
-            }
-        }
-        let map = &g.state.map;
-        let id = map
-            .pool_by_name(&name)
-            .map(|p| p.id)
-            .ok_or_else(|| Error::noent(format!("pool '{name}' does not exist")))?;
-        let mut inc = map.next_incremental();
-        inc.removed_pools.insert(id);
-        self.propose(g, inc)?;
-        Ok((format!("pool '{name}' removed"), Bytes::new()))
-    }
-
-    /// `osd down|out|in`: one new epoch for whatever changes; unknown OSDs fail the command.
-    fn osd_flags(&self, g: &mut Inner, what: &str, args: &Map<String, Value>) -> Result<CmdOut> {
-        let ids = arg_osd_ids(args)?;
-        let map = &g.state.map;
-        if let Some(id) = ids.iter().find(|id| !map.exists(**id)) {
-            return Err(Error::noent(format!("osd.{id} does not exist")));
-        }
-        let mut inc = map.next_incremental();
-        let mut rs = String::new();
-        for &id in &ids {
-            let (change, already) = match what {
-                "down" => (map.is_up(id), "already down"),
-                "out" => (map.is_in(id), "already out"),
-                _ => (!map.is_in(id), "already in"),
-            };
-            if !change {
-                rs.push_str(&format!("osd.{id} is {already}. "));
-                continue;
-            }
-            if what != "down" {
-                // The operator's choice now; a boot no longer undoes it.
-                g.failures.auto_out.remove(&id);
-            }
-            match what {
-                "down" => inc.new_down.insert(id),
-                "out" => inc.new_out.insert(id),
-                _ => inc.new_in.insert(id),
-            };
-            rs.push_str(&format!("marked {what} osd.{id}. "));
-        }
-        let changed = !(inc.new_down.is_empty() && inc.new_out.is_empty() && inc.new_in.is_empty());
-        if changed {
-            self.propose(g, inc)?;
-        }
-        Ok((rs.trim_end().to_string(), Bytes::new()))
     }
 }
 
@@ -642,7 +455,7 @@ impl Monitor {
     fn register_commands(&self) -> Result<()> {
         let c = self.core.clone();
         let status = Arc::new(move |r: &crate::asok::Request<'_>| {
-            let v = status_json(&c.inner.lock().state.map);
+            let v = commands::status_json(&c.inner.lock().state.map);
             Ok(r.render(&FVal::from(&v)))
         });
         let c = self.core.clone();
@@ -764,21 +577,6 @@ mod tests {
         let mut m = old.clone();
         update_for(&st, 8).unwrap().advance(&mut m).unwrap();
         assert_eq!(m, st.map);
-    }
-
-    #[test]
-    fn command_arguments_parse_leniently_and_fail_clearly() {
-        let a: Map<String, Value> =
-            serde_json::from_str(r#"{"pg_num":"16","size":2,"bad":-1,"ids":["osd.3",4,"5"],"s":7}"#).unwrap();
-        assert_eq!(arg_u32(&a, "pg_num").unwrap(), Some(16));
-        assert_eq!(arg_u32(&a, "size").unwrap(), Some(2));
-        assert_eq!(arg_u32(&a, "nope").unwrap(), None);
-        assert_eq!(arg_u32(&a, "bad").unwrap_err().errno, libc::EINVAL);
-        assert_eq!(arg_str(&a, "s").unwrap_err().errno, libc::EINVAL);
-        assert_eq!(arg_osd_ids(&a).unwrap(), vec![3, 4, 5]);
-        let b: Map<String, Value> = serde_json::from_str(r#"{"ids":["osd.x"]}"#).unwrap();
-        assert_eq!(arg_osd_ids(&b).unwrap_err().errno, libc::EINVAL);
-        assert_eq!(arg_osd_ids(&Map::new()).unwrap_err().errno, libc::EINVAL);
     }
 
     #[test]

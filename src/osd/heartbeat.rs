@@ -398,6 +398,16 @@ impl Inner {
         }
         let me = *self.my_addrs.lock();
         let mine = map.osd(self.whoami).copied();
+        if mine.is_none() && map.epoch > 0 && self.gave_up.lock().is_none() {
+            // As Ceph's "map says i do not exist": never created, or removed (`osd rm`).
+            let why = format!(
+                "osd.{} does not exist in the osdmap (e{}): create it first (osd create {})",
+                self.whoami, map.epoch, self.whoami
+            );
+            log::error!(target: "osd", "{why}");
+            *self.gave_up.lock() = Some(why);
+            self.stopping.store(true, Ordering::Release);
+        }
         let marked_down = match (mine, me) {
             (Some(o), Some(a)) if o.up && o.addrs == a => {
                 st.was_up = true;

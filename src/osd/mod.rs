@@ -511,6 +511,24 @@ impl Osd {
         hb.start(addrs, boot)
     }
 
+    /// Waits for the monitor's first map (at most `timeout`): -ENOENT when it does not have
+    /// this OSD (Ceph needs `osd create` before a boot; the OSD then gives up), -ETIMEDOUT
+    /// when no map came.
+    pub fn wait_for_map(&self, timeout: std::time::Duration) -> Result<Arc<OsdMap>> {
+        let Some(monc) = &self.monc else {
+            return Err(Error::inval("this OSD has no monitor"));
+        };
+        let m = monc.wait_for_map(timeout, |m| m.epoch > 0)?;
+        let me = self.shared.whoami;
+        if !m.exists(me) {
+            return Err(Error::noent(format!(
+                "osd.{me} does not exist in the osdmap (e{}): create it first (osd create {me})",
+                m.epoch
+            )));
+        }
+        Ok(Arc::new(m))
+    }
+
     /// Waits until the monitor's map shows this OSD up at its address.
     pub fn wait_for_up(&self, timeout: std::time::Duration) -> Result<Arc<OsdMap>> {
         let Some(monc) = &self.monc else {

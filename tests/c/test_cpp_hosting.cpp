@@ -5,6 +5,9 @@
 #include "test_util.h"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <vector>
 #include <netinet/in.h>
 #include <signal.h>
 #include <string>
@@ -53,6 +56,22 @@ int main() {
         } catch (const osdkit::Error& e) {
             CHECK_EQ(e.code(), EEXIST);
         }
+        // As in Ceph, an OSD must exist in the map before it boots.
+        try {
+            osd0.start();
+            CHECK(!"osd.0 booted before osd create");
+        } catch (const osdkit::Error& e) {
+            CHECK_EQ(e.code(), ENOENT);
+        }
+        CHECK(mon.command(R"({"prefix": "osd create", "id": 0})") == "0");
+        CHECK(mon.command(R"({"prefix": "osd create"})") == "1");
+        try {
+            mon.command(R"({"prefix": "no such command"})");
+            CHECK(!"a bad command succeeded");
+        } catch (const osdkit::Error& e) {
+            CHECK_EQ(e.code(), EINVAL);
+            CHECK(std::string(e.what()).find("unknown command") != std::string::npos);
+        }
         osd0.start();
         osd1.start();
         osd0.wait_active(std::chrono::seconds(30));
@@ -83,6 +102,42 @@ int main() {
             mine++;
         }
         CHECK(mine > 0 && mine < 30);
+        // The same without waiting: completions on the OSD's threads.
+        std::mutex mu;
+        std::condition_variable cv;
+        std::vector<std::string> done;
+        auto note = [&](std::string s) {
+            std::lock_guard<std::mutex> g(mu);
+            done.push_back(std::move(s));
+            cv.notify_all();
+        };
+        auto wait_n = [&](std::size_t n) {
+            std::unique_lock<std::mutex> g(mu);
+            CHECK(cv.wait_for(g, std::chrono::seconds(30), [&] { return done.size() >= n; }));
+        };
+        std::string target;
+        for (int i = 0; i < 30 && target.empty(); i++) {
+            std::string oid = "direct-" + std::to_string(i);
+            try {
+                osd0.read("p", oid);
+                target = oid;
+            } catch (const osdkit::Error&) {
+            }
+        }
+        CHECK(!target.empty());
+        osd0.aio_write("p", target, "async", 0, [&](int r) { note("w" + std::to_string(r)); });
+        wait_n(1);
+        osd0.aio_read("p", target, 16, 0, [&](int r, std::string d) { note("r" + std::to_string(r) + d); });
+        wait_n(2);
+        osd0.aio_truncate("p", target, 1, [&](int r) { note("t" + std::to_string(r)); });
+        wait_n(3);
+        osd0.aio_read("p", target, 0, 0, [&](int r, std::string d) { note("z" + std::to_string(r) + d); });
+        wait_n(4);
+        CHECK(done[0] == "w0");
+        CHECK(done[1] == "r0async");
+        CHECK(done[2] == "t0");
+        CHECK(done[3] == "z0");
+        CHECK(io.read(target) == "a");
         osd1.shutdown();
         CHECK(osd1.join(std::chrono::seconds(30)) == osdkit::DaemonState::Stopped);
         osd1.start();

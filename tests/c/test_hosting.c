@@ -108,6 +108,20 @@ int main(void) {
     oa.id = 0;
     CHECK_EQ(osdkit_osd_new(&oa, &dup), -EEXIST);
     CHECK_CONTAINS(osdkit_last_error(), "osd.0");
+    /* As in Ceph, an OSD must exist in the map before it boots: the start says so. */
+    CHECK_EQ(osdkit_osd_start(osd[0]), -ENOENT);
+    CHECK_CONTAINS(osdkit_last_error(), "osd.0 does not exist in the osdmap");
+    CHECK_EQ(osdkit_osd_state(osd[0], NULL, 0), OSDKIT_STATE_FAILED);
+    char out[16], st[128];
+    CHECK_EQ(osdkit_mon_command(mon, "{\"prefix\": \"osd create\", \"id\": 0}", out, sizeof(out), st, sizeof(st)), 0);
+    CHECK(strcmp(out, "0") == 0);
+    CHECK_EQ(osdkit_mon_command(mon, "{\"prefix\": \"osd create\"}", out, sizeof(out), NULL, 0), 0);
+    CHECK(strcmp(out, "1") == 0);
+    CHECK_EQ(osdkit_mon_command(mon, "{\"prefix\": \"no such\"}", NULL, 0, st, sizeof(st)), -EINVAL);
+    CHECK_CONTAINS(st, "unknown command");
+    CHECK_EQ(osdkit_mon_command(mon, "{\"prefix\": \"osd dump\"}", out, sizeof(out), NULL, 0), -ERANGE);
+    CHECK_EQ(osdkit_mon_command(mon, NULL, NULL, 0, NULL, 0), -EINVAL);
+    CHECK_EQ(osdkit_mon_command(NULL, "{}", NULL, 0, NULL, 0), -EINVAL);
     for (int i = 0; i < 2; i++) {
         CHECK_EQ(osdkit_osd_start(osd[i]), 0);
     }

@@ -153,3 +153,16 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `osd create <id>` on `mon` for each id: as in Ceph, an OSD must exist before it boots.
+pub fn osd_create(mon: &osdkit::mon::Monitor, ids: impl IntoIterator<Item = i32>) {
+    for id in ids {
+        let (r, rs, _) = mon.command(&format!(r#"{{"prefix":"osd create","id":{id}}}"#));
+        assert_eq!(r, 0, "osd create {id}: {rs}");
+    }
+}
+
+/// `osd_create` on a hosted monitor.
+pub fn hosted_osd_create(mon: &osdkit::hosting::instance::HostedDaemon, ids: impl IntoIterator<Item = i32>) {
+    mon.with_mon(|m| osd_create(m, ids)).expect("the monitor runs");
+}

@@ -4,7 +4,8 @@
  *   hosted_osds CONF PIDFILE [ID ID]
  *
  * CONF names the monitor (mon_host) and the OSDs' settings; the OSDs are osd.0 and osd.1
- * unless two ids are given. The program daemonizes (the parent exits 0 only once both OSDs
+ * unless two ids are given, and must exist in the map (`osdkit osd create -c CONF 0`, as
+ * Ceph's `ceph osd create`). The program daemonizes (the parent exits 0 only once both OSDs
  * are up in the map, or with the errno of what failed), writes PIDFILE, adds an admin command
  * `hosted` to the first OSD's admin socket, and runs until SIGTERM or SIGINT, which it
  * forwards to both OSDs (they mark themselves down) before it exits 0. While it runs:

@@ -192,7 +192,7 @@ pub(crate) enum Cmd {
         foreground: bool,
     },
     /// Run one OSD (osd.ID): its store per osd_objectstore/osd_data, bound to public_addr (or
-    /// 127.0.0.1:0), booted to mon_host. Or, with a subcommand, mark OSDs: `osd down|out|in ID...`.
+    /// 127.0.0.1:0), booted to mon_host. Or, with a subcommand, change the map: `osd create [ID]`, `osd rm|down|out|in ID...`.
     ///
     /// Forks into the background unless -f; the parent exits 0 once the monitor's map shows the
     /// OSD up, or 1 with the reason. Pid file $run_dir/$name.pid, admin socket per admin_socket,
@@ -342,6 +342,22 @@ pub(crate) enum OsdSub {
     },
     /// Mark OSDs in again (like `ceph osd in`).
     In {
+        #[command(flatten)]
+        a: CmdArgs,
+        /// OSD ids (`3` or `osd.3`).
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Create an OSD in the map, so that it may boot, and print its id (like `ceph osd create`):
+    /// the given id (an existing one is no change), else the lowest free one.
+    Create {
+        #[command(flatten)]
+        a: CmdArgs,
+        /// The OSD id to create (`3` or `osd.3`).
+        id: Option<String>,
+    },
+    /// Remove OSDs from the map; they must be down (like `ceph osd rm`).
+    Rm {
         #[command(flatten)]
         a: CmdArgs,
         /// OSD ids (`3` or `osd.3`).

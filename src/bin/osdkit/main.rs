@@ -343,6 +343,8 @@ fn main() -> ExitCode {
                 OsdSub::Down { a, ids } => ("down", a, ids),
                 OsdSub::Out { a, ids } => ("out", a, ids),
                 OsdSub::In { a, ids } => ("in", a, ids),
+                OsdSub::Rm { a, ids } => ("rm", a, ids),
+                OsdSub::Create { a, id } => ("create", a, id.into_iter().collect()),
             };
             let json = machine(a.format, a.json);
             match conf_or_exit("osd", a.conf) {
@@ -360,7 +362,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Cmd::Osd { .. } => {
-            eprintln!("osdkit osd: give -i ID to run an OSD, or down|out|in ID...");
+            eprintln!("osdkit osd: give -i ID to run an OSD, or create [ID], or rm|down|out|in ID...");
             ExitCode::from(2)
         }
         Cmd::Pg { a, what } => {
