@@ -288,6 +288,10 @@ impl ObjectStore for MemStore {
         self.do_transaction(coll, txn)
     }
 
+    fn check_transaction(&self, coll: &CollId, txn: &Transaction) -> Result<()> {
+        self.limits.check_txn(coll, txn)
+    }
+
     fn list_collections(&self) -> Result<Vec<CollId>> {
         self.check_mounted()?;
         Ok(self.colls.read().keys().copied().collect())

@@ -32,6 +32,7 @@
 //! end returns the short (possibly empty) part, and `len == 0` reads to the end (as
 //! `ObjectStore::read` with length 0 in Ceph).
 
+pub mod encoding;
 pub mod kv;
 pub mod mem;
 #[cfg(test)]
@@ -556,6 +557,11 @@ pub trait ObjectStore: Send + Sync {
     /// transaction is durable, or with the error of the first failing op (nothing applied).
     /// Transactions queued from one thread apply in queue order.
     fn queue_transaction(&self, coll: &CollId, txn: Transaction, on_commit: OnCommit);
+
+    /// The checks `queue_transaction` makes without looking at the store's state (limits,
+    /// extents): a transaction that passes them can fail later only on a state it did not
+    /// expect, or on a device error.
+    fn check_transaction(&self, coll: &CollId, txn: &Transaction) -> Result<()>;
 
     /// Queues `txn` and waits for its commit.
     fn apply_transaction(&self, coll: &CollId, txn: Transaction) -> Result<()> {

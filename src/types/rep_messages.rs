@@ -4,7 +4,7 @@
 //! encoding), with the PG log entry's version and request id so a replica that becomes primary
 //! knows which requests it already holds.
 
-use super::encoding::{envelope_message, DResult, Decode, DecodeError, Decoder, Encode, Encoder};
+use super::encoding::{envelope_message, DResult, Decode, Decoder, Encode, Encoder};
 use super::messages::{
     FrontMessage, MSG_OSD_PG_PULL, MSG_OSD_PG_PUSH, MSG_OSD_PG_PUSH_REPLY, MSG_OSD_PG_SCAN, MSG_OSD_REPOP,
     MSG_OSD_REPOPREPLY, MSG_OSD_REP_SCRUB, MSG_OSD_REP_SCRUBMAP,
@@ -65,149 +65,28 @@ impl Decode for Eversion {
     }
 }
 
+// The store owns these encodings (`os::encoding`): its WAL logs the same bytes.
 impl Encode for ObjectId {
     fn encode(&self, e: &mut Encoder) {
-        e.i64(self.pool);
-        e.string(&self.namespace);
-        e.string(&self.name);
+        self.encode_into(e.buf_mut());
     }
 }
 impl Decode for ObjectId {
-    const MIN_LEN: usize = 16;
+    const MIN_LEN: usize = crate::os::encoding::OBJECT_ID_MIN_LEN;
     fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
-        Ok(ObjectId {
-            pool: d.i64()?,
-            namespace: d.string()?,
-            name: d.string()?,
-        })
+        ObjectId::decode_from(d.dec_mut())
     }
-}
-
-fn put_bytes(e: &mut Encoder, b: &Bytes) {
-    e.bytes(b);
-}
-fn get_bytes(d: &mut Decoder<'_>) -> DResult<Bytes> {
-    Ok(Bytes::copy_from_slice(d.bytes()?))
 }
 
 impl Encode for Op {
     fn encode(&self, e: &mut Encoder) {
-        match self {
-            Op::CreateCollection => e.u8(1),
-            Op::RemoveCollection => e.u8(2),
-            Op::Touch(o) => {
-                e.u8(3);
-                e.put(o);
-            }
-            Op::Write { oid, off, data } => {
-                e.u8(4);
-                e.put(oid);
-                e.u64(*off);
-                put_bytes(e, data);
-            }
-            Op::Zero { oid, off, len } => {
-                e.u8(5);
-                e.put(oid);
-                e.u64(*off);
-                e.u64(*len);
-            }
-            Op::Truncate { oid, size } => {
-                e.u8(6);
-                e.put(oid);
-                e.u64(*size);
-            }
-            Op::Remove(o) => {
-                e.u8(7);
-                e.put(o);
-            }
-            Op::SetAttr { oid, name, value } => {
-                e.u8(8);
-                e.put(oid);
-                e.string(name);
-                put_bytes(e, value);
-            }
-            Op::RmAttr { oid, name } => {
-                e.u8(9);
-                e.put(oid);
-                e.string(name);
-            }
-            Op::OmapSetKeys { oid, kv } => {
-                e.u8(10);
-                e.put(oid);
-                e.u32(kv.len() as u32);
-                for (k, v) in kv {
-                    e.string(k);
-                    put_bytes(e, v);
-                }
-            }
-            Op::OmapRmKeys { oid, keys } => {
-                e.u8(11);
-                e.put(oid);
-                e.u32(keys.len() as u32);
-                for k in keys {
-                    e.string(k);
-                }
-            }
-            Op::OmapClear(o) => {
-                e.u8(12);
-                e.put(o);
-            }
-        }
+        self.encode_into(e.buf_mut());
     }
 }
 impl Decode for Op {
     const MIN_LEN: usize = 1;
     fn decode(d: &mut Decoder<'_>) -> DResult<Self> {
-        Ok(match d.u8()? {
-            1 => Op::CreateCollection,
-            2 => Op::RemoveCollection,
-            3 => Op::Touch(d.get()?),
-            4 => Op::Write {
-                oid: d.get()?,
-                off: d.u64()?,
-                data: get_bytes(d)?,
-            },
-            5 => Op::Zero {
-                oid: d.get()?,
-                off: d.u64()?,
-                len: d.u64()?,
-            },
-            6 => Op::Truncate {
-                oid: d.get()?,
-                size: d.u64()?,
-            },
-            7 => Op::Remove(d.get()?),
-            8 => Op::SetAttr {
-                oid: d.get()?,
-                name: d.string()?,
-                value: get_bytes(d)?,
-            },
-            9 => Op::RmAttr {
-                oid: d.get()?,
-                name: d.string()?,
-            },
-            10 => {
-                let oid = d.get()?;
-                let n = d.count(5)?;
-                let mut kv = std::collections::BTreeMap::new();
-                for _ in 0..n {
-                    let k = d.string()?;
-                    kv.insert(k, get_bytes(d)?);
-                }
-                Op::OmapSetKeys { oid, kv }
-            }
-            11 => {
-                let oid = d.get()?;
-                let n = d.count(4)?;
-                let mut keys = std::collections::BTreeSet::new();
-                for _ in 0..n {
-                    keys.insert(d.string()?);
-                }
-                Op::OmapRmKeys { oid, keys }
-            }
-            12 => Op::OmapClear(d.get()?),
-            t => return Err(DecodeError(format!("unknown transaction op {t}"))),
-        })
+        Op::decode_from(d.dec_mut())
     }
 }
 

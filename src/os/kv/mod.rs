@@ -1,4 +1,5 @@
-//! KvStore: a durable object store on redb, one database file `<osd_data>/store.redb`.
+//! KvStore: a durable object store on redb, one database file `<osd_data>/store.redb`, with a
+//! write-ahead log `<osd_data>/wal` in front of it.
 //!
 //! # Commit path
 //!
@@ -8,12 +9,21 @@
 //! [`MAX_BATCH_BYTES`] of payload), opens ONE redb write transaction, and for each queued
 //! transaction in order: validates it against the write transaction's current state (which
 //! includes the batch's earlier transactions) and, if valid, applies it; an invalid one is
-//! skipped whole and its callback gets the error. The batch is committed with
-//! `Durability::Immediate` (fsync), and only then are the callbacks called, on `kv_sync`,
-//! holding no lock. An op is therefore acknowledged only once durable, and reads (each a fresh
-//! redb read transaction) issued after the callback see it. Callbacks must not block on this
-//! store (`apply_transaction` from a callback returns `EDEADLK`). If the commit itself fails,
-//! every transaction of the batch gets `EIO` and none is applied.
+//! skipped whole and its callback gets the error. A batch of up to `wal::WAL_MAX_RECORD` bytes
+//! is committed to redb unsynced (`Durability::None`, visible to readers at once) and made
+//! durable by one synced record of its valid transactions in the log (see `wal` and `sync`);
+//! a larger one is committed with `Durability::Immediate`. Only then are the callbacks called,
+//! on `kv_final` (while `kv_sync` commits the next batch), holding no lock. An op is therefore
+//! acknowledged only once durable, and reads (each a fresh redb read transaction) issued after
+//! the callback see it. A callback may wait for a lock or call `apply_transaction` (whose own
+//! wake-up `kv_sync` runs, not `kv_final`), but it delays the callbacks after it. If the commit
+//! itself fails, every transaction of the batch gets `EIO` and none is applied; if a log write
+//! fails, the store commits nothing more (every later transaction gets that error).
+//!
+//! Each redb commit records the log sequence it includes (`super` key `wal_seq`), so at mount
+//! the log's newer records are exactly what redb lost (its unsynced commits, at a power cut):
+//! they are applied again, redb is synced, and the log starts over (a checkpoint, also done
+//! when the log is full and at umount).
 //!
 //! # Key layout
 //!
@@ -21,6 +31,7 @@
 //!
 //! ```text
 //! super   "format"                          -> "osdkit-kv-1"
+//! super   "wal_seq"                         -> u64 LE: the last log record redb includes
 //! colls   C                                 -> ""                    collection marker
 //! onodes  O                                 -> size u64 LE | mtime_ns u64 LE
 //! data    O | chunk_index u64 BE            -> chunk bytes (<= 64 KiB; absent chunk = hole)
@@ -56,12 +67,15 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 mod keys;
+pub mod simdisk;
 mod sync;
 mod tables;
+mod wal;
 
 use keys::*;
 use sync::*;
 use tables::*;
+pub use wal::WAL_MAX_RECORD;
 
 type Def = TableDefinition<'static, &'static [u8], &'static [u8]>;
 const SUPER: Def = TableDefinition::new("super");
@@ -88,6 +102,10 @@ const L_BATCH_SIZE: usize = 1;
 const L_OPS: usize = 2;
 const L_BYTES: usize = 3;
 const L_QUEUE_LAT: usize = 4;
+const L_WAL_BYTES: usize = 5;
+const L_CHECKPOINTS: usize = 6;
+const L_DIRECT: usize = 7;
+const L_WAL_LAT: usize = 8;
 
 fn build_perf() -> Arc<PerfCounters> {
     let mut b = PerfCountersBuilder::new("kvstore");
@@ -97,8 +115,28 @@ fn build_perf() -> Arc<PerfCounters> {
         b.add_u64_counter("kv_ops", "Transactions committed"),
         b.add_u64_counter("kv_bytes", "Payload bytes committed"),
         b.add_time_avg("kv_queue_latency", "Time from queue_transaction to on_commit"),
+        b.add_u64_counter("kv_wal_bytes", "Bytes of write-ahead log records (one fdatasync each)"),
+        b.add_u64_counter(
+            "kv_checkpoints",
+            "Syncs of the database that retired the write-ahead log",
+        ),
+        b.add_u64_counter("kv_direct_commits", "Large batches synced in the database, not logged"),
+        b.add_time_avg("kv_wal_latency", "Time to append and sync one write-ahead log record"),
     ];
-    debug_assert_eq!(idx, [L_COMMIT_LAT, L_BATCH_SIZE, L_OPS, L_BYTES, L_QUEUE_LAT]);
+    debug_assert_eq!(
+        idx,
+        [
+            L_COMMIT_LAT,
+            L_BATCH_SIZE,
+            L_OPS,
+            L_BYTES,
+            L_QUEUE_LAT,
+            L_WAL_BYTES,
+            L_CHECKPOINTS,
+            L_DIRECT,
+            L_WAL_LAT
+        ]
+    );
     b.build()
 }
 
@@ -107,13 +145,14 @@ fn eio(e: impl std::fmt::Display) -> Error {
 }
 
 thread_local! {
-    static IN_KV_SYNC: Cell<bool> = const { Cell::new(false) };
+    static IN_KV_CALLBACK: Cell<bool> = const { Cell::new(false) };
 }
 
 struct Mounted {
     db: Arc<Database>,
     tx: Sender<Msg>,
     thread: JoinHandle<()>,
+    final_thread: JoinHandle<()>,
     pc: Option<Arc<PerfCounters>>,
 }
 
@@ -122,6 +161,8 @@ pub struct KvStore {
     dir: PathBuf,
     limits: StoreLimits,
     perf: Option<Arc<PerfCountersCollection>>,
+    /// Power-loss tests: the files live on this simulated disk, not under `dir`.
+    disk: Option<Arc<simdisk::SimDisk>>,
     state: RwLock<Option<Mounted>>,
 }
 
@@ -136,8 +177,17 @@ impl KvStore {
             dir: dir.as_ref().to_path_buf(),
             limits,
             perf,
+            disk: None,
             state: RwLock::new(None),
         }
+    }
+
+    /// A store whose database and log are files of `disk`, for power-loss tests
+    /// ([`simdisk::SimDisk::power_cut`]).
+    pub fn on_sim_disk(disk: Arc<simdisk::SimDisk>) -> Self {
+        let mut s = Self::new("<simulated disk>");
+        s.disk = Some(disk);
+        s
     }
 
     pub fn path(&self) -> &Path {
@@ -145,6 +195,45 @@ impl KvStore {
     }
     pub fn limits(&self) -> &StoreLimits {
         &self.limits
+    }
+
+    /// Queues `txn` for `kv_sync`; `wake`: `on_commit` only wakes a waiter (it neither blocks
+    /// nor takes a lock), so `kv_sync` runs it itself.
+    fn queue(&self, coll: &CollId, txn: Transaction, on_commit: OnCommit, wake: bool) {
+        let st = self.state.read();
+        let Some(m) = st.as_ref() else {
+            drop(st);
+            return on_commit(Err(not_mounted()));
+        };
+        if let Err(e) = self.limits.check_txn(coll, &txn) {
+            drop(st);
+            return on_commit(Err(e));
+        }
+        let q = Queued {
+            coll: *coll,
+            txn,
+            on_commit,
+            wake,
+            queued_at: Instant::now(),
+        };
+        if let Err(crossbeam_channel::SendError(Msg::Txn(q))) = m.tx.send(Msg::Txn(q)) {
+            drop(st);
+            (q.on_commit)(Err(eio("kv_sync is gone")));
+        }
+    }
+
+    /// Stops as a power cut would look to this process's files: queued transactions are
+    /// dropped unanswered, and the log is left as it is, with no last checkpoint.
+    #[cfg(test)]
+    pub(crate) fn crash(&self) {
+        if let Some(m) = self.state.write().take() {
+            let _ = m.tx.send(Msg::Crash);
+            let _ = m.thread.join();
+            let _ = m.final_thread.join();
+            if let (Some(coll), Some(pc)) = (&self.perf, &m.pc) {
+                coll.remove(pc);
+            }
+        }
     }
 
     /// The perf counters while mounted.
@@ -223,12 +312,17 @@ impl ObjectStore for KvStore {
         if st.is_some() {
             return Err(Error::new(libc::EBUSY, "kvstore already mounted"));
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(e, self.dir.display()))?;
+        if self.disk.is_none() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| Error::io(e, self.dir.display()))?;
+        }
         let file = self.dir.join(DB_FILE);
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(&file)
-            .map_err(|e| eio(format!("open {}: {e}", file.display())))?;
+        let mut b = redb::Builder::new();
+        b.set_cache_size(CACHE_BYTES);
+        let db = match &self.disk {
+            Some(d) => b.create_with_backend(d.file(DB_FILE)),
+            None => b.create(&file),
+        }
+        .map_err(|e| eio(format!("open {}: {e}", file.display())))?;
         {
             let w = db.begin_write().map_err(eio)?;
             {
@@ -254,28 +348,52 @@ impl ObjectStore for KvStore {
             w.commit().map_err(eio)?;
         }
         let db = Arc::new(db);
+        let (mut wal, records) = match &self.disk {
+            Some(d) => wal::Wal::open_on(Box::new(d.file(wal::WAL_FILE)), "on the simulated disk")?,
+            None => wal::Wal::open(&self.dir)?,
+        };
+        let next_seq = replay(&db, &mut wal, records)?;
         let pc = self.perf.as_ref().map(|coll| {
             let pc = build_perf();
             coll.add(&pc);
             pc
         });
         let (tx, rx) = crossbeam_channel::unbounded();
-        let (db2, pc2) = (db.clone(), pc.clone());
+        let (fin_tx, fin_rx) = crossbeam_channel::unbounded();
+        let final_thread = crate::common::log::ThreadBuilder::new()
+            .name("kv_final".into())
+            .spawn(move || kv_final_loop(fin_rx))
+            .map_err(|e| Error::io(e, "spawn kv_final"))?;
+        let sync = KvSync {
+            db: db.clone(),
+            wal,
+            next_seq,
+            pc: pc.clone(),
+            failed: None,
+        };
         let thread = crate::common::log::ThreadBuilder::new()
             .name("kv_sync".into())
-            .spawn(move || kv_sync_loop(db2, rx, pc2))
+            .spawn(move || sync.run(rx, fin_tx))
             .map_err(|e| Error::io(e, "spawn kv_sync"))?;
-        *st = Some(Mounted { db, tx, thread, pc });
+        *st = Some(Mounted {
+            db,
+            tx,
+            thread,
+            final_thread,
+            pc,
+        });
         Ok(())
     }
 
     fn umount(&self) -> Result<()> {
-        if IN_KV_SYNC.with(|f| f.get()) {
+        if IN_KV_CALLBACK.with(|f| f.get()) {
             return Err(Error::new(libc::EDEADLK, "umount from a kvstore commit callback"));
         }
         let m = self.state.write().take().ok_or_else(not_mounted)?;
         let _ = m.tx.send(Msg::Stop);
         m.thread.join().map_err(|_| eio("kv_sync panicked"))?;
+        // kv_sync's end closed kv_final's queue: it runs what is left and ends.
+        m.final_thread.join().map_err(|_| eio("kv_final panicked"))?;
         if let (Some(coll), Some(pc)) = (&self.perf, &m.pc) {
             coll.remove(pc);
         }
@@ -285,41 +403,24 @@ impl ObjectStore for KvStore {
     }
 
     fn queue_transaction(&self, coll: &CollId, txn: Transaction, on_commit: OnCommit) {
-        let st = self.state.read();
-        let Some(m) = st.as_ref() else {
-            drop(st);
-            return on_commit(Err(not_mounted()));
-        };
-        if let Err(e) = self.limits.check_txn(coll, &txn) {
-            drop(st);
-            return on_commit(Err(e));
-        }
-        let q = Queued {
-            coll: *coll,
-            txn,
-            on_commit,
-            queued_at: Instant::now(),
-        };
-        if let Err(crossbeam_channel::SendError(Msg::Txn(q))) = m.tx.send(Msg::Txn(q)) {
-            drop(st);
-            (q.on_commit)(Err(eio("kv_sync is gone")));
-        }
+        self.queue(coll, txn, on_commit, false);
+    }
+
+    fn check_transaction(&self, coll: &CollId, txn: &Transaction) -> Result<()> {
+        self.limits.check_txn(coll, txn)
     }
 
     fn apply_transaction(&self, coll: &CollId, txn: Transaction) -> Result<()> {
-        if IN_KV_SYNC.with(|f| f.get()) {
-            return Err(Error::new(
-                libc::EDEADLK,
-                "apply_transaction from a kvstore commit callback",
-            ));
-        }
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.queue_transaction(
+        // Woken by kv_sync itself, not through kv_final: a caller may hold a lock that a
+        // callback on kv_final is waiting for.
+        self.queue(
             coll,
             txn,
             Box::new(move |r| {
                 let _ = tx.send(r);
             }),
+            true,
         );
         rx.recv().unwrap_or_else(|_| Err(eio("transaction dropped")))
     }

@@ -1,29 +1,59 @@
-//! The `kv_sync` thread: takes every queued transaction (up to a batch limit), validates and
-//! applies them in one redb write transaction, commits it with fsync, then runs their
-//! callbacks.
+//! The `kv_sync` thread takes every queued transaction (up to a batch limit), validates and
+//! applies them in one redb write transaction, and makes the batch durable: a small batch by
+//! one record in the write-ahead log (`wal`, one `fdatasync`; redb's commit is not synced), a
+//! large one by syncing redb. The `kv_final` thread runs their callbacks (BlueStore's
+//! `bstore_kv_sync` / `bstore_kv_final`), so the next batch commits while they run, and a
+//! callback that waits for a lock whose holder waits for a commit does not stop commits.
+//! `mount` replays the log (`replay`).
 
 use super::tables::*;
+use super::wal::{Wal, WAL_MAX_RECORD};
 use super::*;
+use bytes::{BufMut, BytesMut};
 
 pub(super) struct Queued {
     pub(super) coll: CollId,
     pub(super) txn: Transaction,
     pub(super) on_commit: OnCommit,
+    /// `on_commit` only wakes a waiter: run on `kv_sync`, not `kv_final`.
+    pub(super) wake: bool,
     pub(super) queued_at: Instant,
 }
 
 pub(super) enum Msg {
     Txn(Queued),
     Stop,
+    /// Stop as a crash would: no last checkpoint (tests).
+    #[cfg(test)]
+    Crash,
 }
 
-/// Validates and applies a batch in one write transaction and commits it. Returns each
-/// transaction's result.
-pub(super) fn commit_batch(db: &Database, batch: &mut [Queued]) -> Vec<Result<()>> {
-    let mut results: Vec<Result<()>> = Vec::with_capacity(batch.len());
+/// The key in `super` holding the last log sequence number whose batch redb holds; written
+/// in the same redb commit as the batch, so redb's state and it always agree.
+const WAL_SEQ: &[u8] = b"wal_seq";
+
+/// The log sequence redb's current state includes (0: none).
+pub(super) fn wal_seq(db: &Database) -> Result<u64> {
+    let r = db.begin_read().map_err(eio)?;
+    let t = r.open_table(SUPER).map_err(eio)?;
+    let v = t.get(WAL_SEQ).map_err(eio)?;
+    Ok(v.map_or(0, |v| v.value().try_into().map(u64::from_le_bytes).unwrap_or(0)))
+}
+
+/// Validates and applies `txns` in one write transaction (each valid one whole, an invalid
+/// one not at all) stamped `now`, records `seq` as the log sequence it includes, and commits
+/// with `durability`. Returns each transaction's result.
+fn commit(
+    db: &Database,
+    txns: &mut [(CollId, Transaction)],
+    now: u64,
+    durability: Durability,
+    seq: u64,
+) -> Vec<Result<()>> {
+    let mut results: Vec<Result<()>> = Vec::with_capacity(txns.len());
     let r = (|| -> Result<()> {
         let mut w = db.begin_write().map_err(eio)?;
-        w.set_durability(Durability::Immediate);
+        w.set_durability(durability);
         {
             let mut t = Tables {
                 colls: w.open_table(COLLS).map_err(eio)?,
@@ -32,64 +62,257 @@ pub(super) fn commit_batch(db: &Database, batch: &mut [Queued]) -> Vec<Result<()
                 xattrs: w.open_table(XATTRS).map_err(eio)?,
                 omap: w.open_table(OMAP).map_err(eio)?,
             };
-            let now = now_ns();
-            for q in batch.iter_mut() {
-                let v = validate_txn(&q.coll, &q.txn, &WriteView { t: &t, coll: &q.coll });
+            for (coll, txn) in txns.iter_mut() {
+                let v = validate_txn(coll, txn, &WriteView { t: &t, coll });
                 if v.is_ok() {
-                    for op in std::mem::take(&mut q.txn.ops) {
-                        t.apply(&q.coll, op, now)?;
+                    for op in std::mem::take(&mut txn.ops) {
+                        t.apply(coll, op, now)?;
                     }
                 }
                 results.push(v);
             }
+            let mut sup = w.open_table(SUPER).map_err(eio)?;
+            sup.insert(WAL_SEQ, &seq.to_le_bytes()[..]).map_err(eio)?;
         }
         w.commit().map_err(eio)
     })();
     match r {
         Ok(()) => results,
         Err(e) => {
-            log::error!("kvstore: batch of {} transactions failed: {e}", batch.len());
-            batch.iter().map(|_| Err(e.clone())).collect()
+            log::error!("kvstore: batch of {} transactions failed: {e}", txns.len());
+            txns.iter().map(|_| Err(e.clone())).collect()
         }
     }
 }
 
-pub(super) fn kv_sync_loop(db: Arc<Database>, rx: Receiver<Msg>, pc: Option<Arc<PerfCounters>>) {
-    IN_KV_SYNC.with(|f| f.set(true));
-    let mut stop = false;
-    while !stop {
-        let first = match rx.recv() {
-            Ok(Msg::Txn(q)) => q,
-            Ok(Msg::Stop) | Err(_) => break,
+/// Makes everything redb holds durable (a synced, empty commit), then retires the log.
+fn checkpoint(db: &Database, wal: &mut Wal) -> Result<()> {
+    let mut w = db.begin_write().map_err(eio)?;
+    w.set_durability(Durability::Immediate);
+    w.commit().map_err(eio)?;
+    wal.reset()
+}
+
+/// One transaction as the log keeps it: its collection, then its ops.
+fn encode_txn(coll: &CollId, txn: &Transaction) -> BytesMut {
+    let mut b = BytesMut::new();
+    b.put_i64_le(coll.pool);
+    b.put_u32_le(coll.seed);
+    txn.encode_into(&mut b);
+    b
+}
+
+/// A log record's payload: the batch's stamp, then its valid transactions.
+fn encode_record(now: u64, txns: impl Iterator<Item = BytesMut>) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&now.to_le_bytes());
+    let at = out.len();
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut n = 0u32;
+    for t in txns {
+        out.extend_from_slice(&t);
+        n += 1;
+    }
+    out[at..at + 4].copy_from_slice(&n.to_le_bytes());
+    out
+}
+
+fn decode_record(p: &[u8]) -> crate::msgr::encoding::DResult<(u64, Vec<(CollId, Transaction)>)> {
+    let mut d = crate::msgr::encoding::Dec::new(p);
+    let now = d.u64()?;
+    let n = d.u32()?;
+    let mut txns = Vec::new();
+    for _ in 0..n {
+        let coll = CollId::new(d.i64()?, d.u32()?);
+        txns.push((coll, Transaction::decode_from(&mut d)?));
+    }
+    Ok((now, txns))
+}
+
+/// At mount: applies the log's records that redb's state lacks (those after its `wal_seq`),
+/// then checkpoints. Returns the next sequence number to log.
+pub(super) fn replay(db: &Database, wal: &mut Wal, records: Vec<super::wal::Record>) -> Result<u64> {
+    let held = wal_seq(db)?;
+    let mut last = held;
+    let mut replayed = 0usize;
+    for r in records {
+        if r.seq <= held {
+            continue;
+        }
+        if r.seq != last + 1 {
+            return Err(eio(format!(
+                "wal: record {} follows {last}: the log lost writes that were acknowledged",
+                r.seq
+            )));
+        }
+        let (now, mut txns) = decode_record(&r.payload).map_err(|e| eio(format!("wal record {}: {e}", r.seq)))?;
+        for (i, res) in commit(db, &mut txns, now, Durability::None, r.seq)
+            .into_iter()
+            .enumerate()
+        {
+            // Logged because it applied then, on the state replay rebuilt; it applies again.
+            if let Err(e) = res {
+                if e.errno == libc::EIO {
+                    return Err(e);
+                }
+                log::error!("kvstore: wal record {} transaction {i} no longer applies: {e}", r.seq);
+            }
+        }
+        last = r.seq;
+        replayed += 1;
+    }
+    if replayed > 0 {
+        log::info!("kvstore: replayed {replayed} wal record(s), through sequence {last}");
+    }
+    checkpoint(db, wal)?;
+    Ok(last + 1)
+}
+
+/// A committed batch's callbacks and results, for `kv_final`.
+pub(super) type Finished = Vec<(OnCommit, Result<()>)>;
+
+pub(super) fn kv_final_loop(rx: Receiver<Finished>) {
+    IN_KV_CALLBACK.with(|f| f.set(true));
+    while let Ok(batch) = rx.recv() {
+        for (f, r) in batch {
+            f(r);
+        }
+    }
+}
+
+/// What `kv_sync` owns.
+pub(super) struct KvSync {
+    pub(super) db: Arc<Database>,
+    pub(super) wal: Wal,
+    pub(super) next_seq: u64,
+    pub(super) pc: Option<Arc<PerfCounters>>,
+    /// A log write failed: redb may hold what the log does not, so nothing more is committed
+    /// (Ceph's BlueStore aborts); every later transaction gets this error.
+    pub(super) failed: Option<Error>,
+}
+
+impl KvSync {
+    /// Commits one batch durably; returns each transaction's result.
+    fn commit_batch(&mut self, batch: &mut [Queued], bytes: u64) -> Vec<Result<()>> {
+        if let Some(e) = &self.failed {
+            return batch.iter().map(|_| Err(e.clone())).collect();
+        }
+        let now = now_ns();
+        let mut txns: Vec<(CollId, Transaction)> =
+            batch.iter_mut().map(|q| (q.coll, std::mem::take(&mut q.txn))).collect();
+        if bytes > WAL_MAX_RECORD as u64 {
+            // Large writes: synced once in redb rather than written twice.
+            let seq = self.next_seq - 1;
+            let r = commit(&self.db, &mut txns, now, Durability::Immediate, seq);
+            self.count(L_DIRECT, 1);
+            return r;
+        }
+        // Encoded before `commit` consumes the ops; only the valid ones are logged.
+        let encoded: Vec<BytesMut> = txns.iter().map(|(c, t)| encode_txn(c, t)).collect();
+        let seq = self.next_seq;
+        let results = commit(&self.db, &mut txns, now, Durability::None, seq);
+        if results.iter().all(|r| r.as_ref().is_err_and(|e| e.errno == libc::EIO)) {
+            return results;
+        }
+        let payload = encode_record(
+            now,
+            encoded
+                .into_iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(e, _)| e),
+        );
+        let durable = if self.wal.has_room(payload.len()) {
+            self.count(L_WAL_BYTES, payload.len() as u64);
+            let t0 = Instant::now();
+            let r = self.wal.append(seq, &payload);
+            if let Some(pc) = &self.pc {
+                pc.tinc(L_WAL_LAT, t0.elapsed());
+            }
+            r
+        } else {
+            // The log is full: syncing redb makes this batch durable along with the rest.
+            self.count(L_CHECKPOINTS, 1);
+            checkpoint(&self.db, &mut self.wal)
         };
-        let mut bytes = first.txn.data_bytes();
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_TXNS && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(Msg::Txn(q)) => {
-                    bytes += q.txn.data_bytes();
-                    batch.push(q);
-                }
-                Ok(Msg::Stop) => {
-                    stop = true;
-                    break;
-                }
-                Err(_) => break,
+        self.next_seq += 1;
+        match durable {
+            Ok(()) => results,
+            Err(e) => {
+                log::error!("kvstore: {e}: the store stops committing");
+                self.failed = Some(e.clone());
+                results.iter().map(|_| Err(e.clone())).collect()
             }
         }
-        let start = Instant::now();
-        let results = commit_batch(&db, &mut batch);
-        if let Some(pc) = &pc {
-            pc.tinc(L_COMMIT_LAT, start.elapsed());
-            pc.inc(L_BATCH_SIZE, batch.len() as u64);
-            pc.inc(L_OPS, results.iter().filter(|r| r.is_ok()).count() as u64);
-            pc.inc(L_BYTES, bytes);
+    }
+
+    fn count(&self, idx: usize, v: u64) {
+        if let Some(pc) = &self.pc {
+            pc.inc(idx, v);
         }
-        for (q, r) in batch.into_iter().zip(results) {
-            if let Some(pc) = &pc {
-                pc.tinc(L_QUEUE_LAT, q.queued_at.elapsed());
+    }
+
+    /// The thread: batches until `Stop`, then a last checkpoint so that a clean umount leaves
+    /// an empty log.
+    pub(super) fn run(mut self, rx: Receiver<Msg>, fin: Sender<Finished>) {
+        let mut stop = false;
+        while !stop {
+            let first = match rx.recv() {
+                Ok(Msg::Txn(q)) => q,
+                Ok(Msg::Stop) | Err(_) => break,
+                #[cfg(test)]
+                Ok(Msg::Crash) => return,
+            };
+            let mut bytes = first.txn.data_bytes();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH_TXNS && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(Msg::Txn(q)) => {
+                        bytes += q.txn.data_bytes();
+                        batch.push(q);
+                    }
+                    Ok(Msg::Stop) => {
+                        stop = true;
+                        break;
+                    }
+                    #[cfg(test)]
+                    Ok(Msg::Crash) => return,
+                    Err(_) => break,
+                }
             }
-            (q.on_commit)(r);
+            let start = Instant::now();
+            let results = self.commit_batch(&mut batch, bytes);
+            if let Some(pc) = &self.pc {
+                pc.tinc(L_COMMIT_LAT, start.elapsed());
+                pc.inc(L_BATCH_SIZE, batch.len() as u64);
+                pc.inc(L_OPS, results.iter().filter(|r| r.is_ok()).count() as u64);
+                pc.inc(L_BYTES, bytes);
+            }
+            let mut done = Vec::with_capacity(batch.len());
+            for (q, r) in batch.into_iter().zip(results) {
+                if let Some(pc) = &self.pc {
+                    pc.tinc(L_QUEUE_LAT, q.queued_at.elapsed());
+                }
+                if q.wake {
+                    (q.on_commit)(r);
+                } else {
+                    done.push((q.on_commit, r));
+                }
+            }
+            if done.is_empty() {
+                continue;
+            }
+            if let Err(crossbeam_channel::SendError(done)) = fin.send(done) {
+                // kv_final is gone (it panicked): run them here rather than lose them.
+                for (f, r) in done {
+                    f(r);
+                }
+            }
+        }
+        if self.failed.is_none() && !self.wal.is_empty() {
+            if let Err(e) = checkpoint(&self.db, &mut self.wal) {
+                log::error!("kvstore: last checkpoint at umount: {e}");
+            }
         }
     }
 }
