@@ -169,9 +169,14 @@ pub enum RepopOutcome {
 /// What a finished repop runs (the client's reply), outside the PG lock.
 pub type OnRepop = Box<dyn FnOnce(RepopOutcome) + Send>;
 
+/// A write in flight on the primary: the OSDs whose commit it waits for (the primary itself
+/// among them until its own store commits it).
 pub struct Repop {
     pub waiting: BTreeSet<OsdId>,
     pub done: OnRepop,
+    /// The object written, while the primary's own commit is pending: the next write to it
+    /// must see this one in the store, so it waits.
+    pub local: Option<crate::os::ObjectId>,
 }
 
 /// Finished repops and how each ended, for the caller to run once it dropped the PG lock.
@@ -453,6 +458,11 @@ impl Pg {
         done
     }
 
+    /// Whether a write to `oid` is still being committed by this OSD's store.
+    pub fn committing(&self, oid: &crate::os::ObjectId) -> bool {
+        self.repops.values().any(|r| r.local.as_ref() == Some(oid))
+    }
+
     /// A replica's answer to repop `tid`.
     #[must_use]
     pub fn on_reply(&mut self, tid: u64, from: OsdId, result: i32) -> Finished {
@@ -569,6 +579,7 @@ mod tests {
             Repop {
                 waiting: waiting.iter().copied().collect(),
                 done: Box::new(move |o| tx.send(o).unwrap()),
+                local: None,
             }
         };
         let run = |f: Finished| f.into_iter().for_each(|(d, o)| d(o));

@@ -1,8 +1,8 @@
 //! Client ops on the primary (Ceph's `PrimaryLogPG`): an op reaches its PG in order on a
 //! `tp_osd_tp` worker, waits while the PG cannot serve it (map, min_size, peering, scrub,
 //! recovery of its object, writes in flight), runs against the store (`pg_ops`), and a write is
-//! versioned, logged, sent to the replicas and applied here; the reply goes out once every
-//! replica still in the acting set has it.
+//! versioned, logged, queued to this OSD's store and sent to the replicas; the reply goes out
+//! once this store and every replica still in the acting set have committed it.
 
 use super::dispatch::reply_error;
 use super::op_wq::PgKey;
@@ -14,6 +14,11 @@ use crate::types::osd_op::{MOsdOpReply, CEPH_OSD_FLAG_ACK, CEPH_OSD_FLAG_ONDISK,
 use crate::types::osdmap::OsdMap;
 use parking_lot::Mutex;
 use std::sync::Arc;
+
+/// The object an op names.
+fn op_oid(op: &OpItem) -> ObjectId {
+    ObjectId::new(op.req.pool, op.req.nspace.clone(), op.req.oid.clone())
+}
 
 impl Shared {
     fn send_reply(&self, op: &OpItem, reply: MOsdOpReply, epoch: u32) {
@@ -128,9 +133,14 @@ impl Shared {
             // Writes pipeline (replicas apply them in order); a read, or a resend of a write
             // still replicating, waits until the PG's writes are committed, and so does
             // everything after it, to keep the PG's order.
+            // A write to an object whose last write this store is still committing waits too:
+            // it must be computed against that write.
             let dup = if is_write { g.log.lookup(&reqid) } else { None };
             let must_wait = !is_write || dup.is_some();
-            if !g.waiting_for_commit.is_empty() || (must_wait && !g.repops.is_empty()) {
+            if !g.waiting_for_commit.is_empty()
+                || (must_wait && !g.repops.is_empty())
+                || (is_write && !g.repops.is_empty() && g.committing(&op_oid(&op)))
+            {
                 op.tracked.mark_event("waiting_for_commit");
                 g.waiting_for_commit.push(op);
                 return;
@@ -215,10 +225,10 @@ impl Shared {
     }
 
     /// Versions `txn` (the PG's next version, stamped into its pgmeta), logs the request,
-    /// ends the op's count in `applying` (taken by `handle`),
-    /// sends it to the replicas of `acting` and applies it here. The client's reply goes out
-    /// when the last replica still in the acting set has it — from the thread that reads that
-    /// reply, so neither this worker nor a messenger thread ever waits on another OSD.
+    /// ends the op's count in `applying` (taken by `handle`), queues it to this OSD's store and
+    /// sends it to the replicas of `acting`. The client's reply goes out once this store and
+    /// every replica still in the acting set have committed it — from the thread that saw the
+    /// last commit, so no `tp_osd_tp` worker waits for a disk or for another OSD.
     #[allow(clippy::too_many_arguments)]
     fn submit_write(
         &self,
@@ -234,6 +244,7 @@ impl Shared {
         in_bytes: u64,
     ) {
         let epoch = reply.epoch;
+        let target = op_oid(&op);
         let replicas: Vec<i32> = acting.iter().copied().filter(|o| *o != self.whoami).collect();
         let tid = self.next_repop_tid.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (version, previous) = {
@@ -262,31 +273,27 @@ impl Shared {
             reqid,
             txn: txn.clone(),
         });
-        let applied = self.store.apply_transaction(coll, txn);
-        if applied.is_err() {
+        // What the store refuses without looking at its state is refused before anything
+        // goes out; past this, the write is replicated and committed here at the same time.
+        let checked = self.store.check_transaction(coll, &txn);
+        if let Err(e) = checked {
             // Never applied and never sent: its version is taken back, or every replica would
             // see the next repop skip a number, and a resend would find it in the log.
-            let mut g = pg.lock();
-            if g.last_update == version {
-                g.last_update = previous;
-                g.log.forget(&kept_reqid);
-                g.objlog.forget(version);
+            {
+                let mut g = pg.lock();
+                if g.last_update == version {
+                    g.last_update = previous;
+                    g.log.forget(&kept_reqid);
+                    g.objlog.forget(version);
+                }
+                g.applying.dec();
             }
-        }
-        if applied.is_err() || repop.is_none() {
-            pg.lock().applying.dec();
-        }
-        if let Err(e) = applied {
             reply.result = -e.errno.abs();
             for r in reply.ops.iter_mut() {
                 r.outdata = bytes::Bytes::new();
             }
             return self.finish(op, reply, true, in_bytes);
         }
-        let Some(repop) = repop else {
-            op.tracked.mark_event("commit_sent");
-            return self.finish(op, reply, true, in_bytes);
-        };
         let me = self.me.get().cloned().unwrap_or_default();
         let done: pg::OnRepop = Box::new(move |outcome| {
             let Some(shared) = me.upgrade() else { return };
@@ -307,27 +314,69 @@ impl Shared {
                 pg::RepopOutcome::Deposed => op.tracked.mark_event("deposed"),
             }
         });
-        pg.lock().repops.insert(
-            tid,
-            pg::Repop {
-                waiting: replicas.iter().copied().collect(),
-                done,
-            },
+        let (applying, damaged) = {
+            let mut g = pg.lock();
+            g.repops.insert(
+                tid,
+                pg::Repop {
+                    waiting: replicas.iter().copied().chain([self.whoami]).collect(),
+                    done,
+                    local: Some(target),
+                },
+            );
+            // A second count, until our own commit: a fence must find this write in the store.
+            g.applying.inc();
+            (g.applying.clone(), g.damaged.clone())
+        };
+        // Our own commit runs while the replicas apply theirs; neither this worker nor the
+        // store's thread waits for the other. The reply goes once every copy has it.
+        let (me, whoami, coll_id) = (self.me.get().cloned().unwrap_or_default(), self.whoami, *coll);
+        self.store.queue_transaction(
+            coll,
+            txn,
+            Box::new(move |res| {
+                let Some(shared) = me.upgrade() else {
+                    applying.dec();
+                    return;
+                };
+                let pg = shared.pg(key);
+                let result = match res {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        // The replicas may hold it and we do not: this copy is no longer
+                        // complete, and the next peering repairs it from theirs.
+                        log::error!(target: "osd", "osd.{whoami}: write {version} to {coll_id} failed to commit here: {e}");
+                        damaged.store(true, std::sync::atomic::Ordering::Release);
+                        -e.errno.abs()
+                    }
+                };
+                let done = {
+                    let mut g = pg.lock();
+                    if let Some(r) = g.repops.get_mut(&tid) {
+                        r.local = None;
+                    }
+                    g.on_reply(tid, whoami, result)
+                };
+                applying.dec();
+                shared.complete_repops(key, &pg, done);
+            }),
         );
-        let m = crate::types::messages::FrontMessage::to_message(&repop);
-        for r in &replicas {
-            let sent = map
-                .osd(*r)
-                .filter(|o| o.up)
-                .ok_or_else(|| Error::noent(format!("osd.{r} is not up")))
-                .and_then(|o| {
-                    self.cluster
-                        .connect_to(crate::common::entity::EntityType::Osd, &o.addrs.cluster)
-                })
-                .and_then(|c| c.send_message(m.clone_for_send()));
-            if let Err(e) = sent {
-                // The map will drop it from the acting set, which ends the wait for it.
-                log::warn!(target: "osd", "osd.{}: repop to osd.{r}: {e}", self.whoami);
+        if let Some(repop) = repop {
+            let m = crate::types::messages::FrontMessage::to_message(&repop);
+            for r in &replicas {
+                let sent = map
+                    .osd(*r)
+                    .filter(|o| o.up)
+                    .ok_or_else(|| Error::noent(format!("osd.{r} is not up")))
+                    .and_then(|o| {
+                        self.cluster
+                            .connect_to(crate::common::entity::EntityType::Osd, &o.addrs.cluster)
+                    })
+                    .and_then(|c| c.send_message(m.clone_for_send()));
+                if let Err(e) = sent {
+                    // The map will drop it from the acting set, which ends the wait for it.
+                    log::warn!(target: "osd", "osd.{}: repop to osd.{r}: {e}", self.whoami);
+                }
             }
         }
         // Counted until sent: a peering primary's fence (its scan, on the same sessions) must
