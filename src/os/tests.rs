@@ -1274,6 +1274,18 @@ fn kv_small_batches_go_through_the_log_and_large_ones_sync_the_database() {
     assert!(get("kv_wal_bytes") > 4096, "the small write was logged");
     assert_eq!(get("kv_direct_commits"), 1, "the large one was not");
     assert_eq!(s.read(&C, &oid("large"), 0, 0).unwrap().len(), 8 << 20);
+    // A batch more than a second after the last checkpoint is followed by one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before = get("kv_checkpoints");
+    apply(&s, &C, |t| {
+        t.write(&oid("small"), 4096, vec![3u8; 4096]);
+    })
+    .unwrap();
+    apply(&s, &C, |t| {
+        t.write(&oid("small"), 8192, vec![4u8; 10]);
+    })
+    .unwrap();
+    assert!(get("kv_checkpoints") > before);
     s.umount().unwrap();
 }
 

@@ -11,7 +11,7 @@
 //! includes the batch's earlier transactions) and, if valid, applies it; an invalid one is
 //! skipped whole and its callback gets the error. A batch of up to `wal::WAL_MAX_RECORD` bytes
 //! is committed to redb unsynced (`Durability::None`, visible to readers at once) and made
-//! durable by one synced record of its valid transactions in the log (see `wal` and `sync`);
+//! durable by one synced record of its transactions in the log (see `wal` and `sync`);
 //! a larger one is committed with `Durability::Immediate`. Only then are the callbacks called,
 //! on `kv_final` (while `kv_sync` commits the next batch), holding no lock. An op is therefore
 //! acknowledged only once durable, and reads (each a fresh redb read transaction) issued after
@@ -23,7 +23,9 @@
 //! Each redb commit records the log sequence it includes (`super` key `wal_seq`), so at mount
 //! the log's newer records are exactly what redb lost (its unsynced commits, at a power cut):
 //! they are applied again, redb is synced, and the log starts over (a checkpoint, also done
-//! when the log is full and at umount).
+//! when the log is full, a second after the last one while writes come in, and at umount).
+//! The log record of a batch is written and synced by `kv_wal` while `kv_sync` applies the
+//! same batch to redb.
 //!
 //! # Key layout
 //!
@@ -364,13 +366,7 @@ impl ObjectStore for KvStore {
             .name("kv_final".into())
             .spawn(move || kv_final_loop(fin_rx))
             .map_err(|e| Error::io(e, "spawn kv_final"))?;
-        let sync = KvSync {
-            db: db.clone(),
-            wal,
-            next_seq,
-            pc: pc.clone(),
-            failed: None,
-        };
+        let sync = KvSync::start(db.clone(), wal, next_seq, pc.clone())?;
         let thread = crate::common::log::ThreadBuilder::new()
             .name("kv_sync".into())
             .spawn(move || sync.run(rx, fin_tx))

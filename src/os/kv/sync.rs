@@ -1,7 +1,8 @@
 //! The `kv_sync` thread takes every queued transaction (up to a batch limit), validates and
 //! applies them in one redb write transaction, and makes the batch durable: a small batch by
-//! one record in the write-ahead log (`wal`, one `fdatasync`; redb's commit is not synced), a
-//! large one by syncing redb. The `kv_final` thread runs their callbacks (BlueStore's
+//! one record in the write-ahead log (`wal`, one `fdatasync`; redb's commit is not synced),
+//! which the `kv_wal` thread writes and syncs while `kv_sync` applies the batch to redb; a large
+//! one by syncing redb. The `kv_final` thread runs their callbacks (BlueStore's
 //! `bstore_kv_sync` / `bstore_kv_final`), so the next batch commits while they run, and a
 //! callback that waits for a lock whose holder waits for a commit does not stop commits.
 //! `mount` replays the log (`replay`).
@@ -27,6 +28,9 @@ pub(super) enum Msg {
     #[cfg(test)]
     Crash,
 }
+
+/// How often `kv_sync` syncs redb and retires the log while writes come in.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The key in `super` holding the last log sequence number whose batch redb holds; written
 /// in the same redb commit as the batch, so redb's state and it always agree.
@@ -150,12 +154,13 @@ pub(super) fn replay(db: &Database, wal: &mut Wal, records: Vec<super::wal::Reco
             .into_iter()
             .enumerate()
         {
-            // Logged because it applied then, on the state replay rebuilt; it applies again.
+            // On the state replay rebuilt, each transaction does what it did then: one refused
+            // then (its caller got the error) is refused again.
             if let Err(e) = res {
                 if e.errno == libc::EIO {
                     return Err(e);
                 }
-                log::error!("kvstore: wal record {} transaction {i} no longer applies: {e}", r.seq);
+                log::debug!("kvstore: wal record {} transaction {i} refused, as it was: {e}", r.seq);
             }
         }
         last = r.seq;
@@ -182,16 +187,56 @@ pub(super) fn kv_final_loop(rx: Receiver<Finished>) {
 
 /// What `kv_sync` owns.
 pub(super) struct KvSync {
-    pub(super) db: Arc<Database>,
-    pub(super) wal: Wal,
-    pub(super) next_seq: u64,
-    pub(super) pc: Option<Arc<PerfCounters>>,
-    /// A log write failed: redb may hold what the log does not, so nothing more is committed
-    /// (Ceph's BlueStore aborts); every later transaction gets this error.
-    pub(super) failed: Option<Error>,
+    db: Arc<Database>,
+    /// Shared with `kv_wal`, which holds it only while it appends a record `kv_sync` waits for.
+    wal: Arc<parking_lot::Mutex<Wal>>,
+    /// Records for `kv_wal` to append, and its answers, one per record.
+    to_wal: Option<Sender<(u64, Vec<u8>)>>,
+    from_wal: Receiver<Result<()>>,
+    wal_thread: Option<JoinHandle<()>>,
+    next_seq: u64,
+    pc: Option<Arc<PerfCounters>>,
+    last_checkpoint: Instant,
+    /// A log write or a database commit failed: redb and the log may disagree, so nothing more
+    /// is committed (Ceph's BlueStore aborts); every later transaction gets this error.
+    failed: Option<Error>,
 }
 
 impl KvSync {
+    /// `kv_sync`'s state, with its `kv_wal` thread started.
+    pub(super) fn start(db: Arc<Database>, wal: Wal, next_seq: u64, pc: Option<Arc<PerfCounters>>) -> Result<KvSync> {
+        let wal = Arc::new(parking_lot::Mutex::new(wal));
+        let (to_wal, rx) = crossbeam_channel::unbounded::<(u64, Vec<u8>)>();
+        let (tx, from_wal) = crossbeam_channel::unbounded();
+        let (w, pc2) = (wal.clone(), pc.clone());
+        let wal_thread = crate::common::log::ThreadBuilder::new()
+            .name("kv_wal".into())
+            .spawn(move || {
+                for (seq, payload) in rx {
+                    let t0 = Instant::now();
+                    let r = w.lock().append(seq, &payload);
+                    if let Some(pc) = &pc2 {
+                        pc.tinc(L_WAL_LAT, t0.elapsed());
+                    }
+                    if tx.send(r).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| Error::io(e, "spawn kv_wal"))?;
+        Ok(KvSync {
+            db,
+            wal,
+            to_wal: Some(to_wal),
+            from_wal,
+            wal_thread: Some(wal_thread),
+            next_seq,
+            pc,
+            last_checkpoint: Instant::now(),
+            failed: None,
+        })
+    }
+
     /// Commits one batch durably; returns each transaction's result.
     fn commit_batch(&mut self, batch: &mut [Queued], bytes: u64) -> Vec<Result<()>> {
         if let Some(e) = &self.failed {
@@ -207,41 +252,43 @@ impl KvSync {
             self.count(L_DIRECT, 1);
             return r;
         }
-        // Encoded before `commit` consumes the ops; only the valid ones are logged.
-        let encoded: Vec<BytesMut> = txns.iter().map(|(c, t)| encode_txn(c, t)).collect();
+        // The whole batch is logged, encoded before `commit` consumes it, and synced while
+        // redb applies it; replay validates again, on the same state, so a transaction refused
+        // now is refused then too.
+        let payload = encode_record(now, txns.iter().map(|(c, t)| encode_txn(c, t)));
         let seq = self.next_seq;
-        let results = commit(&self.db, &mut txns, now, Durability::None, seq);
-        if results.iter().all(|r| r.as_ref().is_err_and(|e| e.errno == libc::EIO)) {
-            return results;
-        }
-        let payload = encode_record(
-            now,
-            encoded
-                .into_iter()
-                .zip(&results)
-                .filter(|(_, r)| r.is_ok())
-                .map(|(e, _)| e),
-        );
-        let durable = if self.wal.has_room(payload.len()) {
+        self.next_seq += 1;
+        let logged = self.wal.lock().has_room(payload.len());
+        if logged {
             self.count(L_WAL_BYTES, payload.len() as u64);
-            let t0 = Instant::now();
-            let r = self.wal.append(seq, &payload);
-            if let Some(pc) = &self.pc {
-                pc.tinc(L_WAL_LAT, t0.elapsed());
+            if let Some(tx) = &self.to_wal {
+                let _ = tx.send((seq, payload));
             }
-            r
+        }
+        let results = commit(&self.db, &mut txns, now, Durability::None, seq);
+        let durable = if logged {
+            self.from_wal.recv().unwrap_or_else(|_| Err(eio("kv_wal is gone")))
         } else {
             // The log is full: syncing redb makes this batch durable along with the rest.
             self.count(L_CHECKPOINTS, 1);
-            checkpoint(&self.db, &mut self.wal)
+            self.last_checkpoint = Instant::now();
+            checkpoint(&self.db, &mut self.wal.lock())
         };
-        self.next_seq += 1;
-        match durable {
-            Ok(()) => results,
-            Err(e) => {
+        let committed = !results.iter().any(|r| r.as_ref().is_err_and(|e| e.errno == libc::EIO));
+        match (durable, committed) {
+            (Ok(()), true) => results,
+            (Err(e), _) => {
                 log::error!("kvstore: {e}: the store stops committing");
                 self.failed = Some(e.clone());
                 results.iter().map(|_| Err(e.clone())).collect()
+            }
+            (Ok(()), false) => {
+                // Logged but not in redb: a restart would replay it, so nothing more is
+                // committed until then.
+                let e = eio("the database commit failed: the store stops committing");
+                log::error!("kvstore: {e}");
+                self.failed = Some(e);
+                results
             }
         }
     }
@@ -299,18 +346,34 @@ impl KvSync {
                     done.push((q.on_commit, r));
                 }
             }
-            if done.is_empty() {
-                continue;
+            if !done.is_empty() {
+                if let Err(crossbeam_channel::SendError(done)) = fin.send(done) {
+                    // kv_final is gone (it panicked): run them here rather than lose them.
+                    for (f, r) in done {
+                        f(r);
+                    }
+                }
             }
-            if let Err(crossbeam_channel::SendError(done)) = fin.send(done) {
-                // kv_final is gone (it panicked): run them here rather than lose them.
-                for (f, r) in done {
-                    f(r);
+            // Unsynced redb commits pile up pages redb cannot reuse until it syncs: sync it
+            // now and then, after a batch's callbacks are on their way.
+            if self.failed.is_none()
+                && self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
+                && !self.wal.lock().is_empty()
+            {
+                self.count(L_CHECKPOINTS, 1);
+                self.last_checkpoint = Instant::now();
+                if let Err(e) = checkpoint(&self.db, &mut self.wal.lock()) {
+                    log::error!("kvstore: checkpoint: {e}: the store stops committing");
+                    self.failed = Some(e);
                 }
             }
         }
-        if self.failed.is_none() && !self.wal.is_empty() {
-            if let Err(e) = checkpoint(&self.db, &mut self.wal) {
+        self.to_wal = None;
+        if let Some(t) = self.wal_thread.take() {
+            let _ = t.join();
+        }
+        if self.failed.is_none() && !self.wal.lock().is_empty() {
+            if let Err(e) = checkpoint(&self.db, &mut self.wal.lock()) {
                 log::error!("kvstore: last checkpoint at umount: {e}");
             }
         }
