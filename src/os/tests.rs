@@ -1424,3 +1424,55 @@ fn kv_power_cut_keeps_every_acknowledged_write_and_tears_none() {
         power_cut_run(seed);
     }
 }
+
+#[test]
+fn kv_a_batch_sees_its_own_creations_and_removals() {
+    // Queued back to back, these usually share one commit: each must see the ones before it.
+    let dir = tempfile::tempdir().unwrap();
+    let s = KvStore::new(dir.path());
+    s.mount().unwrap();
+    let d = CollId { pool: 2, seed: 1 };
+    mkcoll(&s, &d);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let queue = |f: &dyn Fn(&mut Transaction)| {
+        let mut t = Transaction::new();
+        f(&mut t);
+        let tx = tx.clone();
+        s.queue_transaction(
+            &d,
+            t,
+            Box::new(move |r| tx.send(r.err().map_or(0, |e| e.errno)).unwrap()),
+        );
+    };
+    queue(&|t| {
+        t.write(&oid("a"), 0, vec![1u8; 10]);
+    });
+    queue(&|t| {
+        t.remove_collection();
+    });
+    queue(&|t| {
+        t.write(&oid("a"), 10, vec![2u8; 5]);
+    });
+    queue(&|t| {
+        t.remove(&oid("a"));
+    });
+    queue(&|t| {
+        t.write(&oid("a"), 2, vec![3u8; 1]);
+        t.truncate(&oid("a"), 1);
+    });
+    queue(&|t| {
+        t.remove(&oid("a"));
+        t.remove_collection();
+    });
+    let got: Vec<i32> = (0..6).map(|_| rx.recv().unwrap()).collect();
+    assert_eq!(got, [0, libc::ENOTEMPTY, 0, 0, 0, 0]);
+    assert!(!s.collection_exists(&d).unwrap());
+    // A callback that panics does not stop the ones after it.
+    mkcoll(&s, &d);
+    s.queue_transaction(&d, Transaction::new(), Box::new(|_| panic!("a callback panics")));
+    queue(&|t| {
+        t.touch(&oid("after"));
+    });
+    assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(), 0);
+    s.umount().unwrap();
+}

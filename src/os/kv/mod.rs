@@ -68,6 +68,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+mod backend;
 mod keys;
 pub mod simdisk;
 mod sync;
@@ -321,8 +322,16 @@ impl ObjectStore for KvStore {
         let mut b = redb::Builder::new();
         b.set_cache_size(CACHE_BYTES);
         let db = match &self.disk {
-            Some(d) => b.create_with_backend(d.file(DB_FILE)),
-            None => b.create(&file),
+            Some(d) => b.create_with_backend(backend::SyncedLen(d.file(DB_FILE))),
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&file)
+                .map_err(redb::DatabaseError::from)
+                .and_then(redb::backends::FileBackend::new)
+                .and_then(|f| b.create_with_backend(backend::SyncedLen(f))),
         }
         .map_err(|e| eio(format!("open {}: {e}", file.display())))?;
         {

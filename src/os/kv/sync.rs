@@ -65,6 +65,7 @@ fn commit(
                 data: w.open_table(DATA).map_err(eio)?,
                 xattrs: w.open_table(XATTRS).map_err(eio)?,
                 omap: w.open_table(OMAP).map_err(eio)?,
+                onode_cache: Default::default(),
             };
             for (coll, txn) in txns.iter_mut() {
                 let v = validate_txn(coll, txn, &WriteView { t: &t, coll });
@@ -75,6 +76,7 @@ fn commit(
                 }
                 results.push(v);
             }
+            t.flush_onodes()?;
             let mut sup = w.open_table(SUPER).map_err(eio)?;
             sup.insert(WAL_SEQ, &seq.to_le_bytes()[..]).map_err(eio)?;
         }
@@ -180,7 +182,10 @@ pub(super) fn kv_final_loop(rx: Receiver<Finished>) {
     IN_KV_CALLBACK.with(|f| f.set(true));
     while let Ok(batch) = rx.recv() {
         for (f, r) in batch {
-            f(r);
+            // A callback that panics must not take the others with it.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(r))).is_err() {
+                log::error!("kvstore: a commit callback panicked; kv_final goes on");
+            }
         }
     }
 }

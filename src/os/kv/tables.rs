@@ -80,6 +80,10 @@ pub(super) struct Tables<'t> {
     pub(super) data: Table<'t, &'static [u8], &'static [u8]>,
     pub(super) xattrs: Table<'t, &'static [u8], &'static [u8]>,
     pub(super) omap: Table<'t, &'static [u8], &'static [u8]>,
+    /// Onodes this batch changed, written once at its end (`flush_onodes`): an object's
+    /// transaction touches its onode several times (touch, truncate, write), and every write
+    /// of a PG touches the PG's metadata object. `None`: removed.
+    pub(super) onode_cache: std::collections::HashMap<Vec<u8>, Option<(u64, u64)>>,
 }
 
 pub(super) fn remove_prefix(t: &mut Table<'_, &'static [u8], &'static [u8]>, prefix: &[u8]) -> Result<()> {
@@ -100,15 +104,19 @@ impl TxnView for WriteView<'_, '_> {
         Ok(self.t.colls.get(ckey(self.coll).as_slice()).map_err(eio)?.is_some())
     }
     fn object_exists(&self, oid: &ObjectId) -> Result<bool> {
-        Ok(self
-            .t
-            .onodes
-            .get(okey(self.coll, oid).as_slice())
-            .map_err(eio)?
-            .is_some())
+        Ok(self.t.onode(&okey(self.coll, oid))?.is_some())
     }
     fn has_object_besides(&self, removed: &HashSet<ObjectId>) -> Result<bool> {
         let p = ckey(self.coll);
+        // This batch's onodes first; the table's for the objects the batch did not touch.
+        for (k, v) in &self.t.onode_cache {
+            if v.is_some() && k.starts_with(&p) {
+                let oid = decode_okey(k).ok_or_else(|| eio("corrupt onode key"))?;
+                if !removed.contains(&oid) {
+                    return Ok(true);
+                }
+            }
+        }
         let range = match prefix_end(&p) {
             Some(hi) => self.t.onodes.range::<&[u8]>(p.as_slice()..hi.as_slice()),
             None => self.t.onodes.range::<&[u8]>(p.as_slice()..),
@@ -116,6 +124,9 @@ impl TxnView for WriteView<'_, '_> {
         .map_err(eio)?;
         for item in range {
             let (k, _) = item.map_err(eio)?;
+            if self.t.onode_cache.contains_key(k.value()) {
+                continue;
+            }
             let oid = decode_okey(k.value()).ok_or_else(|| eio("corrupt onode key"))?;
             if !removed.contains(&oid) {
                 return Ok(true);
@@ -126,6 +137,26 @@ impl TxnView for WriteView<'_, '_> {
 }
 
 impl Tables<'_> {
+    /// An object's (size, mtime) as this batch left it so far.
+    pub(super) fn onode(&self, ok: &[u8]) -> Result<Option<(u64, u64)>> {
+        match self.onode_cache.get(ok) {
+            Some(v) => Ok(*v),
+            None => get_onode(&self.onodes, ok),
+        }
+    }
+
+    /// Writes the onodes the batch changed.
+    pub(super) fn flush_onodes(&mut self) -> Result<()> {
+        for (k, v) in std::mem::take(&mut self.onode_cache) {
+            match v {
+                Some((size, mtime)) => self.onodes.insert(k.as_slice(), &encode_onode(size, mtime)[..]),
+                None => self.onodes.remove(k.as_slice()).map(|_| None),
+            }
+            .map_err(eio)?;
+        }
+        Ok(())
+    }
+
     fn write_chunks(&mut self, ok: &[u8], off: u64, data: &[u8]) -> Result<()> {
         let end = off + data.len() as u64;
         let mut pos = off;
@@ -218,12 +249,12 @@ impl Tables<'_> {
         };
         let ok = okey(coll, oid);
         if let Op::Remove(_) = op {
-            self.onodes.remove(ok.as_slice()).map_err(eio)?;
+            self.onode_cache.insert(ok.clone(), None);
             remove_prefix(&mut self.data, &ok)?;
             remove_prefix(&mut self.xattrs, &ok)?;
             return remove_prefix(&mut self.omap, &ok);
         }
-        let mut size = get_onode(&self.onodes, &ok)?.map(|(s, _)| s).unwrap_or(0);
+        let mut size = self.onode(&ok)?.map(|(s, _)| s).unwrap_or(0);
         match op {
             Op::Touch(_) => {}
             Op::Write { data, .. } if data.is_empty() => {}
@@ -267,9 +298,7 @@ impl Tables<'_> {
             Op::OmapClear(_) => remove_prefix(&mut self.omap, &ok)?,
             Op::Remove(_) | Op::CreateCollection | Op::RemoveCollection => unreachable!(),
         }
-        self.onodes
-            .insert(ok.as_slice(), &encode_onode(size, now)[..])
-            .map_err(eio)?;
+        self.onode_cache.insert(ok, Some((size, now)));
         Ok(())
     }
 }
