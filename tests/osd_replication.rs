@@ -428,7 +428,8 @@ fn dump_pgs_on_the_admin_socket_shows_each_pgs_state() {
     );
     wait_for("every PG peered on osd.0", 30, || {
         let s = states(0, "primary");
-        s.len() == 32 && s.iter().all(|s| s != "peering")
+        // States are joined with "+" ("peering+undersized+degraded"): look for the word.
+        s.len() == 32 && s.iter().all(|s| !s.split('+').any(|w| w == "peering"))
     });
     let after = states(0, "primary");
     assert!(after.iter().all(|s| s == "active+undersized+degraded"), "{after:?}");
