@@ -1083,8 +1083,8 @@ int osdkit_messenger_dump_connections(const osdkit_messenger *m,
 int osdkit_messenger_shutdown(osdkit_messenger *m);
 
 // Shuts the messenger down (see `osdkit_messenger_shutdown`) and frees it; the dispatchers'
-// `drop` callbacks run here (or, when called from inside a callback, on one of the
-// messenger's threads right after that callback returns). Connection and message handles stay valid and must still be
+// `drop` callbacks run here (or, when this or an earlier shutdown was called from inside a
+// callback, on one of the messenger's threads right after that callback returns). Connection and message handles stay valid and must still be
 // freed. NULL is ignored.
 void osdkit_messenger_free(osdkit_messenger *m);
 

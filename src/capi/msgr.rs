@@ -698,8 +698,8 @@ pub extern "C" fn osdkit_messenger_shutdown(m: *mut osdkit_messenger) -> c_int {
 }
 
 /// Shuts the messenger down (see `osdkit_messenger_shutdown`) and frees it; the dispatchers'
-/// `drop` callbacks run here (or, when called from inside a callback, on one of the
-/// messenger's threads right after that callback returns). Connection and message handles stay valid and must still be
+/// `drop` callbacks run here (or, when this or an earlier shutdown was called from inside a
+/// callback, on one of the messenger's threads right after that callback returns). Connection and message handles stay valid and must still be
 /// freed. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn osdkit_messenger_free(m: *mut osdkit_messenger) {
