@@ -88,8 +88,6 @@ pub(super) struct Wal {
     pos: u64,
     /// Bytes of the file known to be allocated and zeroed (the file's length).
     len: u64,
-    /// Records and syncs since open, for the perf counters.
-    pub appended: u64,
 }
 
 fn crc(parts: &[&[u8]]) -> u32 {
@@ -140,7 +138,6 @@ impl Wal {
             generation,
             pos: HEADER_LEN,
             len,
-            appended: 0,
         };
         let records = wal.scan().map_err(io)?;
         if len < HEADER_LEN + GROW {
@@ -229,7 +226,6 @@ impl Wal {
         })();
         r.map_err(|e| eio(format!("wal append: {e}")))?;
         self.pos = end;
-        self.appended += 1;
         Ok(())
     }
 
